@@ -1,0 +1,1 @@
+"""Unimodal and unique (cross-modal-conditioned) augmentations."""

@@ -1,0 +1,1 @@
+"""Mutual-information critics and contrastive lower/upper bound estimators."""
