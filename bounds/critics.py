@@ -1,0 +1,172 @@
+"""Critics f(x, y): networks that score every (x_i, y_j) pair of a batch as a [B, N] matrix."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from ._checks import check_features
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def _activation(name: str) -> type[nn.Module]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2, activation: str = "relu") -> nn.Sequential:
+    """An MLP with ``layers`` hidden-to-hidden layers (the published convention).
+
+    ``layers=2`` gives Linear(in, h), act, Linear(h, h), act, Linear(h, h), act, Linear(h, out).
+    """
+    for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    if int(layers) < 0:
+        raise ValueError(f"layers must be >= 0, got {layers}")
+    act = _activation(activation)
+    seq: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), act()]
+    for _ in range(layers):
+        seq += [nn.Linear(hidden_dim, hidden_dim), act()]
+    seq.append(nn.Linear(hidden_dim, out_dim))
+    return nn.Sequential(*seq)
+
+
+class SeparableCritic(nn.Module):
+    """f(x, y) = g(x)^T h(y) / temperature (cosine similarity when ``normalize``).
+
+    Cost O((B + N) * MLP + B * N * embed_dim): the scalable default. CLIP's logit is one such critic.
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        y_dim: int,
+        hidden_dim: int = 512,
+        embed_dim: int = 128,
+        layers: int = 2,
+        activation: str = "relu",
+        normalize: bool = False,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.x_dim, self.y_dim = int(x_dim), int(y_dim)
+        self.g = mlp(x_dim, hidden_dim, embed_dim, layers, activation)
+        self.h = mlp(y_dim, hidden_dim, embed_dim, layers, activation)
+        self.normalize = bool(normalize)
+        self.temperature = float(temperature)
+
+    def embed_x(self, x: Tensor) -> Tensor:
+        """g(x), normalised when the critic is a cosine critic: [B, embed_dim]."""
+        e = self.g(check_features(x, self.x_dim, "x"))
+        return F.normalize(e, dim=-1) if self.normalize else e
+
+    def embed_y(self, y: Tensor) -> Tensor:
+        """h(y), normalised when the critic is a cosine critic: [N, embed_dim]."""
+        e = self.h(check_features(y, self.y_dim, "y"))
+        return F.normalize(e, dim=-1) if self.normalize else e
+
+    def score_embeddings(self, gx: Tensor, hy: Tensor) -> Tensor:
+        """Scores [B, N] from already embedded x and y (e.g. gathered from other ranks)."""
+        return gx @ hy.transpose(0, 1) / self.temperature
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Scores [B, N] with scores[i, j] = f(x_i, y_j)."""
+        return self.score_embeddings(self.embed_x(x), self.embed_y(y))
+
+    def extra_repr(self) -> str:
+        return f"normalize={self.normalize}, temperature={self.temperature}"
+
+
+class ConcatCritic(nn.Module):
+    """f(x, y) = MLP([x; y]): the critic the paper uses, without tiling [B*N, x_dim + y_dim] inputs.
+
+    The first layer is linear, so W [x; y] + b = W_x x + W_y y + b: both halves are computed once
+    ([B, H] and [N, H]) and broadcast-added; the remaining layers run on the [rows, N, H] pair
+    activations in row chunks of at most ``chunk_size`` pairs. ``self.net`` is the plain MLP on
+    [x; y], so the scores equal the naive tiled computation with the same weights.
+
+    With gradients enabled, autograd keeps every chunk's activations for the backward pass, so
+    chunking bounds transient memory only; ``checkpoint=True`` recomputes each chunk in the
+    backward pass instead, which bounds peak training memory by ``chunk_size`` at the cost of a
+    second forward pass.
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        y_dim: int,
+        hidden_dim: int = 512,
+        layers: int = 2,
+        activation: str = "relu",
+        chunk_size: int = 1 << 16,
+        checkpoint: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be a positive number of pairs, got {chunk_size}")
+        self.x_dim, self.y_dim = int(x_dim), int(y_dim)
+        self.net = mlp(x_dim + y_dim, hidden_dim, 1, layers, activation)
+        self.chunk_size = int(chunk_size)
+        self.checkpoint = bool(checkpoint)
+
+    def project_x(self, x: Tensor) -> Tensor:
+        """W_x x + b: the x half of the first layer, [B, H]."""
+        first = self.net[0]
+        return F.linear(check_features(x, self.x_dim, "x"), first.weight[:, : self.x_dim], first.bias)
+
+    def project_y(self, y: Tensor) -> Tensor:
+        """W_y y: the y half of the first layer, [N, H]."""
+        first = self.net[0]
+        return F.linear(check_features(y, self.y_dim, "y"), first.weight[:, self.x_dim :])
+
+    def _rest(self, hx: Tensor, hy: Tensor) -> Tensor:
+        # [rows, 1, H] + [1, N, H] -> [rows, N, H] -> layers after the first -> [rows, N]
+        return self.net[1:](hx.unsqueeze(1) + hy.unsqueeze(0)).squeeze(-1)
+
+    def score_projections(self, hx: Tensor, hy: Tensor) -> Tensor:
+        """Scores [B, N] from the first-layer halves (e.g. gathered from other ranks)."""
+        n = hy.shape[0]
+        rows = max(1, self.chunk_size // max(n, 1))
+        use_ckpt = self.checkpoint and torch.is_grad_enabled() and (hx.requires_grad or hy.requires_grad)
+        chunks = []
+        for start in range(0, hx.shape[0], rows):
+            part = hx[start : start + rows]
+            if use_ckpt:
+                chunks.append(_checkpoint(self._rest, part, hy, use_reentrant=False))
+            else:
+                chunks.append(self._rest(part, hy))
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Scores [B, N] with scores[i, j] = MLP([x_i; y_j])."""
+        return self.score_projections(self.project_x(x), self.project_y(y))
+
+    def extra_repr(self) -> str:
+        return f"chunk_size={self.chunk_size}, checkpoint={self.checkpoint}"
+
+
+def critic_from_name(
+    kind: str, x_dim: int, y_dim: int, hidden_dim: int = 512, layers: int = 2, activation: str = "relu", **kwargs
+) -> nn.Module:
+    """Build a critic by name: ``"separable"`` or ``"concat"``."""
+    if kind == "separable":
+        return SeparableCritic(x_dim, y_dim, hidden_dim=hidden_dim, layers=layers, activation=activation, **kwargs)
+    if kind == "concat":
+        return ConcatCritic(x_dim, y_dim, hidden_dim=hidden_dim, layers=layers, activation=activation, **kwargs)
+    raise ValueError(f"critic must be one of ['concat', 'separable'], got {kind!r}")
+

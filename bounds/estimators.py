@@ -1,0 +1,105 @@
+"""InfoNCE lower bound and NCE-CLUB upper bound on I(X; Y), as pure functions of a score matrix.
+
+Every function takes ``scores[i, j] = f(x_i, y_j)`` of shape [B, N] with the positive pair of
+row i at column ``offset + i`` (``offset=0`` and N == B for an ordinary in-batch matrix; a rank
+of a distributed job scores its B local rows against N global candidates and passes its offset).
+Values are in nats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ._checks import check_offset, check_scores
+
+
+def _upcast(scores: Tensor) -> Tensor:
+    # logsumexp in bf16/fp16 loses the small differences the bound is made of; do it in fp32.
+    return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+
+
+def positives(scores: Tensor, offset: int = 0) -> Tensor:
+    """The positive scores s[i, offset + i], shape [B]."""
+    return torch.diagonal(scores, offset=offset)
+
+
+def infonce(scores: Tensor, offset: int = 0) -> Tensor:
+    """I_NCE (Eq. 4.10): mean_i [s_ii - logsumexp_j s_ij] + log N, a lower bound on I(X; Y).
+
+    Never above log N, the number of candidates per row. Returns a scalar in the scores' dtype.
+    """
+    scores = check_scores(scores)
+    offset = check_offset(scores, offset)
+    s = _upcast(scores)
+    # Each row term is <= 0 in exact arithmetic (the positive is one of the summands); the clamp
+    # keeps rounding from lifting the estimate above log N.
+    rows = (positives(s, offset) - torch.logsumexp(s, dim=1)).clamp(max=0.0)
+    return (rows.mean() + math.log(s.shape[1])).to(scores.dtype)
+
+
+def nce_club(scores: Tensor, include_diagonal: bool = False, offset: int = 0) -> Tensor:
+    """I_NCE-CLUB (Eq. 4.11): mean of positive scores minus mean of negative scores.
+
+    An upper bound on I(X; Y) when the scores come from the optimal InfoNCE critic (with the
+    analytic optimal critic it equals I + lautum information). Negatives are the off-positive
+    entries; ``include_diagonal=True`` averages over all pairs as the published code does.
+    """
+    scores = check_scores(scores)
+    offset = check_offset(scores, offset)
+    s = _upcast(scores)
+    b, n = s.shape
+    pos = positives(s, offset)
+    if include_diagonal:
+        neg_mean = s.mean()
+    else:
+        if n < 2:
+            raise ValueError("scores must have at least 2 columns to hold negatives (N >= 2)")
+        neg_mean = (s.sum() - pos.sum()) / (b * n - b)
+    return (pos.mean() - neg_mean).to(scores.dtype)
+
+
+def call_frozen(module: nn.Module, *args: Tensor) -> Tensor:
+    """Run ``module`` with its parameters detached: gradients reach the inputs only.
+
+    This is how an upper bound gives the encoders its gradient without training its critic.
+    """
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return functional_call(module, params, args)
+
+
+class InfoNCE(nn.Module):
+    """I_NCE(X; Y) with a learned critic; maximise it to train both the critic and the inputs."""
+
+    def __init__(self, critic: nn.Module) -> None:
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, x: Tensor, y: Tensor, offset: int = 0) -> Tensor:
+        """The InfoNCE estimate (nats) on the batch; gradients reach the critic and the inputs."""
+        return infonce(self.critic(x, y), offset=offset)
+
+
+class NCECLUB(nn.Module):
+    """I_NCE-CLUB(X; Y) with a critic trained separately by its InfoNCE learning loss.
+
+    ``forward`` returns the upper-bound estimate with the critic's parameters frozen, so it gives
+    the inputs (the encoders) the upper-bound gradient only; ``critic_loss`` is -I_NCE on detached
+    inputs, which trains the critic towards the optimal critic the bound needs.
+    """
+
+    def __init__(self, critic: nn.Module, include_diagonal: bool = False) -> None:
+        super().__init__()
+        self.critic = critic
+        self.include_diagonal = bool(include_diagonal)
+
+    def forward(self, x: Tensor, y: Tensor, offset: int = 0) -> Tensor:
+        """The NCE-CLUB estimate (nats); gradients reach x and y, never the critic."""
+        return nce_club(call_frozen(self.critic, x, y), include_diagonal=self.include_diagonal, offset=offset)
+
+    def critic_loss(self, x: Tensor, y: Tensor, offset: int = 0) -> Tensor:
+        """-I_NCE on detached inputs: the loss that trains the critic, and only the critic."""
+        return -infonce(self.critic(x.detach(), y.detach()), offset=offset)

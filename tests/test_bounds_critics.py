@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+import bounds
+from bounds.critics import mlp
+
+
+def tiled_scores(critic: bounds.ConcatCritic, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The naive computation: the MLP on every tiled [x_i; y_j] pair."""
+    b, n = x.shape[0], y.shape[0]
+    pairs = torch.cat([x.unsqueeze(1).expand(b, n, -1), y.unsqueeze(0).expand(b, n, -1)], dim=-1)
+    return critic.net(pairs.reshape(b * n, -1)).reshape(b, n)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 50, 1 << 16])
+def test_concat_critic_equals_tiled_computation(chunk_size):
+    torch.manual_seed(0)
+    critic = bounds.ConcatCritic(6, 5, hidden_dim=32, layers=2, chunk_size=chunk_size)
+    x, y = torch.randn(9, 6), torch.randn(11, 5)
+    torch.testing.assert_close(critic(x, y), tiled_scores(critic, x, y), atol=1e-5, rtol=1e-5)
+
+
+def test_concat_critic_gradients_match_tiled_and_checkpoint():
+    torch.manual_seed(1)
+    critic = bounds.ConcatCritic(4, 3, hidden_dim=16, chunk_size=10)
+    x = torch.randn(8, 4, requires_grad=True)
+    y = torch.randn(8, 3, requires_grad=True)
+    grads = []
+    for fn in (lambda: critic(x, y), lambda: tiled_scores(critic, x, y)):
+        critic.zero_grad()
+        out = bounds.infonce(fn()) + bounds.nce_club(fn())
+        gx, gy = torch.autograd.grad(out, (x, y), retain_graph=True)
+        out.backward()
+        grads.append((gx, gy, critic.net[0].weight.grad.clone()))
+    critic.checkpoint = True
+    critic.zero_grad()
+    out = bounds.infonce(critic(x, y)) + bounds.nce_club(critic(x, y))
+    gx, gy = torch.autograd.grad(out, (x, y), retain_graph=True)
+    out.backward()
+    grads.append((gx, gy, critic.net[0].weight.grad.clone()))
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_separable_critic_is_inner_product_of_embeddings():
+    torch.manual_seed(0)
+    critic = bounds.SeparableCritic(5, 7, hidden_dim=16, embed_dim=8, temperature=0.5)
+    x, y = torch.randn(4, 5), torch.randn(6, 7)
+    expected = critic.g(x) @ critic.h(y).T / 0.5
+    torch.testing.assert_close(critic(x, y), expected)
+    assert critic(x, y).shape == (4, 6)
+
+
+def test_separable_cosine_scores_are_bounded_by_inverse_temperature():
+    critic = bounds.SeparableCritic(5, 5, hidden_dim=16, normalize=True, temperature=0.1)
+    s = critic(torch.randn(10, 5), torch.randn(12, 5))
+    assert s.abs().max() <= 10.0 + 1e-4
+
+
+def test_mlp_layer_convention():
+    net = mlp(3, 8, 2, layers=2)
+    assert sum(isinstance(m, torch.nn.Linear) for m in net) == 4
+    assert net(torch.randn(5, 3)).shape == (5, 2)
+
+
+@pytest.mark.parametrize("kind", ["separable", "concat"])
+def test_critics_follow_input_dtype_and_grad(kind):
+    critic = bounds.critic_from_name(kind, 3, 4, hidden_dim=8).double()
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    s = critic(x, y)
+    assert s.dtype == torch.float64 and s.shape == (5, 5)
+    bounds.infonce(s).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["separable", "concat"])
+def test_critics_reject_bad_shapes(kind):
+    critic = bounds.critic_from_name(kind, 3, 4, hidden_dim=8)
+    with pytest.raises(ValueError, match=r"x must be \[B, 3\]"):
+        critic(torch.randn(5, 2), torch.randn(5, 4))
+    with pytest.raises(ValueError, match=r"y must be \[B, 4\]"):
+        critic(torch.randn(5, 3), torch.randn(5, 4, 1))
+    with pytest.raises(ValueError, match="empty batch"):
+        critic(torch.randn(0, 3), torch.randn(5, 4))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        bounds.ConcatCritic(2, 2, activation="swishy")
+    with pytest.raises(ValueError, match="critic must be one of"):
+        bounds.critic_from_name("bilinear", 2, 2)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        bounds.SeparableCritic(2, 2, temperature=0.0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        bounds.ConcatCritic(2, 2, chunk_size=0)
