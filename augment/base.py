@@ -1,0 +1,441 @@
+"""The augmentation calling convention, composition, and the helpers every augmentation shares.
+
+Calling convention (every augmentation in this package):
+
+* unimodal: ``aug(x, generator=None, **kwargs) -> x_aug``
+* unique (conditioned on the other modality): ``aug(x2, cond=x1, generator=None) -> x2_aug``
+
+``cond`` and ``generator`` are keyword-only. Other keyword tensors given at call time (``lengths``,
+``mask``, ``relevance``, ...) are per sample, ``[B, ...]``: containers that split or repeat the
+batch (:class:`RandomChoice`, :class:`RandomApply`, :class:`~augment.unique.UniqueAugment`) split
+or repeat them along with it. Unimodal augmentations accept ``cond`` and ignore it
+(an augmentation that does not look at the other modality is the trivial case of a unique one), so
+unimodal and unique augmentations compose freely. Augmentations never modify their input; outputs
+keep the input's device, dtype and (unless documented otherwise) shape.
+
+Randomness: every random draw takes ``generator``; with ``generator=None`` the global torch RNG of
+the tensor's device is used. A generator may live on another device than the data (e.g. a CPU
+generator for CUDA tensors): draws are made on the generator's device and moved. Libraries that only
+use the global RNG (kornia, ``torch.distributions``) are made reproducible by drawing a seed from
+the generator and running them under :func:`seeded_global_rng`, which forks and restores the global
+RNG state so the caller's global RNG stream is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Augmentation",
+    "Compose",
+    "RandomChoice",
+    "RandomApply",
+    "Identity",
+]
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers (one message style, one place)
+# --------------------------------------------------------------------------------------------
+
+
+def shape_str(shape: Sequence[int] | torch.Size) -> str:
+    """``(3,)`` / ``(2, 5)``: a shape written the way Python writes tuples."""
+    return str(tuple(int(s) for s in shape))
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    """``x`` must be a tensor."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_rank(x: Tensor, name: str, ranks: Sequence[int], layout: str) -> Tensor:
+    """``x.dim()`` must be one of ``ranks``; ``layout`` names the expected shape, e.g. ``[B, D]``."""
+    if x.dim() not in ranks:
+        raise ValueError(f"{name} must be {layout}, got shape {shape_str(x.shape)}")
+    return x
+
+
+def check_nonempty_batch(x: Tensor | Sequence[Any], name: str) -> int:
+    """The batch (first dimension / list length) must not be empty; returns B."""
+    b = x.shape[0] if isinstance(x, Tensor) else len(x)
+    if b == 0:
+        raise ValueError(f"{name} has an empty batch (B=0)")
+    return int(b)
+
+
+def check_floating(x: Tensor, name: str) -> Tensor:
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_cond(cond: object, batch: int, x_name: str = "x") -> Tensor:
+    """``cond`` (the conditioning modality) must be a tensor with the same batch size as x."""
+    cond = check_tensor(cond, "cond")
+    if cond.dim() == 0:
+        raise ValueError(f"cond must have a batch dimension, got shape {shape_str(cond.shape)}")
+    if cond.shape[0] != batch:
+        raise ValueError(f"cond has batch {cond.shape[0]} but {x_name} has batch {batch}")
+    return cond
+
+
+def check_probability(p: object, name: str = "p") -> float:
+    """A probability in [0, 1]."""
+    try:
+        value = float(p)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {p!r}") from None
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, 1], got {p}")
+    return value
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+) -> float:
+    """A finite number with optional bounds ``low <= value <= high`` (``low < value`` if not inclusive)."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (v < low or (not low_inclusive and v == low)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return v
+
+
+def check_int(value: object, name: str, *, low: int | None = None) -> int:
+    """An integer (Python, numpy or one-element integer tensor; bools rejected) with an optional lower bound."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return v
+
+
+def check_generator(generator: object) -> torch.Generator | None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+def batch_size(x: Tensor | Sequence[Any]) -> int:
+    return int(x.shape[0]) if isinstance(x, Tensor) else len(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Random draws that honour an optional generator on any device
+# --------------------------------------------------------------------------------------------
+
+
+def _draw_device(generator: torch.Generator | None, device: torch.device | str) -> torch.device:
+    # A generator can only fill tensors on its own device; without one, draw where the data is.
+    return torch.device(device) if generator is None else generator.device
+
+
+def rand(
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Uniform [0, 1) draws of ``shape`` on ``device``, from ``generator`` (or the global RNG)."""
+    out = torch.rand(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
+    return out.to(device)
+
+
+def randn(
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal draws of ``shape`` on ``device``, from ``generator`` (or the global RNG)."""
+    out = torch.randn(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
+    return out.to(device)
+
+
+def randint(
+    high: int,
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+) -> Tensor:
+    """Integers uniform in [0, high) of ``shape`` on ``device``."""
+    out = torch.randint(high, tuple(shape), generator=generator, device=_draw_device(generator, device))
+    return out.to(device)
+
+
+def draw_seed(generator: torch.Generator | None) -> int:
+    """A 63-bit seed drawn from ``generator`` (or the global CPU RNG)."""
+    dev = "cpu" if generator is None else generator.device
+    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=dev).item())
+
+
+@contextlib.contextmanager
+def seeded_global_rng(generator: torch.Generator | None, device: torch.device | str) -> Iterator[None]:
+    """Run a block that uses the global torch RNG reproducibly from ``generator``.
+
+    With ``generator=None`` this does nothing (the block uses and advances the global RNG as usual).
+    Otherwise a seed is drawn from ``generator``, the global RNG state of the CPU and of ``device``
+    (when it is a CUDA device) is saved, seeded, and restored on exit: the block becomes a
+    deterministic function of the generator and the caller's global RNG stream is not disturbed.
+    """
+    if generator is None:
+        yield
+        return
+    seed = draw_seed(generator)
+    device = torch.device(device)
+    cuda_devices: list[int] = []
+    if device.type == "cuda":
+        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda_devices):
+        # Seed only the generators that fork_rng restores (torch.manual_seed would reseed every
+        # CUDA device and leak state into devices fork_rng does not restore).
+        torch.default_generator.manual_seed(seed)
+        for idx in cuda_devices:
+            torch.cuda.default_generators[idx].manual_seed(seed)
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# Base class and composition
+# --------------------------------------------------------------------------------------------
+
+
+class Augmentation:
+    """Base class of all augmentations: ``aug(x, cond=None, generator=None, **kwargs) -> x_aug``.
+
+    Subclasses implement :meth:`forward`; :meth:`__call__` validates the shared arguments first.
+    ``input_name`` names the input in error messages.
+    """
+
+    input_name: str = "x"
+    # Containers (Compose, RandomChoice, ...) also accept list batches (strings for text).
+    accepts_lists: bool = False
+
+    def __call__(
+        self,
+        x: Any,
+        *,
+        cond: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        self._check_input(x)
+        if cond is not None:
+            check_cond(cond, batch_size(x), self.input_name)
+        check_generator(generator)
+        return self.forward(x, cond=cond, generator=generator, **kwargs)
+
+    def _check_input(self, x: Any) -> None:
+        if self.accepts_lists and isinstance(x, list):
+            check_nonempty_batch(x, self.input_name)
+            return
+        check_tensor(x, self.input_name)
+        if x.dim() == 0:
+            raise ValueError(f"{self.input_name} must have a batch dimension, got shape ()")
+        check_nonempty_batch(x, self.input_name)
+
+    def forward(self, x: Any, *, cond: Tensor | None, generator: torch.Generator | None, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self._repr_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def _repr_params(self) -> dict[str, Any]:
+        return {}
+
+
+class Identity(Augmentation):
+    """Returns a copy of the input (a copy, so the result never aliases the caller's tensor)."""
+
+    accepts_lists = True
+
+    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+        return x.clone() if isinstance(x, Tensor) else list(x)
+
+
+def _check_augmentations(augs: object, name: str) -> list[Callable[..., Any]]:
+    if isinstance(augs, Augmentation) or callable(augs) and not isinstance(augs, (list, tuple)):
+        raise ValueError(f"{name} must be a sequence of augmentations, got a single {type(augs).__name__}")
+    try:
+        augs = list(augs)  # type: ignore[call-overload]
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of augmentations, got {type(augs).__name__}") from None
+    if not augs:
+        raise ValueError(f"{name} must contain at least one augmentation")
+    for i, a in enumerate(augs):
+        if not callable(a):
+            raise ValueError(f"{name}[{i}] must be callable, got {type(a).__name__}")
+    return augs
+
+
+class Compose(Augmentation):
+    """Applies ``augmentations`` one after the other, passing ``cond``, ``generator`` and kwargs to each."""
+
+    accepts_lists = True
+
+    def __init__(self, augmentations: Sequence[Callable[..., Any]]) -> None:
+        self.augmentations = _check_augmentations(augmentations, "augmentations")
+
+    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+        for aug in self.augmentations:
+            x = aug(x, cond=cond, generator=generator, **kwargs)
+        return x
+
+    def _repr_params(self) -> dict[str, Any]:
+        return {"augmentations": self.augmentations}
+
+
+def _take(value: Any, idx: Tensor, batch: int) -> Any:
+    """Rows ``idx`` of a per-sample value (tensor or list with B rows); anything else unchanged."""
+    if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == batch:
+        return value.index_select(0, idx.to(value.device))
+    if isinstance(value, list) and len(value) == batch:
+        return [value[i] for i in idx.tolist()]
+    return value
+
+
+def apply_per_sample(
+    branches: Sequence[Callable[..., Any]],
+    choice: Tensor,
+    x: Any,
+    *,
+    cond: Tensor | None,
+    generator: torch.Generator | None,
+    kwargs: dict[str, Any],
+) -> Any:
+    """Apply ``branches[choice[i]]`` to sample ``i``: each branch runs once on its samples (vectorised).
+
+    Per-sample arguments are the tensor (or list) keyword arguments whose first dimension is the
+    batch (``cond``, ``lengths``, ``mask``, ...): they are sliced along with ``x``. An
+    :class:`Identity` branch is not called (its samples are copied). Running each branch only on the
+    samples that chose it keeps the cost at one pass over the batch whatever the number of branches;
+    batch-level operations inside a branch (e.g. :class:`~augment.features.Mixup`) then see only
+    that branch's samples.
+    """
+    b = batch_size(x)
+    choice_cpu = choice.to("cpu")
+    is_tensor = isinstance(x, Tensor)
+    pieces: list[tuple[Tensor, Any]] = []  # (sample indices, branch output) of non-identity branches
+    any_identity = False
+    for i, branch in enumerate(branches):
+        idx = (choice_cpu == i).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        if isinstance(branch, Identity):
+            any_identity = True
+            continue
+        if idx.numel() == b:
+            return branch(x, cond=cond, generator=generator, **kwargs)
+        sub_kwargs = {k: _take(v, idx, b) for k, v in kwargs.items()}
+        sub_cond = None if cond is None else _take(cond, idx, b)
+        pieces.append((idx, branch(_take(x, idx, b), cond=sub_cond, generator=generator, **sub_kwargs)))
+    if not is_tensor:
+        out = list(x)
+        for idx, res in pieces:
+            for j, r in zip(idx.tolist(), res):
+                out[j] = r
+        return out
+    if not pieces:
+        return x.clone()
+    ref = x if any_identity else pieces[0][1]
+    for _, res in pieces:
+        if not isinstance(res, Tensor) or res.shape[1:] != ref.shape[1:]:
+            got = shape_str(res.shape[1:]) if isinstance(res, Tensor) else type(res).__name__
+            raise ValueError(
+                f"every branch must return the same per-sample shape, got {shape_str(ref.shape[1:])} and {got}"
+            )
+    # One output allocation: start from a copy of x when identity samples need their rows (so
+    # they cost nothing more), write each branch's rows in. Fresh large allocations (page faults)
+    # dominate on CPU, so avoiding a concatenate-then-reorder pass matters.
+    first = pieces[0][1]
+    if any_identity:
+        out = x.clone(memory_format=torch.contiguous_format).to(first.dtype)
+    else:
+        out = first.new_empty((b, *first.shape[1:]))
+    for idx, res in pieces:
+        out.index_copy_(0, idx.to(out.device), res.to(out.dtype))
+    return out
+
+
+class RandomChoice(Augmentation):
+    """Applies one of ``augmentations`` to each sample, chosen independently per sample.
+
+    ``weights`` (optional, non-negative, normalised internally) set the choice probabilities.
+    """
+
+    accepts_lists = True
+
+    def __init__(self, augmentations: Sequence[Callable[..., Any]], weights: Sequence[float] | None = None) -> None:
+        self.augmentations = _check_augmentations(augmentations, "augmentations")
+        if weights is None:
+            w = [1.0] * len(self.augmentations)
+        else:
+            w = [check_number(v, f"weights[{i}]", low=0.0) for i, v in enumerate(weights)]
+            if len(w) != len(self.augmentations):
+                raise ValueError(
+                    f"weights has {len(w)} entries but there are {len(self.augmentations)} augmentations"
+                )
+            if sum(w) <= 0:
+                raise ValueError("weights must not all be zero")
+        total = sum(w)
+        self.weights = [v / total for v in w]
+        self._cum = torch.tensor(self.weights, dtype=torch.float64).cumsum(0)
+
+
+    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+        b = batch_size(x)
+        # Inverse-CDF sampling of the branch index: one uniform per sample.
+        u = rand((b,), generator, "cpu", dtype=torch.float64)
+        choice = torch.searchsorted(self._cum, u, right=True).clamp_(max=len(self.augmentations) - 1)
+        return apply_per_sample(self.augmentations, choice, x, cond=cond, generator=generator, kwargs=kwargs)
+
+    def _repr_params(self) -> dict[str, Any]:
+        return {"augmentations": self.augmentations, "weights": self.weights}
+
+
+class RandomApply(Augmentation):
+    """Applies ``augmentation`` to each sample independently with probability ``p``; other samples are copied."""
+
+    accepts_lists = True
+
+    def __init__(self, augmentation: Callable[..., Any], p: float = 0.5) -> None:
+        if not callable(augmentation):
+            raise ValueError(f"augmentation must be callable, got {type(augmentation).__name__}")
+        self.augmentation = augmentation
+        self.p = check_probability(p, "p")
+        self._branches = [augmentation, Identity()]
+
+
+    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+        b = batch_size(x)
+        choice = (rand((b,), generator, "cpu") >= self.p).long()  # 0 = apply, 1 = identity
+        return apply_per_sample(self._branches, choice, x, cond=cond, generator=generator, kwargs=kwargs)
+
+    def _repr_params(self) -> dict[str, Any]:
+        return {"augmentation": self.augmentation, "p": self.p}
