@@ -1,0 +1,118 @@
+"""Small helpers shared by the benchmark scripts: device choice, timing, tables, JSON.
+
+Kept dependency-free beyond torch so every script under ``benchmarks/`` can import it, whether it
+runs as ``python benchmarks/x.py`` (this folder is then ``sys.path[0]``) or is loaded from a test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def pick_device(name: str | None = "auto") -> torch.device:
+    """``"auto"`` (or None): CUDA when available, else CPU; anything else is passed to torch.device."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued kernels, so wall-clock times cover the work and not just its launch."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], Any], device: torch.device | str, warmup: int = 1, repeats: int = 5) -> dict[str, Any]:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` timed times; return ms statistics.
+
+    The median is the headline number: on a shared machine single runs are hit by other processes,
+    and the median ignores those outliers where a mean would not.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(max(0, warmup)):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "times_ms": times}
+
+
+def environment(device: torch.device | str | None = None) -> dict[str, Any]:
+    """What the numbers were measured on (recorded in every JSON file)."""
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device is not None:
+        device = torch.device(device)
+        info["device"] = str(device)
+        if device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cell(value: Any, floatfmt: str) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else format(value, floatfmt)
+    return "" if value is None else str(value)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".2f") -> str:
+    """A plain-text table with right-aligned columns (floats formatted with ``floatfmt``)."""
+    cells = [[_cell(v, floatfmt) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(text.rstrip() for text in [line, sep, *body])
+
+
+def check_line(ok: bool, claim: str) -> str:
+    """``PASS: claim`` or ``FAIL: claim``: one greppable line per claim."""
+    return f"{'PASS' if ok else 'FAIL'}: {claim}"
+
+
+def _jsonable(obj: Any) -> Any:
+    # JSON has no NaN/inf; write null instead so every reader can parse the file.
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON (non-finite floats become null), creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    return path
