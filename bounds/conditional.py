@@ -162,6 +162,8 @@ class ConditionalInfoNCE(_Conditional):
 
     ``forward(x, y, cx, cy=None)``: ``cx`` is the condition of the x side ([B] integer labels for
     ``grouped``; [B, k] features or labels otherwise), ``cy`` that of the y side (defaults to cx).
+    With ``chain`` the condition goes with the candidates: ``cx`` (and ``cy``, appended to it)
+    must have y's N rows; for an ordinary in-batch matrix (N == B) nothing changes.
     Maximising ``forward`` trains the critic. With ``chain``, the subtracted I_NCE(X; C) must not
     be trained by that maximisation (it would push its own critic down), so its critic is frozen
     in ``forward`` and trained by ``critic_loss`` instead.
