@@ -1,3 +1,32 @@
-"""FactorCL: factorized contrastive learning of shared and unique multimodal information."""
+"""FactorCL: factorized contrastive learning of shared and unique multimodal information.
+
+- :class:`FactorCL`: the model on any two encoders, one class for every method of the
+  objective table (:data:`METHODS`).
+- :func:`fit` / :class:`Trainer`: the training loop (main step + NCE-CLUB critic steps).
+- :func:`linear_probe`, :func:`extract_features`, :func:`probe_ablation`: evaluation.
+"""
+
+from .model import FactorCL
+from .objectives import METHODS, SIGNS, TERMS, Objective, get_objective
+from .probe import ProbeResult, extract_features, linear_probe, probe_ablation
+from .train import NonFiniteLossError, TrainConfig, Trainer, TrainResult, fit
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "SIGNS",
+    "TERMS",
+    "FactorCL",
+    "NonFiniteLossError",
+    "Objective",
+    "ProbeResult",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "extract_features",
+    "fit",
+    "get_objective",
+    "linear_probe",
+    "probe_ablation",
+]

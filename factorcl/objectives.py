@@ -1,0 +1,90 @@
+"""The FactorCL objective as a table: five terms (Eqs. 4.8-4.9) and one row of switches per method.
+
+| term             | estimator                                              | sign in loss |
+|------------------|--------------------------------------------------------|--------------|
+| shared_keep      | I_NCE(Z_S1; Z_S2)                                      | -            |
+| shared_remove    | I_NCE-CLUB(Z_S1; Z_S2 | C)                             | +            |
+| unique_keep      | I_NCE(Z_Ui; Z_Ui') (SSL) or I_NCE(Z_Ui; Y) (SUP), i=1,2 | -            |
+| unique_remove    | I_NCE-CLUB(Z_U1; Z_U2)                                 | +            |
+| unique_cond_keep | I_NCE(Z_U1; Z_U2 | C)                                  | -            |
+
+C is the augmented pair (X1', X2') for self-supervised (SSL) methods and the label Y for
+supervised (SUP) ones. Non-factorised methods use one representation Z_i per modality in place
+of both Z_Si and Z_Ui.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from difflib import get_close_matches
+
+TERMS: tuple[str, ...] = ("shared_keep", "shared_remove", "unique_keep", "unique_remove", "unique_cond_keep")
+
+#: +1: the term is added to the loss (an upper bound to minimise); -1: subtracted (a lower bound to maximise).
+SIGNS: dict[str, int] = {
+    "shared_keep": -1,
+    "shared_remove": +1,
+    "unique_keep": -1,
+    "unique_remove": +1,
+    "unique_cond_keep": -1,
+}
+
+#: Terms estimated by NCE-CLUB: their critics are trained separately, on detached features.
+UPPER_BOUND_TERMS: frozenset[str] = frozenset({"shared_remove", "unique_remove"})
+
+#: Terms conditioned on C.
+CONDITIONAL_TERMS: frozenset[str] = frozenset({"shared_remove", "unique_cond_keep"})
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One method: which terms it uses, whether its representation is factorised, and how it conditions."""
+
+    name: str
+    terms: frozenset[str]
+    factorized: bool
+    supervised: bool
+    supcon: bool = False
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether the training batch must carry labels."""
+        return self.supervised
+
+    @property
+    def needs_views(self) -> bool:
+        """Whether augmented views X1', X2' are encoded (SSL methods with a view-based term)."""
+        return not self.supervised and bool(self.terms & {"unique_keep", *CONDITIONAL_TERMS})
+
+    @property
+    def representation_keys(self) -> tuple[str, ...]:
+        """Keys of ``FactorCL.embed``: s1, s2, u1, u2 when factorised, else z1, z2."""
+        return ("s1", "s2", "u1", "u2") if self.factorized else ("z1", "z2")
+
+
+_ALL = frozenset(TERMS)
+
+METHODS: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("factorcl-ssl", _ALL, factorized=True, supervised=False),
+        Objective("factorcl-sup", _ALL, factorized=True, supervised=True),
+        Objective("ourcl-ssl", _ALL, factorized=False, supervised=False),
+        Objective("ourcl-sup", _ALL, factorized=False, supervised=True),
+        Objective("simclr", frozenset({"shared_keep"}), factorized=False, supervised=False),
+        Objective("cross+self", frozenset({"shared_keep", "unique_keep"}), factorized=False, supervised=False),
+        Objective("cross+self+fact", frozenset({"shared_keep", "unique_keep"}), factorized=True, supervised=False),
+        # SupCon (Khosla et al.) on L2-normalised features, both modalities as views; not a row of the table.
+        Objective("supcon", frozenset(), factorized=False, supervised=True, supcon=True),
+    )
+}
+
+
+def get_objective(method: str) -> Objective:
+    """The objective of a method by name (case-insensitive); unknown names list the valid ones."""
+    key = str(method).lower().replace("_", "-").replace(" ", "")
+    if key in METHODS:
+        return METHODS[key]
+    close = get_close_matches(key, list(METHODS), n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}.{hint}")

@@ -1,0 +1,194 @@
+"""Linear-probe evaluation of frozen representations (multinomial logistic regression on torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DEFAULT_L2_GRID: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Test accuracy and macro F1 of the probe, the L2 strength chosen and its validation accuracy."""
+
+    accuracy: float
+    macro_f1: float
+    l2: float
+    val_accuracy: float | None
+    num_classes: int
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "l2": self.l2,
+                "val_accuracy": self.val_accuracy, "num_classes": self.num_classes}
+
+
+def _check(features: Any, labels: Any, name: str) -> tuple[Tensor, Tensor]:
+    if not isinstance(features, Tensor) or features.dim() != 2:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"{name}_features must be a [N, D] tensor, got {shape}")
+    labels = torch.as_tensor(labels, device=features.device).reshape(-1)
+    if features.shape[0] == 0:
+        raise ValueError(f"{name}_features is empty (N=0)")
+    if labels.shape[0] != features.shape[0]:
+        raise ValueError(f"{name}_labels must have one label per row of {name}_features: got {labels.shape[0]} "
+                         f"labels for {features.shape[0]} rows")
+    if labels.is_floating_point():
+        if not bool((labels == labels.round()).all()):
+            raise ValueError(f"{name}_labels must be integer class labels")
+        labels = labels.long()
+    if bool((labels < 0).any()):
+        raise ValueError(f"{name}_labels must be >= 0")
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError(f"{name}_features contains NaN or inf values")
+    return features.float(), labels
+
+
+def _fit(x: Tensor, y: Tensor, num_classes: int, l2: float, max_iter: int, init: nn.Linear | None) -> nn.Linear:
+    clf = nn.Linear(x.shape[1], num_classes).to(x.device)
+    if init is not None:
+        clf.load_state_dict(init.state_dict())
+    else:
+        nn.init.zeros_(clf.weight)
+        nn.init.zeros_(clf.bias)
+    opt = torch.optim.LBFGS(clf.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(clf(x), y) + 0.5 * l2 * clf.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return clf
+
+
+def macro_f1(pred: Tensor, target: Tensor) -> float:
+    """F1 averaged over the classes present in the targets or the predictions."""
+    classes = torch.unique(torch.cat([pred, target]))
+    scores = []
+    for c in classes:
+        tp = ((pred == c) & (target == c)).sum().item()
+        fp = ((pred == c) & (target != c)).sum().item()
+        fn = ((pred != c) & (target == c)).sum().item()
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(sum(scores) / len(scores))
+
+
+@torch.no_grad()
+def linear_probe(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    val_fraction: float = 0.2,
+    l2_grid: Sequence[float] = DEFAULT_L2_GRID,
+    num_classes: int | None = None,
+    max_iter: int = 200,
+    seed: int = 0,
+) -> ProbeResult:
+    """Accuracy (and macro F1) of multinomial logistic regression on standardised frozen features.
+
+    The L2 strength is chosen from ``l2_grid`` by accuracy on a seeded ``val_fraction`` split of
+    the training features, then the probe is refit on all of them. Runs with L-BFGS on the
+    features' device (GPU tensors stay on the GPU).
+    """
+    xtr, ytr = _check(train_features, train_labels, "train")
+    xte, yte = _check(test_features, test_labels, "test")
+    if xte.shape[1] != xtr.shape[1]:
+        raise ValueError(f"test_features has {xte.shape[1]} columns but train_features has {xtr.shape[1]}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not l2_grid:
+        raise ValueError("l2_grid must hold at least one L2 strength")
+    k = int(num_classes) if num_classes is not None else int(max(ytr.max(), yte.max()).item()) + 1
+    mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
+    xtr, xte = (xtr - mean) / std, (xte - mean) / std
+
+    grid = sorted({float(v) for v in l2_grid}, reverse=True)  # strong to weak: each fit warm-starts the next
+    best_l2, best_val = grid[0], None
+    n_val = int(round(val_fraction * xtr.shape[0]))
+    if len(grid) > 1 and n_val >= 1 and xtr.shape[0] - n_val >= 1:
+        gen = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(xtr.shape[0], generator=gen).to(xtr.device)
+        val_idx, fit_idx = perm[:n_val], perm[n_val:]
+        clf = None
+        for l2 in grid:
+            clf = _fit(xtr[fit_idx], ytr[fit_idx], k, l2, max_iter, clf)
+            acc = (clf(xtr[val_idx]).argmax(1) == ytr[val_idx]).float().mean().item()
+            if best_val is None or acc > best_val + 1e-9:
+                best_l2, best_val = l2, acc
+    clf = _fit(xtr, ytr, k, best_l2, max_iter, None)
+    pred = clf(xte).argmax(1)
+    return ProbeResult(
+        accuracy=(pred == yte).float().mean().item(),
+        macro_f1=macro_f1(pred, yte),
+        l2=best_l2,
+        val_accuracy=best_val,
+        num_classes=k,
+    )
+
+
+def _split_batch(batch: Any) -> tuple[Tensor, Tensor, Tensor | None, dict[str, Tensor]]:
+    if isinstance(batch, Mapping):
+        masks = {k: batch[k] for k in ("mask1", "mask2") if batch.get(k) is not None}
+        return batch["x1"], batch["x2"], batch.get("y"), masks
+    if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
+        return batch[0], batch[1], batch[2] if len(batch) == 3 else None, {}
+    raise ValueError("batches must be dicts with 'x1', 'x2' (and 'y') or tuples (x1, x2[, y])")
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, loader: Iterable, device: torch.device | str | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+    """Run ``model.embed`` over a loader without gradients, in eval mode.
+
+    Returns ({key: [N, d] features on the CPU}, labels [N] or None when the batches carry none).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    feats: dict[str, list[Tensor]] = {}
+    labels: list[Tensor] = []
+    try:
+        for batch in loader:
+            x1, x2, y, masks = _split_batch(batch)
+            reps = model.embed(x1.to(device), x2.to(device), **{k: v.to(device) for k, v in masks.items()})
+            for key, value in reps.items():
+                feats.setdefault(key, []).append(value.float().cpu())
+            if y is not None:
+                labels.append(torch.as_tensor(y).reshape(-1).cpu())
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("loader yielded no batches: cannot extract features from an empty dataset")
+    return {k: torch.cat(v) for k, v in feats.items()}, (torch.cat(labels) if labels else None)
+
+
+def representation_parts(features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The parts probed in Table 4.4: ``all`` plus ``S``, ``U1``, ``U2`` (factorised) or ``Z1``, ``Z2``."""
+    if {"s1", "s2", "u1", "u2"} <= set(features):
+        return {
+            "all": torch.cat([features[k] for k in ("s1", "s2", "u1", "u2")], dim=1),
+            "S": torch.cat([features["s1"], features["s2"]], dim=1),
+            "U1": features["u1"],
+            "U2": features["u2"],
+        }
+    if {"z1", "z2"} <= set(features):
+        return {"all": torch.cat([features["z1"], features["z2"]], dim=1), "Z1": features["z1"], "Z2": features["z2"]}
+    raise ValueError(f"features must hold s1, s2, u1, u2 or z1, z2, got {sorted(features)}")
+
+
+def probe_ablation(
+    train: Mapping[str, Tensor], train_labels: Tensor, test: Mapping[str, Tensor], test_labels: Tensor, **kwargs: Any
+) -> dict[str, ProbeResult]:
+    """Linear probe on the whole representation and on each part (S / U1 / U2, as in Table 4.4)."""
+    train_parts, test_parts = representation_parts(train), representation_parts(test)
+    return {name: linear_probe(train_parts[name], train_labels, test_parts[name], test_labels, **kwargs)
+            for name in train_parts}

@@ -1,0 +1,426 @@
+"""Training loop: one main step, then ``critic_steps`` NCE-CLUB critic steps on the cached features.
+
+Two AdamW optimizers (main: encoders, heads, lower-bound critics; critic: NCE-CLUB critics), a
+cosine schedule with linear warm-up, gradient clipping, AMP, per-step CSV metrics (and
+TensorBoard when installed), atomic checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+import bounds
+
+from . import checkpoint as ckpt_io
+from .device import autocast, resolve_amp, rng_state, seed_everything, select_device, set_rng_state
+from .distributed import get_world_size, is_main_process
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; training stopped without overwriting the last good checkpoint."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit`; every field can also be passed to it as a keyword."""
+
+    epochs: int = 10
+    lr: float = 1e-4
+    critic_lr: float | None = None  # defaults to lr
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # or "constant"
+    min_lr_ratio: float = 0.0  # the cosine schedule's floor, as a fraction of lr
+    critic_steps: int = 1
+    grad_clip: float | None = None  # max global grad norm; None: no clipping
+    accumulate: int = 1  # micro-batches per optimizer step
+    amp: str | None = "auto"  # "auto" (bf16 on CUDA), "bf16", "fp16", or None
+    device: str = "auto"
+    seed: int | None = 0
+    out_dir: str | None = None  # metrics.csv, checkpoint.pt, tensorboard/
+    checkpoint_every: int | None = None  # in steps; None: at the end of every epoch
+    resume: str | None = None  # a checkpoint path, or "auto": out_dir/checkpoint.pt if it exists
+    stop_after: int | None = None  # stop (and checkpoint) after this many steps; the schedule still spans all epochs
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "lr": self.lr > 0,
+            "critic_steps": self.critic_steps >= 0,
+            "accumulate": self.accumulate >= 1,
+            "warmup_steps": self.warmup_steps >= 0,
+            "schedule": self.schedule in ("cosine", "constant"),
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "checkpoint_every": self.checkpoint_every is None or self.checkpoint_every >= 1,
+            "stop_after": self.stop_after is None or self.stop_after >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            raise ValueError(f"{name}={getattr(self, name)!r} is not valid (see TrainConfig for the allowed values)")
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    step: int
+    epoch: int
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    seconds: float = 0.0
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _loader_generators(loader: Any) -> list[torch.Generator]:
+    """The torch.Generators that decide a loader's order (its own, its sampler's), without duplicates."""
+    found: list[torch.Generator] = []
+    for owner in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        gen = getattr(owner, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+            found.append(gen)
+    return found
+
+
+def _lr_lambda(cfg: TrainConfig, total: int):
+    def fn(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
+
+    return fn
+
+
+class _MetricsLog:
+    """metrics.csv (one row per step; rows past a resumed step are dropped) and TensorBoard."""
+
+    def __init__(self, out_dir: Path | None, resume_step: int | None, tensorboard: bool) -> None:
+        self.path = out_dir / METRICS_NAME if out_dir is not None else None
+        self.columns: list[str] | None = None
+        self.writer = None
+        if self.path is not None and resume_step is not None and self.path.exists():
+            with self.path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= resume_step]
+            if rows:
+                self.columns = list(rows[0].keys())
+            with self.path.open("w", newline="") as f:
+                if self.columns:
+                    w = csv.DictWriter(f, fieldnames=self.columns)
+                    w.writeheader()
+                    w.writerows(rows)
+        elif self.path is not None and self.path.exists():
+            self.path.unlink()
+        if out_dir is not None and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+            except Exception:  # tensorboard not installed: CSV only
+                self.writer = None
+
+    def write(self, row: dict[str, float]) -> None:
+        if self.path is not None:
+            if self.columns is None:
+                self.columns = list(row.keys())
+                with self.path.open("w", newline="") as f:
+                    csv.DictWriter(f, fieldnames=self.columns).writeheader()
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(row)
+        if self.writer is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    self.writer.add_scalar(key, value, int(row["step"]))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Trainer:
+    """Trains a :class:`factorcl.FactorCL` (anything with ``loss(batch)``, ``critic_loss()``,
+    ``main_parameters()`` and ``critic_parameters()``) on a data loader."""
+
+    def __init__(self, model: nn.Module, loader: Iterable, config: TrainConfig | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = TrainConfig(**overrides)
+        elif overrides:
+            config = TrainConfig(**{**asdict(config), **overrides})
+        self.cfg = config
+        self.model = model
+        self.loader = loader
+        try:
+            self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
+        except TypeError:
+            raise ValueError("loader must have a length (a DataLoader over a sized dataset)") from None
+        if self.batches_per_epoch == 0:
+            raise ValueError("loader is empty: the dataset has fewer samples than one batch (check batch_size and drop_last)")
+        self.device = select_device(config.device)
+        self.amp = resolve_amp(config.amp, self.device)
+        self.out_dir = Path(config.out_dir) if config.out_dir else None
+
+    # --------------------------------------------------------------------------------- helpers
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.cfg.accumulate)
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.epochs * self.steps_per_epoch
+
+    def _resume_path(self) -> Path | None:
+        if self.cfg.resume is None:
+            return None
+        if self.cfg.resume == "auto":
+            if self.out_dir is None:
+                raise ValueError("resume='auto' needs out_dir")
+            path = self.out_dir / CHECKPOINT_NAME
+            return path if path.exists() else None
+        return Path(self.cfg.resume)
+
+    def _state(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "main_opt": self.main_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict() if self.critic_opt else None,
+            "main_sched": self.main_sched.state_dict(),
+            "critic_sched": self.critic_sched.state_dict() if self.critic_sched else None,
+            "main_scaler": self.main_scaler.state_dict(),
+            "critic_scaler": self.critic_scaler.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "rng": rng_state(),
+            "loader_rng": [g.get_state() for g in _loader_generators(self.loader)],
+            "epoch_rng": epoch_rng,
+            "world_size": get_world_size(),
+            "method": getattr(getattr(self.model, "objective", None), "name", None),
+            "config": asdict(self.cfg),
+        }
+
+    def _save(self, state: dict[str, Any]) -> Path | None:
+        if self.out_dir is None or not is_main_process():
+            return None
+        return ckpt_io.save_atomic(state, self.out_dir / CHECKPOINT_NAME)
+
+    def _restore(self, path: Path) -> dict[str, Any]:
+        state = ckpt_io.load(path, map_location=self.device)
+        method = getattr(getattr(self.model, "objective", None), "name", None)
+        if state.get("method") not in (None, method):
+            raise ValueError(f"checkpoint {path} was written by method {state['method']!r}, but the model is {method!r}")
+        if state.get("world_size", 1) != get_world_size():
+            raise ValueError(
+                f"checkpoint {path} was written with world size {state['world_size']}, but this run has "
+                f"{get_world_size()}; resume with the same number of processes"
+            )
+        self.model.load_state_dict(state["model"])
+        self.main_opt.load_state_dict(state["main_opt"])
+        self.main_sched.load_state_dict(state["main_sched"])
+        if self.critic_opt is not None and state["critic_opt"] is not None:
+            self.critic_opt.load_state_dict(state["critic_opt"])
+            self.critic_sched.load_state_dict(state["critic_sched"])
+        self.main_scaler.load_state_dict(state["main_scaler"])
+        self.critic_scaler.load_state_dict(state["critic_scaler"])
+        return state
+
+    def _optimizer_step(self, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params: list) -> None:
+        if self.cfg.grad_clip is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    def _critic_steps(self) -> float:
+        """``critic_steps`` updates of the NCE-CLUB critics on the cached features; returns the last loss."""
+        value = float("nan")
+        for _ in range(self.cfg.critic_steps):
+            with autocast(self.device, self.amp):
+                loss = self.model.critic_loss()
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"the critic loss is {float(loss.detach())}; {self._last_good()}")
+            self.critic_scaler.scale(loss).backward()
+            self._optimizer_step(self.critic_opt, self.critic_scaler, self.critic_params)
+            value = float(loss.detach())
+        return value
+
+    def _last_good(self) -> str:
+        path = self.out_dir / CHECKPOINT_NAME if self.out_dir else None
+        if path is not None and path.exists():
+            return f"the last good checkpoint is {path}"
+        return "no checkpoint was written before this step"
+
+    # ------------------------------------------------------------------------------------- fit
+    def fit(self) -> TrainResult:
+        """Run (or resume) training; returns the final step, metrics and checkpoint path."""
+        # The loop checks the loss for NaN/inf itself, with a message about where training stopped;
+        # the estimators' per-call value checks would only add a device sync per term.
+        checks = bounds.value_checks_enabled()
+        bounds.set_value_checks(False)
+        try:
+            return self._fit()
+        finally:
+            bounds.set_value_checks(checks)
+
+    def _fit(self) -> TrainResult:
+        cfg, model = self.cfg, self.model
+        model.to(self.device)
+        model.train()
+        self.main_params = list(model.main_parameters())
+        self.critic_params = list(model.critic_parameters())
+        self.main_opt = torch.optim.AdamW(self.main_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.critic_opt = (
+            torch.optim.AdamW(self.critic_params, lr=cfg.critic_lr or cfg.lr, weight_decay=cfg.weight_decay)
+            if self.critic_params and cfg.critic_steps > 0
+            else None
+        )
+        total = self.total_steps
+        self.main_sched = torch.optim.lr_scheduler.LambdaLR(self.main_opt, _lr_lambda(cfg, total))
+        self.critic_sched = (
+            torch.optim.lr_scheduler.LambdaLR(self.critic_opt, _lr_lambda(cfg, total)) if self.critic_opt else None
+        )
+        use_scaler = self.amp == "fp16"
+        self.main_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.critic_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+
+        resume_path = self._resume_path()
+        resumed = self._restore(resume_path) if resume_path is not None else None
+        step = resumed["step"] if resumed else 0
+        epoch = resumed["epoch"] if resumed else 0
+        skip = resumed["batch_in_epoch"] if resumed else 0
+        if skip >= self.batches_per_epoch:
+            epoch, skip = epoch + 1, 0
+        if resumed is None:
+            if cfg.seed is not None:
+                seed_everything(cfg.seed)
+        elif skip == 0:
+            # Resuming at an epoch boundary: the next epoch starts from the RNG states saved with
+            # the checkpoint (mid-epoch resumes restore theirs in the epoch loop).
+            set_rng_state(resumed["rng"])
+            for gen, state in zip(_loader_generators(self.loader), resumed.get("loader_rng", [])):
+                gen.set_state(state)
+
+        if self.out_dir is not None and is_main_process():
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        log = _MetricsLog(self.out_dir if is_main_process() else None, step if resumed else None, cfg.tensorboard)
+        bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()),
+                   desc=getattr(getattr(model, "objective", None), "name", "train"), dynamic_ncols=True)
+        history: list[dict[str, float]] = []
+        metrics: dict[str, float] = {}
+        checkpoint_path: Path | None = None
+        start = time.perf_counter()
+        last_saved_step = step if resumed else -1
+        stop = False
+        try:
+            while epoch < cfg.epochs and not stop:
+                sampler = getattr(self.loader, "sampler", None)
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                # The data order of an epoch is drawn when its iterator is made (from the global RNG
+                # or the loader's own generator): keep those states so a resumed run makes the same
+                # iterator, then skips the batches already done.
+                generators = _loader_generators(self.loader)
+                if resumed is not None and skip:
+                    set_rng_state(resumed["epoch_rng"])
+                    for gen, state in zip(generators, resumed["epoch_rng"].get("loader", [])):
+                        gen.set_state(state)
+                epoch_rng = {**rng_state(), "loader": [g.get_state() for g in generators]}
+                iterator = iter(self.loader)
+                for _ in range(skip):
+                    next(iterator)
+                if resumed is not None and skip:
+                    set_rng_state(resumed["rng"])
+                resumed = None
+                self.main_opt.zero_grad(set_to_none=True)
+                for index, batch in enumerate(iterator, start=skip):
+                    batch = to_device(batch, self.device)
+                    with autocast(self.device, self.amp):
+                        loss, terms = model.loss(batch)
+                    if not torch.isfinite(loss):
+                        values = {k: round(float(v), 4) for k, v in terms.items()}
+                        raise NonFiniteLossError(
+                            f"loss is {float(loss.detach())} at step {step + 1} (epoch {epoch}, batch {index}); term estimates "
+                            f"{values}. Training stopped and {self._last_good()}. Check the inputs for NaN/inf, "
+                            "lower the learning rate, or set grad_clip."
+                        )
+                    self.main_scaler.scale(loss / cfg.accumulate).backward()
+                    critic_value = self._critic_steps() if self.critic_opt is not None else float("nan")
+                    boundary = (index + 1) % cfg.accumulate == 0 or index + 1 == self.batches_per_epoch
+                    if not boundary:
+                        continue
+                    self._optimizer_step(self.main_opt, self.main_scaler, self.main_params)
+                    lr = self.main_sched.get_last_lr()[0]
+                    self.main_sched.step()
+                    if self.critic_sched is not None:
+                        self.critic_sched.step()
+                    step += 1
+                    values = torch.stack([v.float() for v in terms.values()]).tolist()
+                    metrics = dict(zip(terms.keys(), values))
+                    row = {"step": step, "epoch": epoch, "lr": lr, **metrics, "critic_loss": critic_value,
+                           "time_s": time.perf_counter() - start}
+                    history.append(row)
+                    if is_main_process():
+                        log.write(row)
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()}, refresh=False)
+                    due = cfg.checkpoint_every is not None and step % cfg.checkpoint_every == 0
+                    stop = cfg.stop_after is not None and step >= cfg.stop_after
+                    if due or stop:
+                        if index + 1 == self.batches_per_epoch:
+                            # Exhaust the finished iterator first: samplers draw from their
+                            # generator on exhaustion, as an uninterrupted run's epoch does.
+                            next(iterator, None)
+                        checkpoint_path = self._save(self._state(step, epoch, index + 1, epoch_rng)) or checkpoint_path
+                        last_saved_step = step
+                    if stop:
+                        break
+                if not stop:
+                    if cfg.checkpoint_every is None and last_saved_step != step:
+                        checkpoint_path = self._save(self._state(step, epoch, self.batches_per_epoch, epoch_rng)) or checkpoint_path
+                        last_saved_step = step
+                    epoch, skip = epoch + 1, 0
+            if last_saved_step != step:
+                checkpoint_path = self._save(self._state(step, epoch - 1, self.batches_per_epoch, epoch_rng)) or checkpoint_path
+        finally:
+            bar.close()
+            log.close()
+        return TrainResult(step=step, epoch=epoch, metrics=metrics, history=history, checkpoint=checkpoint_path,
+                           seconds=time.perf_counter() - start)
+
+
+def fit(model: nn.Module, loader: Iterable, config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
+    """Train ``model`` on ``loader``; keywords are :class:`TrainConfig` fields (epochs, lr, critic_steps, ...)."""
+    return Trainer(model, loader, config, **overrides).fit()
+
+
+__all__ = ["NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer", "fit", "to_device"]
+

@@ -1,0 +1,136 @@
+import csv
+import math
+
+import pytest
+import torch
+
+import factorcl
+from factorcl.checkpoint import load, save_atomic
+from factorcl.train import CHECKPOINT_NAME, METRICS_NAME, NonFiniteLossError, TrainConfig, _lr_lambda
+from factorcl_helpers import small_data, small_model
+
+
+def loader_of(data, seed=0, batch_size=64):
+    return data.split("train").loader(batch_size, shuffle=True, drop_last=True, seed=seed)
+
+
+def params_of(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("stop_after", [3, 7])  # 7 batches per epoch: mid-epoch and at the epoch boundary
+def test_resume_continues_exactly(tmp_path, stop_after):
+    """A run stopped at step k and resumed ends with the parameters of an uninterrupted run."""
+    data = small_data(num_samples=640)
+    kw = dict(epochs=3, lr=3e-3, warmup_steps=2, critic_steps=2, progress=False, tensorboard=False, device="cpu")
+    full = small_model("factorcl-ssl")
+    factorcl.fit(full, loader_of(data), out_dir=str(tmp_path / "full"), **kw)
+
+    part = small_model("factorcl-ssl")
+    first = factorcl.fit(part, loader_of(data), out_dir=str(tmp_path / "part"), stop_after=stop_after, **kw)
+    assert first.step == stop_after
+    resumed = small_model("factorcl-ssl", seed=123)  # different init: everything must come from the checkpoint
+    result = factorcl.fit(resumed, loader_of(data), out_dir=str(tmp_path / "part"), resume="auto", **kw)
+    assert result.step == 3 * 7
+    expected = params_of(full)
+    for name, p in resumed.named_parameters():
+        torch.testing.assert_close(p, expected[name], rtol=0, atol=0, msg=name)
+    with (tmp_path / "part" / METRICS_NAME).open() as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f)]
+    assert steps == list(range(1, 22))
+
+
+def test_metrics_csv_and_checkpoint_contents(tmp_path):
+    data = small_data()
+    model = small_model("factorcl-ssl")
+    loader = loader_of(data)
+    result = factorcl.fit(model, loader, epochs=2, progress=False, tensorboard=False, device="cpu",
+                          out_dir=str(tmp_path))
+    with (tmp_path / METRICS_NAME).open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == result.step == 2 * len(loader)
+    for column in ("step", "lr", "loss", "shared_keep", "shared_remove", "unique_keep1", "unique_keep2",
+                   "unique_remove", "unique_cond_keep", "critic_loss"):
+        assert column in rows[0]
+    state = load(tmp_path / CHECKPOINT_NAME)
+    for key in ("model", "main_opt", "critic_opt", "main_sched", "main_scaler", "rng", "step", "epoch"):
+        assert key in state
+    assert state["step"] == result.step and state["method"] == "factorcl-ssl"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = small_data(num_samples=640)
+    model = small_model("simclr")
+    calls = {"n": 0}
+
+    def poison(module, inputs, output):
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] > 4 else output
+
+    model.encoder1.register_forward_hook(poison)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5 .*the last good checkpoint is"):
+        factorcl.fit(model, loader_of(data), epochs=2, checkpoint_every=1, progress=False, tensorboard=False,
+                     device="cpu", out_dir=str(tmp_path))
+    state = load(tmp_path / CHECKPOINT_NAME)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_schedule_warmup_then_cosine():
+    fn = _lr_lambda(TrainConfig(warmup_steps=4, min_lr_ratio=0.1), total=14)
+    assert [round(fn(s), 3) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert fn(9) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert fn(14) == pytest.approx(0.1)
+    assert _lr_lambda(TrainConfig(schedule="constant"), 10)(7) == 1.0
+
+
+def test_bf16_autocast_on_cpu_and_grad_clip():
+    data = small_data()
+    result = factorcl.fit(small_model("factorcl-ssl"), loader_of(data), epochs=1, amp="bf16", grad_clip=1.0,
+                          progress=False, tensorboard=False, device="cpu")
+    assert math.isfinite(result.metrics["loss"])
+
+
+def test_gradient_accumulation_counts_optimizer_steps():
+    data = small_data(num_samples=640)
+    loader = loader_of(data)
+    assert len(loader) == 7
+    result = factorcl.fit(small_model("simclr"), loader, epochs=1, accumulate=2, progress=False,
+                          tensorboard=False, device="cpu")
+    assert result.step == math.ceil(7 / 2)
+
+
+def test_bad_configuration_and_data():
+    data = small_data()
+    with pytest.raises(ValueError, match="epochs=0 is not valid"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="loader is empty"):
+        factorcl.fit(small_model("simclr"), data.split("train").loader(10_000, drop_last=True), progress=False)
+    with pytest.raises(ValueError, match="amp must be one of"):
+        factorcl.fit(small_model("simclr"), loader_of(data), amp="fp8", progress=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        factorcl.fit(small_model("simclr"), loader_of(data), resume="/nonexistent/ckpt.pt", progress=False)
+
+
+def test_resume_refuses_another_method(tmp_path):
+    data = small_data()
+    factorcl.fit(small_model("simclr"), loader_of(data), epochs=1, progress=False, tensorboard=False,
+                 out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="written by method 'simclr'"):
+        factorcl.fit(small_model("cross+self"), loader_of(data), epochs=1, progress=False, out_dir=str(tmp_path),
+                     resume="auto")
+
+
+def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_atomic({"a": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_atomic({"a": Unpicklable()}, path)
+    assert load(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
