@@ -72,15 +72,33 @@ def call_frozen(module: nn.Module, *args: Tensor) -> Tensor:
 
 
 class InfoNCE(nn.Module):
-    """I_NCE(X; Y) with a learned critic; maximise it to train both the critic and the inputs."""
+    """I_NCE(X; Y) with a learned critic; maximise it to train both the critic and the inputs.
 
-    def __init__(self, critic: nn.Module) -> None:
+    ``symmetric=True`` averages the x-to-y and y-to-x directions, (I_NCE(X; Y) + I_NCE(Y; X)) / 2,
+    which with a CLIP-style critic is exactly log N minus the CLIP loss.
+    """
+
+    def __init__(self, critic: nn.Module, symmetric: bool = False) -> None:
         super().__init__()
         self.critic = critic
+        self.symmetric = bool(symmetric)
 
-    def forward(self, x: Tensor, y: Tensor, offset: int = 0) -> Tensor:
-        """The InfoNCE estimate (nats) on the batch; gradients reach the critic and the inputs."""
-        return infonce(self.critic(x, y), offset=offset)
+    def forward(self, x: Tensor, y: Tensor, offset: int = 0, x_candidates: Tensor | None = None) -> Tensor:
+        """The InfoNCE estimate (nats) of x's B rows against y's N candidates; gradients reach the critic and inputs.
+
+        For ``symmetric`` with N > B (a rank of a distributed job), ``x_candidates`` holds all N x
+        rows so the y-to-x direction can score this rank's y rows (``y[offset:offset + B]``) against them.
+        """
+        value = infonce(self.critic(x, y), offset=offset)
+        if not self.symmetric:
+            return value
+        b = x.shape[0]
+        if x_candidates is None:
+            if y.shape[0] != b:
+                raise ValueError("symmetric InfoNCE with more candidates than rows needs x_candidates (all N x rows)")
+            x_candidates = x
+        reverse = self.critic(x_candidates, y[offset : offset + b]).transpose(0, 1)  # [B, N]: y_i against every x
+        return 0.5 * (value + infonce(reverse, offset=offset))
 
 
 class NCECLUB(nn.Module):

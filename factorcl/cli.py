@@ -1,18 +1,25 @@
-"""The ``factorcl`` command line."""
+"""The ``factorcl`` command line: every module in :mod:`factorcl.commands` is a subcommand."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
+
+from . import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser; each subcommand registers itself here."""
+    """The top-level parser; each module of ``factorcl.commands`` adds its subcommand via ``register``."""
     parser = argparse.ArgumentParser(
         prog="factorcl",
         description="Factorized contrastive learning (FactorCL): benchmarks, training and evaluation.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
     return parser
 
 

@@ -43,7 +43,8 @@ class FactorCL(nn.Module):
     batch's device; ``augment2`` may be a unique augmentation taking ``cond=x1``. Batches that
     already carry ``x1_aug`` / ``x2_aug`` (augmented in data-loader workers) use those instead.
     ``critics`` replaces the critic of a term by name (e.g. CLIP's own logit for
-    ``shared_keep``).
+    ``shared_keep``); ``symmetric_shared_keep`` averages both directions of I_NCE(Z_S1; Z_S2), so
+    that with CLIP's logit as critic the term is exactly log B minus the CLIP loss.
     """
 
     def __init__(
@@ -59,7 +60,7 @@ class FactorCL(nn.Module):
         augment2: Callable | None = None,
         num_classes: int | None = None,
         embed_dim: int = 128,
-        head_layers: int = 1,
+        head_layers: int = 0,
         critic_hidden: int = 512,
         critic_layers: int = 1,
         critic_embed: int = 128,
@@ -69,6 +70,7 @@ class FactorCL(nn.Module):
         include_diagonal: bool = False,
         critics: Mapping[str, nn.Module] | None = None,
         concat_views: bool = True,
+        symmetric_shared_keep: bool = False,
     ) -> None:
         super().__init__()
         self.objective: Objective = get_objective(method)
@@ -94,6 +96,7 @@ class FactorCL(nn.Module):
         self.temperature = float(temperature)
         self.supcon_temperature = float(supcon_temperature)
         self.concat_views = bool(concat_views)
+        self.symmetric_shared_keep = bool(symmetric_shared_keep)
         self.augment1 = None if augment1 == "batch" else augment1
         self.augment2 = None if augment2 == "batch" else augment2
         self._critic_args = dict(hidden_dim=critic_hidden, layers=critic_layers)
@@ -118,7 +121,7 @@ class FactorCL(nn.Module):
         pick = lambda name, x_dim, y_dim: custom.pop(name, None) or self._critic(x_dim, y_dim)  # noqa: E731
         out: dict[str, nn.Module] = {}
         if "shared_keep" in obj.terms:
-            out["shared_keep"] = bounds.InfoNCE(pick("shared_keep", e, e))
+            out["shared_keep"] = bounds.InfoNCE(pick("shared_keep", e, e), symmetric=self.symmetric_shared_keep)
         if "unique_keep" in obj.terms:
             y_dim = k if obj.supervised else e
             out["unique_keep1"] = bounds.InfoNCE(pick("unique_keep1", e, y_dim))
@@ -292,7 +295,8 @@ class FactorCL(nn.Module):
         out: dict[str, Tensor] = {}
         if "shared_keep" in est:
             s2g, off = gather(s2)
-            out["shared_keep"] = est["shared_keep"](s1, s2g, offset=off)
+            s1g = gather(s1)[0] if self.symmetric_shared_keep else None
+            out["shared_keep"] = est["shared_keep"](s1, s2g, offset=off, x_candidates=s1g)
         if "unique_keep1" in est:
             onehot = F.one_hot(y, self.num_classes).to(u1.dtype) if self.objective.supervised else None
             for i, u in ((1, u1), (2, u2)):

@@ -163,3 +163,24 @@ def test_value_checks_can_be_switched_off():
     finally:
         bounds.set_value_checks(True)
     assert bounds.value_checks_enabled()
+
+
+def test_symmetric_infonce_is_log_n_minus_the_clip_loss():
+    torch.manual_seed(0)
+    critic = bounds.SeparableCritic(4, 4, hidden_dim=8, normalize=True, temperature=0.07)
+    x, y = torch.randn(6, 4), torch.randn(6, 4)
+    s = critic(x, y)
+    labels = torch.arange(6)
+    clip_loss = 0.5 * (torch.nn.functional.cross_entropy(s, labels) + torch.nn.functional.cross_entropy(s.T, labels))
+    value = bounds.InfoNCE(critic, symmetric=True)(x, y)
+    torch.testing.assert_close(value, math.log(6) - clip_loss)
+
+
+def test_symmetric_infonce_with_global_candidates_matches_the_full_batch():
+    torch.manual_seed(0)
+    est = bounds.InfoNCE(bounds.SeparableCritic(4, 4, hidden_dim=8), symmetric=True)
+    x, y = torch.randn(8, 4), torch.randn(8, 4)
+    halves = [est(x[:4], y, offset=0, x_candidates=x), est(x[4:], y, offset=4, x_candidates=x)]
+    torch.testing.assert_close(sum(halves) / 2, est(x, y))
+    with pytest.raises(ValueError, match="needs x_candidates"):
+        est(x[:4], y, offset=0)

@@ -1,0 +1,6 @@
+"""Subcommands of the ``factorcl`` command line.
+
+Each module defines ``register(subparsers)`` that adds one subcommand whose parser sets
+``func=callable(args) -> int``. Modules are imported only to build the parser, so they keep heavy
+imports (open_clip, timm) inside their ``func``.
+"""
