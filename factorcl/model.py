@@ -18,7 +18,7 @@ from .objectives import SIGNS, UPPER_BOUND_TERMS, Objective, get_objective
 
 Batch = Mapping[str, Any] | tuple | list
 
-_SSL_CONDITIONINGS = ("concat", "chain")
+_SSL_CONDITIONINGS = ("chain", "concat")
 _SUP_CONDITIONINGS = ("grouped", "concat", "chain")
 
 
@@ -37,9 +37,11 @@ class FactorCL(nn.Module):
     ``encoder1`` and ``encoder2`` map a batch of their modality to ``[B, dim1]`` and ``[B, dim2]``.
     ``method`` picks a row of :data:`factorcl.objectives.METHODS`; ``critic`` ("separable", the
     fast default, or "concat", the paper's) builds every term's critic. ``conditioning`` says how
-    the conditional terms condition on C: "concat" (the paper's, default for SSL) or "chain" for
-    the augmented views; "grouped" (default for SUP, exact for discrete labels), "concat" or
-    "chain" for labels. ``augment1`` / ``augment2`` make the views X1', X2' of SSL methods on the
+    the conditional terms condition on C. On the augmented views (SSL): "chain" (default),
+    I(Z1; Z2 | C) = I(Z1; Z2, C) - I(Z1; C), which estimates the conditional MI the objective
+    names, or "concat", the paper's critic on [Z1, Z1'] and [Z2, Z2'], which with in-batch
+    negatives estimates I(Z1, Z1'; Z2, Z2') instead (it rewards shared information in the unique
+    heads). On labels (SUP): "grouped" (default, exact for discrete labels), "concat" or "chain". ``augment1`` / ``augment2`` make the views X1', X2' of SSL methods on the
     batch's device; ``augment2`` may be a unique augmentation taking ``cond=x1``. Batches that
     already carry ``x1_aug`` / ``x2_aug`` (augmented in data-loader workers) use those instead.
     ``critics`` replaces the critic of a term by name (e.g. CLIP's own logit for

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,9 +168,14 @@ class _MetricsLog:
 
 class Trainer:
     """Trains a :class:`factorcl.FactorCL` (anything with ``loss(batch)``, ``critic_loss()``,
-    ``main_parameters()`` and ``critic_parameters()``) on a data loader."""
+    ``main_parameters()`` and ``critic_parameters()``) on a data loader.
 
-    def __init__(self, model: nn.Module, loader: Iterable, config: TrainConfig | None = None, **overrides: Any) -> None:
+    ``callbacks`` are called after every optimizer step with that step's metrics row
+    (step, epoch, lr, loss, every term, critic_loss, time_s).
+    """
+
+    def __init__(self, model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
+                 callbacks: Iterable[Callable[[dict[str, float]], None]] = (), **overrides: Any) -> None:
         if config is None:
             config = TrainConfig(**overrides)
         elif overrides:
@@ -178,6 +183,7 @@ class Trainer:
         self.cfg = config
         self.model = model
         self.loader = loader
+        self.callbacks = list(callbacks)
         try:
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
         except TypeError:
@@ -392,6 +398,8 @@ class Trainer:
                         log.write(row)
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()}, refresh=False)
+                    for callback in self.callbacks:
+                        callback(row)
                     due = cfg.checkpoint_every is not None and step % cfg.checkpoint_every == 0
                     stop = cfg.stop_after is not None and step >= cfg.stop_after
                     if due or stop:
@@ -417,9 +425,13 @@ class Trainer:
                            seconds=time.perf_counter() - start)
 
 
-def fit(model: nn.Module, loader: Iterable, config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
-    """Train ``model`` on ``loader``; keywords are :class:`TrainConfig` fields (epochs, lr, critic_steps, ...)."""
-    return Trainer(model, loader, config, **overrides).fit()
+def fit(model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
+        callbacks: Iterable[Callable[[dict[str, float]], None]] = (), **overrides: Any) -> TrainResult:
+    """Train ``model`` on ``loader``; keywords are :class:`TrainConfig` fields (epochs, lr, critic_steps, ...).
+
+    ``callbacks`` are called with each step's metrics row.
+    """
+    return Trainer(model, loader, config, callbacks=callbacks, **overrides).fit()
 
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer", "fit", "to_device"]

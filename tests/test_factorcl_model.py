@@ -65,9 +65,12 @@ def test_main_loss_never_trains_the_nce_club_critics():
     for name, p in model.named_parameters():
         if id(p) in critic_ids:
             assert p.grad is None, f"{name} got a gradient from the main loss"
-    for name in ("encoder1", "encoder2", "heads", "estimators.shared_keep", "estimators.unique_cond_keep"):
+    for name in ("encoder1", "encoder2", "heads", "estimators.shared_keep", "estimators.unique_cond_keep.critic"):
         grads = [p.grad for n, p in model.named_parameters() if n.startswith(name)]
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), name
+    # The chain rule's marginal critic (default SSL conditioning) is trained by the critic step only.
+    assert model.conditioning == "chain"
+    assert all(p.grad is None for p in model.estimators["unique_cond_keep"].marginal_critic.parameters())
     # ... and the encoders do receive the upper bound's gradient through its frozen critic.
     model.zero_grad(set_to_none=True)
     b = batch_of(data)
