@@ -1,0 +1,316 @@
+"""Config-driven pipeline: data -> encoders -> FactorCL -> fit -> linear probe on the test split.
+
+:func:`run_config` is what ``factorcl train --config run.yaml`` and ``benchmarks/multibench.py``
+run. It writes into ``out_dir``:
+
+- ``config.yaml``: the validated config with absolute data paths (enough to rebuild the model);
+- ``checkpoint.pt`` and ``metrics.csv``: written by :func:`factorcl.fit`;
+- ``results.json``: test accuracy of the linear probe on the whole representation and on each
+  part (S, U1, U2 for factorised methods; Z1, Z2 otherwise), data summary, training summary.
+
+Probe protocol: features of the frozen model (eval mode); a multinomial logistic regression is fit
+on the TRAIN split's features, its L2 strength chosen by accuracy on the VALID split (or on a
+held-out fraction of train, ``probe.select: val_fraction``), and it is scored on the TEST split.
+The published code scored one experiment on its training data; nothing here ever does.
+
+:func:`probe_run` (``factorcl probe``) rebuilds the model from ``config.yaml``, loads the
+checkpoint and re-runs the same evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import RunConfig, build_augment, load_config, resolve_path, save_config
+from .data.arrays import SplitDataset
+
+CONFIG_NAME = "config.yaml"
+RESULTS_NAME = "results.json"
+PROBE_RESULTS_NAME = "probe_results.json"
+
+
+# ------------------------------------------------------------------------------------- building
+def build_data(config: RunConfig) -> SplitDataset:
+    """Load the data of a config (relative paths: from the current folder, else from the config's folder)."""
+    d, base = config.data, config.base_dir()
+
+    def path(p: Any) -> Any:
+        if isinstance(p, Mapping):
+            return {k: resolve_path(v, base) for k, v in p.items()}
+        return resolve_path(p, base)
+
+    if d.kind == "multibench":
+        from .data.multibench import load_multibench
+
+        return load_multibench(path(d.path), dataset=d.dataset, modalities=d.modalities or ("vision", "text"),
+                               zero_label=d.zero_label)
+    if d.kind == "mimic":
+        from .data.mimic import load_mimic
+
+        return load_mimic(path(d.path), task=d.task, modalities=d.modalities or ("static", "timeseries"),
+                          splits=d.splits, seed=10 if d.split_seed is None else d.split_seed)
+    if d.kind == "arrays":
+        from .data.arrays import load_arrays
+
+        return load_arrays(path(d.path), splits=d.splits, seed=0 if d.split_seed is None else d.split_seed)
+    from .data.synthetic import make_synthetic
+
+    syn = make_synthetic(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.synthetic.items()})
+    return SplitDataset(syn.split("train"), syn.split("val"), syn.split("test"), name="synthetic", num_classes=2,
+                        info={"config": {k: v for k, v in vars(syn.config).items()}})
+
+
+def build_model(config: RunConfig, data: SplitDataset, for_eval: bool = False) -> nn.Module:
+    """The FactorCL model of a config for this data (encoders sized from the data's input shapes).
+
+    ``for_eval`` builds timm encoders without downloading pretrained weights (a checkpoint will
+    overwrite them).
+    """
+    from .encoders import build_encoder, normalize_spec
+    from .model import FactorCL
+    from .objectives import get_objective
+
+    m = config.model
+    objective = get_objective(m.method)
+    shape1, shape2 = data.input_shapes
+    specs = []
+    for i in (1, 2):
+        spec = normalize_spec(getattr(config.encoders, f"x{i}"), f"encoders.x{i}")
+        if for_eval and spec["type"] == "timm":
+            spec["pretrained"] = False
+        specs.append(spec)
+    enc1, dim1 = build_encoder(specs[0], shape1, "encoders.x1")
+    enc2, dim2 = build_encoder(specs[1], shape2, "encoders.x2")
+    aug1 = aug2 = None
+    if objective.needs_views:
+        aug1 = build_augment(m.augment1, shape1, "model.augment1")
+        aug2 = build_augment(m.augment1 if m.augment2 is None else m.augment2, shape2, "model.augment2")
+    num_classes = None
+    if objective.supervised:
+        if not data.has_labels or data.num_classes is None:
+            raise ValueError(f"method {objective.name!r} is supervised but the data has no labels 'y'")
+        num_classes = max(2, data.num_classes)
+    return FactorCL(enc1, enc2, dim1, dim2, method=objective.name, critic=m.critic, conditioning=m.conditioning,
+                    augment1=aug1, augment2=aug2, num_classes=num_classes, embed_dim=m.embed_dim,
+                    head_layers=m.head_layers, critic_hidden=m.critic_hidden, critic_layers=m.critic_layers,
+                    critic_embed=m.critic_embed, temperature=m.temperature, supcon_temperature=m.supcon_temperature,
+                    **m.options)
+
+
+# ----------------------------------------------------------------------------------- evaluation
+def _probe_part(train: torch.Tensor, ytr: torch.Tensor, valid: torch.Tensor | None, yva: torch.Tensor | None,
+                test: torch.Tensor, yte: torch.Tensor, probe: Any, num_classes: int) -> dict[str, Any]:
+    from .probe import linear_probe
+
+    common = dict(num_classes=num_classes, max_iter=probe.max_iter, seed=probe.seed)
+    grid = list(probe.l2_grid)
+    if probe.select == "valid" and valid is not None and len(grid) > 1:
+        best_l2, best_acc = grid[0], -1.0
+        for l2 in sorted(set(grid), reverse=True):
+            acc = linear_probe(train, ytr, valid, yva, val_fraction=0.0, l2_grid=[l2], **common).accuracy
+            if acc > best_acc + 1e-9:
+                best_l2, best_acc = l2, acc
+        result = linear_probe(train, ytr, test, yte, val_fraction=0.0, l2_grid=[best_l2], **common).as_dict()
+        result["val_accuracy"] = best_acc
+        result["selected_on"] = "valid"
+        return result
+    result = linear_probe(train, ytr, test, yte, val_fraction=probe.val_fraction, l2_grid=grid, **common).as_dict()
+    result["selected_on"] = "val_fraction of train" if len(grid) > 1 else "fixed"
+    return result
+
+
+def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.device | str | None = None) -> dict[str, Any]:
+    """Linear-probe test accuracy of the frozen representation and its parts (see the module docstring).
+
+    Returns ``{part: {accuracy, macro_f1, l2, val_accuracy, ...}}`` with parts ``all`` and, when
+    ``probe.ablation``, ``S``/``U1``/``U2`` (factorised) or ``Z1``/``Z2``.
+    """
+    from .probe import extract_features, representation_parts
+
+    if not data.has_labels:
+        raise ValueError("the data has no labels 'y': a linear probe needs them (set probe.enabled: false)")
+    if device is not None:
+        model.to(device)
+    feats: dict[str, dict[str, torch.Tensor]] = {}
+    labels: dict[str, torch.Tensor] = {}
+    for name in ("train", "valid", "test"):
+        ds = data.split(name)
+        if ds is None:
+            continue
+        f, y = extract_features(model, ds.loader(probe.batch_size, shuffle=False))
+        feats[name], labels[name] = representation_parts(f), y
+    k = max(2, int(data.num_classes or int(max(int(v.max()) for v in labels.values())) + 1))
+    parts = list(feats["train"]) if probe.ablation else ["all"]
+    out = {}
+    for part in parts:
+        out[part] = _probe_part(feats["train"][part], labels["train"],
+                                feats.get("valid", {}).get(part), labels.get("valid"),
+                                feats["test"][part], labels["test"], probe, k)
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Indented JSON (NaN/inf as null), atomically replaced."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    os.replace(tmp, p)
+    return p
+
+
+def _absolute_config(config: RunConfig) -> RunConfig:
+    """The config with data paths made absolute and out_dir kept, so config.yaml works from anywhere."""
+    data = config.to_dict()
+    p = data["data"]["path"]
+    base = config.base_dir()
+    if isinstance(p, Mapping):
+        data["data"]["path"] = {k: str(resolve_path(v, base)) for k, v in p.items()}
+    elif p:
+        data["data"]["path"] = str(resolve_path(p, base))
+    return load_config(data)
+
+
+# -------------------------------------------------------------------------------------- running
+def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
+               overrides: Sequence[str] | Mapping[str, Any] | None = None, data: SplitDataset | None = None,
+               verbose: bool = False) -> dict[str, Any]:
+    """Pretrain, then linear-probe on the test split; writes config.yaml, checkpoint.pt, results.json in out_dir.
+
+    ``config`` is a :class:`RunConfig`, raw config data or a YAML/JSON path; ``overrides`` are
+    ``KEY=VALUE`` strings or a mapping of dotted keys. ``data`` skips loading (already built for
+    this config). Returns the results dict (also in ``results.json``).
+    """
+    from .device import seed_everything
+    from .train import fit
+
+    cfg = load_config(config, overrides)
+    cfg = _absolute_config(cfg) if cfg.data.path else cfg
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / CONFIG_NAME)
+    start = time.perf_counter()
+    data = data if data is not None else build_data(cfg)
+    if verbose:
+        s = data.summary()
+        print(f"data: {s['name']} {s['modalities']} shapes {s['input_shapes']} sizes {s['sizes']} "
+              f"classes {s['num_classes']}")
+    seed = cfg.train_value("seed")
+    seed_everything(0 if seed is None else int(seed))  # the model's initial weights follow train.seed
+    model = build_model(cfg, data)
+    batch_size = int(cfg.train_value("batch_size"))
+    drop_last = bool(cfg.train_value("drop_last")) and len(data.train) >= batch_size
+    loader = data.train.loader(batch_size, shuffle=True, drop_last=drop_last, seed=0 if seed is None else int(seed),
+                               num_workers=int(cfg.train_value("num_workers")))
+    result = fit(model, loader, cfg.trainer_config())
+    results: dict[str, Any] = {
+        "method": cfg.model.method,
+        "dataset": data.name,
+        "modalities": list(data.modalities),
+        "accuracy": None,
+        "probe": None,
+        "train": {"steps": result.step, "epochs": result.epoch, "seconds": result.seconds, "final": result.metrics},
+        "data": data.summary(),
+        "checkpoint": str(out_dir / "checkpoint.pt"),
+        "config": str(out_dir / CONFIG_NAME),
+        "protocol": _protocol_text(cfg),
+    }
+    if cfg.probe.enabled and data.has_labels:
+        probe = evaluate(model, data, cfg.probe)
+        results["probe"] = probe
+        results["accuracy"] = probe["all"]["accuracy"]
+    elif cfg.probe.enabled:
+        results["note"] = "no labels in the data: probe skipped"
+    results["seconds"] = time.perf_counter() - start
+    write_json(out_dir / RESULTS_NAME, results)
+    return results
+
+
+def _protocol_text(cfg: RunConfig) -> str:
+    sel = "the valid split" if cfg.probe.select == "valid" else f"a {cfg.probe.val_fraction} fraction of train"
+    return f"linear probe fit on train features, L2 chosen on {sel}, accuracy on the test split"
+
+
+def _run_dir(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return p, p / "checkpoint.pt"
+    if p.is_file():
+        return p.parent, p
+    raise FileNotFoundError(f"no run folder or checkpoint at {p}")
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device | None = None,
+             overrides: Sequence[str] | Mapping[str, Any] | None = None) -> tuple[RunConfig, nn.Module, SplitDataset]:
+    """(config, model with the checkpoint's weights, data) of a finished run (its folder or checkpoint path)."""
+    from . import checkpoint as ckpt_io
+    from .device import select_device
+
+    run_dir, ckpt = _run_dir(path)
+    cfg_path = run_dir / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: 'factorcl probe' needs the config.yaml that "
+                                "'factorcl train' writes beside the checkpoint")
+    cfg = load_config(cfg_path, overrides)
+    data = build_data(cfg)
+    model = build_model(cfg, data, for_eval=True)
+    dev = select_device(device or "auto")
+    state = ckpt_io.load(ckpt, map_location=dev)
+    if "model" not in state:
+        raise ValueError(f"{ckpt} has no 'model' weights (keys: {sorted(state)})")
+    if state.get("method") not in (None, cfg.model.method):
+        raise ValueError(f"{ckpt} was written by method {state['method']!r} but {cfg_path} says {cfg.model.method!r}")
+    model.load_state_dict(state["model"])
+    model.to(dev)
+    return cfg, model, data
+
+
+def probe_run(path: str | os.PathLike, device: str | torch.device | None = None, out: str | os.PathLike | None = None,
+              overrides: Sequence[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Re-run the evaluation of a finished run; writes ``probe_results.json`` in the run folder (or ``out``)."""
+    run_dir, ckpt = _run_dir(path)
+    cfg, model, data = load_run(path, device, overrides)
+    if not data.has_labels:
+        raise ValueError("the data has no labels 'y': nothing to probe")
+    probe = evaluate(model, data, cfg.probe)
+    results = {"method": cfg.model.method, "dataset": data.name, "checkpoint": str(ckpt),
+               "accuracy": probe["all"]["accuracy"], "probe": probe, "protocol": _protocol_text(cfg)}
+    write_json(Path(out) if out else run_dir / PROBE_RESULTS_NAME, results)
+    return results
+
+
+def format_probe(probe: Mapping[str, Mapping[str, Any]]) -> str:
+    """A small text table of probe results (part, accuracy, macro F1, L2, valid accuracy)."""
+    rows = [("part", "accuracy", "macro F1", "L2", "valid acc")]
+    for part, r in probe.items():
+        va = r.get("val_accuracy")
+        rows.append((part, f"{100 * r['accuracy']:.2f}%", f"{r['macro_f1']:.3f}", f"{r['l2']:g}",
+                     "-" if va is None else f"{100 * va:.2f}%"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+__all__ = ["build_data", "build_model", "evaluate", "format_probe", "load_run", "probe_run", "run_config"]

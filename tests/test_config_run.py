@@ -1,0 +1,210 @@
+"""Run configs (validation names the key) and the train-then-probe pipeline, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+import augment
+from factorcl import cli
+from factorcl.config import ConfigError, build_augment, load_config, save_config
+from factorcl.data.fake import write_fake_affect, write_fake_mimic, write_fake_pairs
+from factorcl.run import build_data, build_model, probe_run, run_config
+
+TINY_SEQ = {"type": "transformer", "d_model": 8, "heads": 2, "layers": 1, "ff_dim": 16, "out_dim": 8}
+TINY_TRAIN = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "progress": False, "tensorboard": False, "seed": 0}
+TINY_MODEL = {"embed_dim": 8, "critic_hidden": 16, "critic_embed": 8}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny ops: one thread avoids OpenMP spin-waiting on a shared two-core machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("data, message", [
+    ({"data": {"kind": "mosii"}},
+     r"config key 'data.kind' must be one of \['multibench', 'mimic', 'arrays', 'synthetic'\], got 'mosii'"),
+    ({"data": {"kind": "mimic"}}, r"config key 'data.path' is required for data.kind 'mimic'"),
+    ({"data": {"kind": "multibench", "path": "x.pkl", "dataset": "mosx"}}, r"config key 'data.dataset': dataset must be one of"),
+    ({"data": {"kind": "multibench", "path": "x.pkl", "modalities": ["text"]}}, r"config key 'data.modalities' must be two"),
+    ({"data": {"kind": "mimic", "path": "im.pk", "task": "icd9-25"}}, r"config key 'data.task': task must be"),
+    ({"data": {"kind": "arrays", "path": "a.npz", "splits": [0.5, 0.6, 0.1]}}, r"config key 'data.splits'"),
+    ({"data": {"kind": "synthetic", "synthetic": {"num_sample": 5}}},
+     r"unknown config key 'data.synthetic.num_sample'; did you mean 'num_samples'\?"),
+    ({"data": {"knd": "mimic"}}, r"unknown config key 'data.knd'; did you mean 'kind'\?"),
+    ({"model": {"method": "factorcl"}}, r"config key 'model.method': method must be one of"),
+    ({"model": {"critic": "bilinear"}}, r"config key 'model.critic' must be one of \['separable', 'concat'\]"),
+    ({"model": {"embed_dim": "big"}}, r"config key 'model.embed_dim' must be an integer, got 'big'"),
+    ({"model": {"augment1": "none"}}, r"config key 'model.augment1' is 'none', but method 'factorcl-ssl' needs augmented views"),
+    ({"model": {"augment1": "noize"}}, r"config key 'model.augment1': .*got 'noize'; did you mean 'noise'\?"),
+    ({"model": {"augment1": {"name": "noise", "sigma": 1}}}, r"unknown key model.augment1.sigma for augmentation 'noise'"),
+    ({"model": {"options": {"temprature": 1}}}, r"unknown config key 'model.options.temprature'"),
+    ({"encoders": {"x1": "lstm"}}, r"config key 'encoders.x1': encoders.x1.type must be one of"),
+    ({"encoders": {"x2": {"type": "gru", "hiden": 3}}}, r"unknown key encoders.x2.hiden for a 'gru' encoder"),
+    ({"train": {"epoch": 3}}, r"unknown config key 'train.epoch'; did you mean 'epochs'\?"),
+    ({"train": {"epochs": 0}}, r"config key 'train.epochs': epochs=0 is not valid"),
+    ({"train": {"lr": "fast"}}, r"config key 'train.lr' must be a number, got 'fast'"),
+    ({"train": {"out_dir": "x"}}, r"set the top-level 'out_dir'"),
+    ({"probe": {"select": "test"}}, r"config key 'probe.select' must be one of \['valid', 'val_fraction'\]"),
+    ({"probe": {"l2_grid": []}}, r"config key 'probe.l2_grid' must be a non-empty list"),
+    ({"trian": {}}, r"unknown config key 'trian'; did you mean 'train'\?"),
+])
+def test_validation_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(data)
+
+
+def test_load_yaml_overrides_and_roundtrip(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: {kind: synthetic}\ntrain: {lr: 1e-3, epochs: 2}\nprobe: {l2_grid: [1e-2, 0]}\n")
+    cfg = load_config(path, ["train.epochs=5", "model.method=SimCLR", "out_dir=somewhere"])
+    assert cfg.train == {"lr": 1e-3, "epochs": 5}  # PyYAML reads 1e-3 as a string: accepted as a number
+    assert cfg.model.method == "simclr" and cfg.out_dir == "somewhere" and cfg.probe.l2_grid == [1e-2, 0.0]
+    assert cfg.trainer_config().epochs == 5 and cfg.trainer_config().out_dir == "somewhere"
+    assert cfg.train_value("batch_size") == 128 and cfg.train_value("critic_steps") == 1
+    saved = save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(saved).to_dict() == cfg.to_dict()
+    json_path = tmp_path / "run.json"
+    json_path.write_text(json.dumps(cfg.to_dict()))
+    assert load_config(json_path).to_dict() == cfg.to_dict()
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(path, ["train.epochs"])
+
+
+def test_examples_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    for name in ("mosi.yaml", "mimic.yaml", "pairs.yaml"):
+        if (root / name).exists():
+            load_config(root / name)
+
+
+def test_augment_specs():
+    seq = build_augment("auto", (6, 3))
+    assert isinstance(seq, augment.RandomChoice) and len(seq.augmentations) == 4
+    vec = build_augment({"name": "features", "std": 0.2}, (5,))
+    assert isinstance(vec, augment.RandomChoice) and vec.augmentations[0].std == 0.2
+    assert build_augment("none", (5,)) is None
+    choice = build_augment([{"name": "noise", "std": 0.3}, "time_shuffle"], (6, 3))
+    assert isinstance(choice, augment.RandomChoice)
+    comp = build_augment({"compose": ["noise", {"name": "time_mask", "p": 0.5}]}, (6, 3))
+    assert isinstance(comp, augment.Compose)
+    x = torch.randn(4, 6, 3)
+    mask = torch.arange(6)[None, :] >= torch.tensor([0, 2, 4, 5])[:, None]
+    out = comp(x, mask=mask)
+    assert torch.equal(out[~mask], x[~mask])  # padding untouched
+    with pytest.raises(ValueError, match="needs sequences"):
+        build_augment("sequence", (5,))
+
+
+# ------------------------------------------------------------------------------------- pipeline
+def _mosi_config(tmp_path, method="factorcl-ssl", **extra):
+    data = write_fake_affect(tmp_path / "mosi_raw.pkl", "mosi", sizes=(32, 10, 10), seq_len=6)
+    cfg = {
+        "data": {"kind": "multibench", "path": str(data), "modalities": ["vision", "text"]},
+        "encoders": {"x1": TINY_SEQ, "x2": {"type": "gru", "hidden": 8, "out_dim": 8}},
+        "model": {"method": method, **TINY_MODEL, "augment1": "sequence"},
+        "train": dict(TINY_TRAIN),
+        "probe": {"l2_grid": [1e-2, 1e-4], "max_iter": 50},
+        "out_dir": str(tmp_path / "run"),
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def test_cli_train_then_probe_reproduces_accuracy(tmp_path, capsys):
+    cfg = _mosi_config(tmp_path)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["train", "--config", str(path), "--quiet"]) == 0
+    run = tmp_path / "run"
+    for name in ("results.json", "checkpoint.pt", "config.yaml", "metrics.csv"):
+        assert (run / name).is_file(), name
+    results = json.loads((run / "results.json").read_text())
+    assert results["method"] == "factorcl-ssl" and results["dataset"] == "mosi"
+    assert set(results["probe"]) == {"all", "S", "U1", "U2"}
+    assert 0.0 <= results["accuracy"] <= 1.0 and results["accuracy"] == results["probe"]["all"]["accuracy"]
+    assert results["probe"]["all"]["selected_on"] == "valid"
+    assert results["data"]["sizes"] == {"train": 31, "valid": 9, "test": 9}  # all-zero-text rows dropped
+    assert results["train"]["steps"] == 1
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "U1" in out
+
+    assert cli.main(["probe", "--run", str(run)]) == 0
+    again = json.loads((run / "probe_results.json").read_text())
+    for part, r in results["probe"].items():
+        assert again["probe"][part]["accuracy"] == pytest.approx(r["accuracy"], abs=1e-6), part
+        assert again["probe"][part]["l2"] == r["l2"]
+    other = tmp_path / "elsewhere.json"
+    assert cli.main(["probe", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(other),
+                     "--set", "probe.ablation=false"]) == 0
+    assert set(json.loads(other.read_text())["probe"]) == {"all"}
+
+
+def test_cli_errors_are_reported(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: {kind: mosii}\n")
+    assert cli.main(["train", "--config", str(path)]) == 2
+    assert "config key 'data.kind' must be one of" in capsys.readouterr().err
+    assert cli.main(["probe", "--run", str(tmp_path / "nothing")]) == 2
+    assert "no run folder or checkpoint" in capsys.readouterr().err
+    cfg = _mosi_config(tmp_path)
+    cfg["data"]["path"] = str(tmp_path / "missing.pkl")
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["train", "--config", str(path)]) == 2
+    assert "missing.pkl" in capsys.readouterr().err
+
+
+def test_supervised_on_mimic_and_relative_paths(tmp_path, monkeypatch):
+    write_fake_mimic(tmp_path / "data" / "im.pk", n=60)
+    cfg_dir = tmp_path / "configs"
+    cfg_dir.mkdir()
+    # A path relative to the config file's folder (not to the current folder) is found too.
+    (cfg_dir / "mimic.yaml").write_text(yaml.safe_dump({
+        "data": {"kind": "mimic", "path": "../data/im.pk", "task": "icd9-2"},
+        "encoders": {"x1": {"type": "mlp", "hidden": 16, "out_dim": 8}, "x2": {"type": "gru", "hidden": 8}},
+        "model": {"method": "factorcl-sup", "critic": "concat", **TINY_MODEL},
+        "train": TINY_TRAIN,
+        "probe": {"l2_grid": [1e-2], "ablation": False},
+        "out_dir": str(tmp_path / "mimic_run"),
+    }))
+    monkeypatch.chdir(tmp_path / "data")
+    results = run_config(cfg_dir / "mimic.yaml")
+    assert results["method"] == "factorcl-sup" and set(results["probe"]) == {"all"}
+    saved = yaml.safe_load((tmp_path / "mimic_run" / "config.yaml").read_text())
+    assert saved["data"]["path"] == str((tmp_path / "data" / "im.pk").resolve())
+    again = probe_run(tmp_path / "mimic_run")
+    assert again["accuracy"] == pytest.approx(results["accuracy"], abs=1e-6)
+
+
+def test_unlabelled_arrays_train_without_probe_and_sup_needs_labels(tmp_path):
+    path = write_fake_pairs(tmp_path / "pairs.npz", n=40, labels=False)
+    cfg = {"data": {"kind": "arrays", "path": str(path)},
+           "encoders": {"x1": {"type": "mlp", "hidden": 16, "out_dim": 8}, "x2": {"type": "gru", "hidden": 8}},
+           "model": {"method": "simclr", **TINY_MODEL}, "train": TINY_TRAIN, "out_dir": str(tmp_path / "r")}
+    results = run_config(cfg)
+    assert results["probe"] is None and "no labels" in results["note"]
+    cfg["model"]["method"] = "supcon"
+    with pytest.raises(ValueError, match="supervised but the data has no labels"):
+        run_config(cfg)
+
+
+def test_build_model_from_config_uses_data_shapes(tmp_path):
+    cfg = load_config(_mosi_config(tmp_path, method="ourcl-sup"))
+    data = build_data(cfg)
+    model = build_model(cfg, data)
+    assert model.num_classes == 2 and model.dims == (8, 8)
+    batch = next(iter(data.train.loader(8)))
+    loss, metrics = model.loss(batch)
+    assert torch.isfinite(loss) and "unique_keep1" in metrics
