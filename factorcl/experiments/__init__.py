@@ -1,0 +1,1 @@
+"""Reproductions of the paper's experiments, shared by the command line and ``benchmarks/``."""
