@@ -1,0 +1,318 @@
+"""Image-caption datasets from CSV or JSONL files, collated into FactorCL batches.
+
+A file holds one pair per row: ``image`` (a path, relative to the file's folder unless absolute),
+``caption`` and optionally ``label`` (integers or class names). Rows are checked when the dataset
+is made: a missing image file or an empty caption raises an error naming the file and the row,
+or, with ``skip_missing=True``, the row is dropped and counted (``dataset.skipped``).
+
+Batches follow FactorCL's modality order for CLIP (documented in :mod:`factorcl.clip`):
+``x1`` = caption token ids ``[B, L]`` (the modality augmented independently) and ``x2`` = images
+``[B, 3, H, W]``, float in [0, 1], already resized and centre-cropped to the model's input size
+(the modality that gets the unique augmentation). CLIP's mean/std normalisation is applied by the
+image tower (:class:`factorcl.clip.ImageTower`), so augmentations run on [0, 1] images on device.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = [
+    "CaptionCollate",
+    "CaptionRecord",
+    "ImageCaptionDataset",
+    "image_transform",
+    "make_loader",
+    "read_records",
+    "train_test_split",
+]
+
+IMAGE_KEY, TEXT_KEY = "x2", "x1"
+
+
+@dataclass(frozen=True)
+class CaptionRecord:
+    """One checked row: the resolved image path, the caption, the label (or None) and where it came from."""
+
+    image: Path
+    caption: str
+    label: Any
+    row: int  # 1-based data row (the header of a CSV file is not a row)
+    line: int  # line of the file the row ends on
+
+
+def _rows(path: Path) -> tuple[list[tuple[int, int, dict[str, Any]]], list[str]]:
+    """(row number, line number, fields) of every data row, and the column names."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            columns = list(reader.fieldnames or [])
+            rows = [(i, reader.line_num, row) for i, row in enumerate(reader, start=1)]
+        return rows, columns
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        rows = []
+        columns: list[str] = []
+        with path.open(encoding="utf-8") as f:
+            for line_no, text in enumerate(f, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise ValueError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
+                rows.append((len(rows) + 1, line_no, obj))
+                columns += [k for k in obj if k not in columns]
+        return rows, columns
+    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv or .jsonl")
+
+
+def read_records(
+    path: str | os.PathLike,
+    image_column: str = "image",
+    caption_column: str = "caption",
+    label_column: str | None = "label",
+    skip_missing: bool = False,
+) -> tuple[list[CaptionRecord], dict[str, int]]:
+    """Check and read the rows of a CSV/TSV/JSONL image-caption file.
+
+    Returns the records and the counts of skipped rows (``missing_image``, ``empty_caption``,
+    ``missing_label``). Without ``skip_missing`` the first bad row raises FileNotFoundError
+    (image) or ValueError (caption, label), naming the file and the row. Labels are used when the
+    file has ``label_column``; every row then needs one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"caption file not found: {path}")
+    rows, columns = _rows(path)
+    for col in (image_column, caption_column):
+        if col not in columns:
+            raise ValueError(f"{path} has no {col!r} column; its columns are {columns}")
+    use_labels = label_column is not None and label_column in columns
+    base = path.parent
+    skipped = {"missing_image": 0, "empty_caption": 0, "missing_label": 0}
+    records: list[CaptionRecord] = []
+    for row, line, fields in rows:
+        where = f"row {row} (line {line}) of {path}"
+        raw_image = fields.get(image_column)
+        caption = fields.get(caption_column)
+        caption = "" if caption is None else str(caption).strip()
+        if not caption:
+            if skip_missing:
+                skipped["empty_caption"] += 1
+                continue
+            raise ValueError(f"empty caption in {where}; fix the row or pass skip_missing=True (--skip-missing) to drop it")
+        image = Path(str(raw_image or "")).expanduser()
+        image = image if image.is_absolute() else base / image
+        if not raw_image or not image.is_file():
+            if skip_missing:
+                skipped["missing_image"] += 1
+                continue
+            raise FileNotFoundError(f"image file not found: {image} ({image_column}={raw_image!r} in {where}); "
+                                    "pass skip_missing=True (--skip-missing) to drop such rows")
+        label = None
+        if use_labels:
+            label = fields.get(label_column)
+            if label is None or (isinstance(label, str) and not label.strip()):
+                if skip_missing:
+                    skipped["missing_label"] += 1
+                    continue
+                raise ValueError(f"missing {label_column!r} in {where}; every row needs a label when the column exists")
+            label = label.strip() if isinstance(label, str) else label
+        records.append(CaptionRecord(image, caption, label, row, line))
+    dropped = sum(skipped.values())
+    if dropped:
+        parts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in skipped.items() if n)
+        warnings.warn(f"{path}: skipped {dropped} of {len(rows)} rows ({parts})", stacklevel=2)
+    if not records:
+        raise ValueError(f"{path} has no usable rows ({len(rows)} rows, {dropped} skipped)")
+    return records, skipped
+
+
+def _label_classes(values: Sequence[Any]) -> tuple[list[str], list[int]]:
+    """Class names (sorted; numerically when every label is an integer) and each value's class index."""
+    as_int: list[int] | None = []
+    for v in values:
+        try:
+            if isinstance(v, float) and not v.is_integer():
+                raise ValueError
+            as_int.append(int(v))  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            as_int = None
+            break
+    if as_int is not None:
+        names = [str(v) for v in sorted(set(as_int))]
+        index = {str(v): i for i, v in enumerate(sorted(set(as_int)))}
+        return names, [index[str(v)] for v in as_int]
+    names = sorted({str(v) for v in values})
+    index = {n: i for i, n in enumerate(names)}
+    return names, [index[str(v)] for v in values]
+
+
+def image_transform(preprocess_cfg: Mapping[str, Any]) -> Callable[[Any], Tensor]:
+    """open_clip's evaluation preprocessing (resize, centre crop, RGB) *without* its normalisation.
+
+    Gives ``[3, H, W]`` float tensors in [0, 1]; the image tower normalises (so augmentations can
+    run in between on device). Same size, interpolation, resize mode and fill as the model's own
+    ``preprocess``.
+    """
+    import open_clip
+
+    return open_clip.image_transform(
+        preprocess_cfg.get("size", 224),
+        is_train=False,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        resize_mode=preprocess_cfg.get("resize_mode"),
+        interpolation=preprocess_cfg.get("interpolation"),
+        fill_color=preprocess_cfg.get("fill_color", 0),
+    )
+
+
+class ImageCaptionDataset(Dataset):
+    """Image-caption pairs from a CSV/TSV/JSONL file; items are ``(image [3, H, W] in [0, 1], caption, label)``.
+
+    ``preprocess_cfg`` is the model's (``ClipBundle.preprocess_cfg``); ``transform`` replaces the
+    preprocessing altogether (it gets a PIL image). ``label`` is the class index, -1 without
+    labels; ``classes`` names the classes (index order). See :func:`read_records` for the checks.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        preprocess_cfg: Mapping[str, Any] | None = None,
+        transform: Callable[[Any], Tensor] | None = None,
+        skip_missing: bool = False,
+        image_column: str = "image",
+        caption_column: str = "caption",
+        label_column: str | None = "label",
+    ) -> None:
+        if transform is None and preprocess_cfg is None:
+            raise ValueError("pass preprocess_cfg (the model's, e.g. bundle.preprocess_cfg) or a transform")
+        self.path = Path(path)
+        self.records, self.skipped = read_records(path, image_column, caption_column, label_column, skip_missing)
+        self.transform = transform if transform is not None else image_transform(preprocess_cfg or {})
+        if self.records[0].label is not None:
+            self.classes: list[str] | None
+            self.classes, self.labels = _label_classes([r.label for r in self.records])
+        else:
+            self.classes, self.labels = None, [-1] * len(self.records)
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of label classes, or None without labels."""
+        return None if self.classes is None else len(self.classes)
+
+    @property
+    def captions(self) -> list[str]:
+        return [r.caption for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, str, int]:
+        from PIL import Image
+
+        rec = self.records[index]
+        try:
+            with Image.open(rec.image) as img:
+                image = self.transform(img.convert("RGB"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image file not found: {rec.image} (row {rec.row} of {self.path}); "
+                                    "it existed when the dataset was made") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read image {rec.image} (row {rec.row} of {self.path}): {exc}") from exc
+        return image, rec.caption, self.labels[index]
+
+
+class CaptionCollate:
+    """Stacks images and tokenizes captions: ``{"x1": tokens [B, L], "x2": images [B, 3, H, W], "y": labels [B]}``.
+
+    ``y`` is left out when the dataset has no labels. Picklable, so it runs in loader workers.
+    """
+
+    def __init__(self, tokenizer: Callable[[list[str]], Tensor]) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, items: Sequence[tuple[Tensor, str, int]]) -> dict[str, Tensor]:
+        images = torch.stack([it[0] for it in items])
+        tokens = self.tokenizer([it[1] for it in items])
+        batch = {TEXT_KEY: tokens.long(), IMAGE_KEY: images}
+        labels = torch.tensor([int(it[2]) for it in items], dtype=torch.long)
+        if bool((labels >= 0).all()):
+            batch["y"] = labels
+        return batch
+
+
+def make_loader(
+    dataset: Dataset,
+    tokenizer: Callable[[list[str]], Tensor],
+    batch_size: int,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    drop_last: bool | None = None,
+    seed: int = 0,
+    pin_memory: bool | None = None,
+) -> DataLoader:
+    """A DataLoader of FactorCL batches; shuffled with its own seeded generator (so resumes replay the order).
+
+    ``drop_last`` defaults to ``shuffle`` (training: every contrastive batch has the full B).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    drop_last = shuffle if drop_last is None else drop_last
+    if drop_last and len(dataset) < batch_size:  # type: ignore[arg-type]
+        raise ValueError(f"the dataset has {len(dataset)} pairs, fewer than one batch of {batch_size}; "  # type: ignore[arg-type]
+                         "lower the batch size")
+    generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=CaptionCollate(tokenizer),
+        drop_last=drop_last,
+        generator=generator,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def train_test_split(n_or_labels: int | Sequence[int], test_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Seeded (train, test) index lists; stratified by class when labels are given (each class in both when it has 2+ rows)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    gen = torch.Generator().manual_seed(int(seed))
+    if isinstance(n_or_labels, int):
+        perm = torch.randperm(n_or_labels, generator=gen).tolist()
+        k = max(1, round(test_fraction * n_or_labels))
+        if k >= n_or_labels:
+            raise ValueError(f"cannot split {n_or_labels} rows into a train and a test part")
+        return sorted(perm[k:]), sorted(perm[:k])
+    labels = list(n_or_labels)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    train: list[int] = []
+    test: list[int] = []
+    for _, idx in sorted(by_class.items()):
+        perm = [idx[j] for j in torch.randperm(len(idx), generator=gen).tolist()]
+        k = round(test_fraction * len(perm)) if len(perm) > 1 else 0
+        k = min(max(k, 1 if len(perm) > 1 else 0), len(perm) - 1)
+        test += perm[:k]
+        train += perm[k:]
+    if not test or not train:
+        raise ValueError(f"cannot split {len(labels)} rows into a train and a test part")
+    return sorted(train), sorted(test)

@@ -1,0 +1,166 @@
+"""Linear-probe evaluation on image + caption features (Table 4.3) and on each FactorCL part (Table 4.4).
+
+- zero-shot baseline: the pretrained towers' embeddings, no training (:func:`probe_clip`);
+- after continued pretraining: the FactorCL representation (``all`` = [S1, S2, U1, U2], ``S``,
+  ``U1`` = text-unique, ``U2`` = image-unique; ``all``/``Z1``/``Z2`` for non-factorised methods)
+  and the updated towers' own ``image+text`` embeddings.
+
+Tower embeddings are L2-normalised (CLIP's geometry is the cosine); every probe then standardises
+its features (:func:`factorcl.linear_probe`). Probes fit on the training split and are scored on a
+held-out split only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Subset
+
+from ..device import autocast, resolve_amp, select_device
+from ..model import FactorCL
+from ..probe import linear_probe, representation_parts
+from .data import IMAGE_KEY, TEXT_KEY
+from .loading import ClipBundle
+from .towers import ImageTower, TextTower
+
+__all__ = ["clip_features", "factorcl_features", "probe_clip", "probe_features"]
+
+
+def _run(loader: Iterable, device: torch.device, amp: str | None, encode) -> tuple[dict[str, Tensor], Tensor | None]:
+    feats: dict[str, list[Tensor]] = {}
+    labels: list[Tensor] = []
+    for batch in loader:
+        if not isinstance(batch, Mapping) or TEXT_KEY not in batch or IMAGE_KEY not in batch:
+            raise ValueError(f"batches must be dicts with {TEXT_KEY!r} (tokens) and {IMAGE_KEY!r} (images), "
+                             "as factorcl.clip.make_loader yields")
+        with autocast(device, amp):
+            out = encode(batch[TEXT_KEY].to(device), batch[IMAGE_KEY].to(device))
+        for key, value in out.items():
+            feats.setdefault(key, []).append(value.float().cpu())
+        if batch.get("y") is not None:
+            labels.append(batch["y"].reshape(-1).cpu())
+    if not feats:
+        raise ValueError("the loader yielded no batches")
+    return {k: torch.cat(v) for k, v in feats.items()}, (torch.cat(labels) if labels else None)
+
+
+@torch.no_grad()
+def clip_features(
+    bundle: ClipBundle, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None
+) -> tuple[dict[str, Tensor], Tensor | None]:
+    """``({"image": [N, D], "text": [N, D]}, labels)``: the towers' L2-normalised embeddings, in eval mode."""
+    clip = bundle.model
+    device = torch.device(device) if device is not None else next(clip.parameters()).device
+    clip.to(device)
+    image, text = ImageTower(clip, bundle.mean, bundle.std).to(device), TextTower(clip)
+    was = clip.training
+    clip.eval()
+    try:
+        return _run(loader, device, amp, lambda t, i: {"image": F.normalize(image(i).float(), dim=-1),
+                                                        "text": F.normalize(text(t).float(), dim=-1)})
+    finally:
+        clip.train(was)
+
+
+@torch.no_grad()
+def factorcl_features(
+    model: FactorCL, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None
+) -> tuple[dict[str, Tensor], Tensor | None]:
+    """The FactorCL representation (``s1, s2, u1, u2`` or ``z1, z2``) plus the towers' own ``image``/``text``
+    embeddings (L2-normalised), from one pass of the towers per batch, in eval mode."""
+    device = torch.device(device) if device is not None else model.device
+    model.to(device)
+    was = model.training
+    model.eval()
+
+    def encode(tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
+        f_text, f_image = model.encoder1(tokens), model.encoder2(images)
+        # What FactorCL.embed computes, from the same tower outputs (saves a second tower pass).
+        reps = {key: model.heads[key](f_text if key.endswith("1") else f_image) for key in model.heads}
+        if model.objective.supcon:
+            reps = {k: F.normalize(v, dim=-1) for k, v in reps.items()}
+        reps["text"] = F.normalize(f_text.float(), dim=-1)
+        reps["image"] = F.normalize(f_image.float(), dim=-1)
+        return reps
+
+    try:
+        return _run(loader, device, amp, encode)
+    finally:
+        model.train(was)
+
+
+def probe_features(
+    train: Mapping[str, Tensor],
+    train_labels: Tensor | None,
+    test: Mapping[str, Tensor],
+    test_labels: Tensor | None,
+    device: torch.device | str | None = None,
+    **probe_kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """Linear probes on ``image+text`` (plus ``image``, ``text`` alone) and, when present, each FactorCL part.
+
+    The probes run on ``device`` (default: where the features are). Returns
+    ``{name: ProbeResult.as_dict()}``.
+    """
+    if train_labels is None or test_labels is None:
+        raise ValueError("the linear probe needs labels: the data has no label column")
+    if device is not None:
+        train = {k: v.to(device) for k, v in train.items()}
+        test = {k: v.to(device) for k, v in test.items()}
+    sets: dict[str, tuple[Tensor, Tensor]] = {}
+    if "image" in train and "text" in train:
+        sets["image+text"] = (torch.cat([train["image"], train["text"]], 1), torch.cat([test["image"], test["text"]], 1))
+        sets["image"] = (train["image"], test["image"])
+        sets["text"] = (train["text"], test["text"])
+    reps = {k: v for k, v in train.items() if k not in ("image", "text")}
+    if reps:
+        tr_parts = representation_parts(reps)
+        te_parts = representation_parts({k: v for k, v in test.items() if k not in ("image", "text")})
+        sets.update({f"factorcl:{name}": (tr_parts[name], te_parts[name]) for name in tr_parts})
+    return {name: linear_probe(tr, train_labels, te, test_labels, **probe_kwargs).as_dict()
+            for name, (tr, te) in sets.items()}
+
+
+def probe_clip(
+    bundle: ClipBundle,
+    data: str | os.PathLike,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str = "auto",
+    amp: str | None = "auto",
+    skip_missing: bool = False,
+    model: FactorCL | None = None,
+    **dataset_kwargs: Any,
+) -> dict[str, Any]:
+    """Linear probe on a labelled image-caption file, held-out split (stratified, seeded).
+
+    Without ``model``: the zero-shot baseline on the bundle's towers as they are. With a trained
+    FactorCL ``model`` (e.g. from :func:`load_clip_factorcl`): its parts and its towers.
+    """
+    from .data import ImageCaptionDataset, make_loader, train_test_split
+
+    dev = select_device(device)
+    amp_mode = resolve_amp(amp, dev)
+    dataset = ImageCaptionDataset(data, bundle.preprocess_cfg, skip_missing=skip_missing, **dataset_kwargs)
+    if dataset.num_classes is None:
+        raise ValueError(f"{data} has no label column: the linear probe needs labels")
+    train_idx, test_idx = train_test_split(dataset.labels, test_fraction, seed)
+    loaders = [make_loader(Subset(dataset, idx), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers)
+               for idx in (train_idx, test_idx)]
+    if model is None:
+        (ftr, ytr), (fte, yte) = (clip_features(bundle, ld, device=dev, amp=amp_mode) for ld in loaders)
+    else:
+        (ftr, ytr), (fte, yte) = (factorcl_features(model, ld, device=dev, amp=amp_mode) for ld in loaders)
+    return {
+        "data": {"path": str(data), "pairs": len(dataset), "skipped": dataset.skipped, "train": len(train_idx),
+                 "test": len(test_idx), "classes": dataset.classes},
+        "model": {"name": bundle.name, "source": bundle.source, "trained": model is not None},
+        "probe": probe_features(ftr, ytr, fte, yte, device=dev, num_classes=dataset.num_classes),
+    }

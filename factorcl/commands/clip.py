@@ -1,0 +1,219 @@
+"""``factorcl clip``: continued pretraining of CLIP (open_clip) with FactorCL objectives.
+
+Subcommands: ``demo-data`` (write the generated demo dataset), ``train`` (pretrain, export the
+open_clip checkpoint + heads, linear probe on a held-out split, results JSON) and ``probe``
+(linear probe of a model as it is: the zero-shot baseline, or an exported FactorCL model).
+open_clip is imported only when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..objectives import METHODS
+
+_IMAGE_AUGS = ("unique-preset", "unique-scored", "standard")
+_TEXT_AUGS = ("delete", "mask", "none")
+
+
+def _amp(value: str) -> str | None:
+    return None if value.lower() in ("none", "off", "fp32") else value
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (one source)")
+    g.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32) or local-dir:FOLDER")
+    g.add_argument("--pretrained", help="open_clip pretrained tag (downloads the weights), e.g. laion2b_s34b_b79k")
+    g.add_argument("--checkpoint", help="local open_clip weights file for --model or --config")
+    g.add_argument("--config", help="local open_clip model config JSON (no network needed; --model names it), or "
+                                    "'tiny': factorcl's tiny random-init test architecture")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="CSV/TSV/JSONL with image, caption and optional label columns")
+    g.add_argument("--image-column", default="image")
+    g.add_argument("--caption-column", default="caption")
+    g.add_argument("--label-column", default="label")
+    g.add_argument("--skip-missing", action="store_true",
+                   help="drop rows with a missing image file or an empty caption (counted) instead of failing")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--test-fraction", type=float, default=0.2, help="held-out split for the linear probe (labels needed)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
+    g.add_argument("--amp", default="auto", type=_amp, help="auto (bf16 on CUDA), bf16, fp16 or none")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``factorcl clip`` and its subcommands."""
+    clip = subparsers.add_parser(
+        "clip", help="continued pretraining of CLIP (open_clip) with FactorCL objectives",
+        description="Continued pretraining of CLIP (open_clip) with FactorCL objectives: demo data, training with "
+                    "export to open_clip's format, and linear probes.",
+    )
+    clip.set_defaults(func=lambda args: (clip.print_help(), 0)[1])
+    sub = clip.add_subparsers(dest="clip_command", metavar="SUBCOMMAND")
+
+    demo = sub.add_parser("demo-data", help="write the generated demo image-caption dataset")
+    demo.add_argument("out_dir", help="folder for images/ and captions.csv")
+    demo.add_argument("--n", type=int, default=400, help="number of image-caption pairs")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--image-size", type=int, default=64)
+    demo.set_defaults(func=_demo)
+
+    train = sub.add_parser("train", help="continued pretraining, export (open_clip checkpoint + heads), probe",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_model_args(train)
+    _add_data_args(train)
+    g = train.add_argument_group("method")
+    g.add_argument("--method", default="factorcl-ssl", choices=sorted(METHODS),
+                   help="simclr = CLIP-loss fine-tuning (with --shared-critic clip)")
+    g.add_argument("--shared-critic", default="clip", choices=("clip", "learned"),
+                   help="clip: Z_S = the towers' embeddings and CLIP's own scaled cosine as critic (shared_keep = "
+                        "log B - CLIP loss); learned: FactorCL heads and critic")
+    g.add_argument("--image-aug", default="unique-preset", choices=_IMAGE_AUGS,
+                   help="image view X2': unique-preset (flip + mild jitter), unique-scored (K standard candidates, "
+                        "best by the model's image-text similarity), standard (independent: FactorCL-IndAug)")
+    g.add_argument("--image-aug-strength", type=float, default=1.0)
+    g.add_argument("--num-candidates", type=int, default=4, help="K for --image-aug unique-scored")
+    g.add_argument("--text-aug", default="delete", choices=_TEXT_AUGS, help="caption view X1' on token ids")
+    g.add_argument("--text-aug-p", type=float, default=0.15)
+    g.add_argument("--embed-dim", type=int, default=None, help="head width (default: CLIP's embedding width)")
+    g.add_argument("--head-layers", type=int, default=0)
+    g.add_argument("--critic", default="separable", choices=("separable", "concat"))
+    g.add_argument("--conditioning", default=None, choices=("chain", "concat", "grouped"),
+                   help="how the conditional terms condition on C (default: FactorCL's default for the method)")
+    g = train.add_argument_group("towers")
+    g.add_argument("--lock-image", action="store_true", help="freeze the image tower")
+    g.add_argument("--lock-text", action="store_true", help="freeze the text tower")
+    g.add_argument("--unlocked-blocks", type=int, default=0,
+                   help="a locked tower keeps its last N transformer blocks (+ final norm, projection) trainable")
+    g.add_argument("--grad-checkpointing", action="store_true", help="recompute tower blocks in backward (less memory)")
+    g = train.add_argument_group("training")
+    g.add_argument("--out", required=True, help="output folder (train/, export/, results.json)")
+    g.add_argument("--epochs", type=int, default=1)
+    g.add_argument("--lr", type=float, default=1e-5, help="one learning rate for towers, heads and critics")
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--warmup-steps", type=int, default=0)
+    g.add_argument("--critic-steps", type=int, default=1)
+    g.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--grad-clip", type=float, default=None)
+    g.add_argument("--resume", default=None, help="'auto' (OUT/train/checkpoint.pt if it exists) or a checkpoint path")
+    g.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: every epoch)")
+    g.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this many steps")
+    g.add_argument("--no-probe", action="store_true", help="skip the linear probe")
+    g.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train)
+
+    probe = sub.add_parser("probe", help="linear probe on image+caption features: zero-shot baseline, or an export")
+    _add_model_args(probe)
+    probe.add_argument("--export", help="an export folder of 'factorcl clip train' (probes its FactorCL parts)")
+    _add_data_args(probe)
+    probe.add_argument("--out", help="write the results JSON here")
+    probe.set_defaults(func=_probe)
+
+
+def _fail(message: str) -> int:
+    print(f"factorcl clip: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ..clip.demo_data import write_demo_dataset
+
+    try:
+        path = write_demo_dataset(args.out_dir, n=args.n, seed=args.seed, image_size=args.image_size)
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(f"wrote {args.n} image-caption pairs: {path}")
+    return 0
+
+
+def _check_source(args: argparse.Namespace) -> str | None:
+    if not args.model and not args.config:
+        return "pass --model NAME (with --pretrained TAG or --checkpoint FILE) or --config FILE.json"
+    if args.config == "tiny" and not Path(args.config).exists():
+        from ..clip.tiny import tiny_config
+
+        args.config = tiny_config()
+        args.model = args.model or "factorcl-tiny"
+    return None
+
+
+def _print_probe(probe: dict[str, Any] | None) -> None:
+    if not probe:
+        return
+    width = max(len(k) for k in probe)
+    print("linear probe (held-out split):")
+    for name, r in probe.items():
+        print(f"  {name:<{width}}  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    problem = _check_source(args)
+    if problem:
+        return _fail(problem)
+    from ..clip.pretrain import pretrain_clip
+
+    try:
+        results = pretrain_clip(
+            args.data, args.out, model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
+            config=args.config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, critic_steps=args.critic_steps,
+            amp=args.amp, accumulate=args.accumulate, grad_clip=args.grad_clip, resume=args.resume,
+            checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, seed=args.seed,
+            num_workers=args.workers, test_fraction=args.test_fraction, probe=not args.no_probe,
+            skip_missing=args.skip_missing, device=args.device, progress=not args.no_progress,
+            image_column=args.image_column, caption_column=args.caption_column, label_column=args.label_column or None,
+            method=args.method, shared_critic=args.shared_critic, image_aug=args.image_aug,
+            image_aug_strength=args.image_aug_strength, num_candidates=args.num_candidates, text_aug=args.text_aug,
+            text_aug_p=args.text_aug_p, embed_dim=args.embed_dim, head_layers=args.head_layers, critic=args.critic,
+            conditioning=args.conditioning, lock_image=args.lock_image, lock_text=args.lock_text,
+            unlocked_blocks=args.unlocked_blocks, grad_checkpointing=args.grad_checkpointing,
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        return _fail(str(exc))
+    train = results["train"]
+    print(f"trained {train['steps']} steps in {train['seconds']:.1f} s; final metrics "
+          + ", ".join(f"{k} {v:.4f}" for k, v in train["final_metrics"].items()))
+    print(f"open_clip checkpoint: {results['export']['checkpoint']} (heads: {results['export']['heads']})")
+    _print_probe(results.get("probe"))
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    if args.export and (args.model or args.config):
+        return _fail("pass either --export FOLDER or a model (--model/--config), not both")
+    if not args.export:
+        problem = _check_source(args)
+        if problem:
+            return _fail(problem + ", or --export FOLDER")
+    from ..clip.evaluate import probe_clip
+    from ..clip.export import load_clip_factorcl
+    from ..clip.loading import load_clip
+
+    try:
+        if args.export:
+            model, bundle = load_clip_factorcl(args.export)
+        else:
+            model, bundle = None, load_clip(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
+                                            config=args.config)
+        results = probe_clip(bundle, args.data, test_fraction=args.test_fraction, seed=args.seed,
+                             batch_size=args.batch_size, num_workers=args.workers, device=args.device, amp=args.amp,
+                             skip_missing=args.skip_missing, model=model, image_column=args.image_column,
+                             caption_column=args.caption_column, label_column=args.label_column)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        return _fail(str(exc))
+    _print_probe(results["probe"])
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results: {out}")
+    return 0

@@ -1,0 +1,108 @@
+"""factorcl.clip export: the towers reload in plain open_clip with equal outputs; the heads rebuild the model."""
+
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+
+import factorcl
+from factorcl.clip import (
+    ImageCaptionDataset,
+    build_clip_factorcl,
+    export_clip_factorcl,
+    factorcl_features,
+    load_clip,
+    load_clip_factorcl,
+    make_loader,
+    save_open_clip_checkpoint,
+    tiny_config,
+    write_demo_dataset,
+)
+from factorcl.clip.pretrain import ClipFactorCLConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny CLIP after a few FactorCL-SSL steps (so its weights differ from any fresh init), and a batch."""
+    demo = write_demo_dataset(tmp_path_factory.mktemp("demo"), n=32, seed=0)
+    torch.manual_seed(0)
+    bundle = load_clip(config=tiny_config(), name="clip-test-export")
+    config = ClipFactorCLConfig(method="factorcl-ssl")
+    model = build_clip_factorcl(bundle, config)
+    ds = ImageCaptionDataset(demo, bundle.preprocess_cfg)
+    factorcl.fit(model, make_loader(ds, bundle.tokenizer, 8), epochs=1, lr=1e-3, stop_after=2, progress=False,
+                 device="cpu")
+    model.eval()
+    batch = next(iter(make_loader(ds, bundle.tokenizer, 8, shuffle=False)))
+    return bundle, model, config, batch
+
+
+def _outputs(clip, batch, bundle):
+    mean = torch.tensor(bundle.mean).view(1, 3, 1, 1)
+    std = torch.tensor(bundle.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return clip.encode_image((batch["x2"] - mean) / std), clip.encode_text(batch["x1"]), clip.logit_scale.detach()
+
+
+def test_checkpoint_loads_in_open_clip_create_model_with_equal_outputs(trained, tmp_path):
+    bundle, _, _, batch = trained
+    path = save_open_clip_checkpoint(bundle.model, tmp_path / "clip.bin")
+    ref = _outputs(bundle.model, batch, bundle)
+    with bundle.registered() as name:  # a custom config: open_clip must know the name while creating
+        torch.manual_seed(123)
+        reloaded = open_clip.create_model(name, pretrained=str(path)).eval()
+    for a, b in zip(ref, _outputs(reloaded, batch, bundle)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert "clip-test-export" not in open_clip.list_models()
+
+
+def test_export_folder_loads_as_local_dir_and_rebuilds_the_factorcl_model(trained, tmp_path):
+    bundle, model, config, batch = trained
+    paths = export_clip_factorcl(model, bundle, tmp_path / "export", config)
+    assert {p.name for p in (tmp_path / "export").iterdir()} == {
+        "open_clip_pytorch_model.bin", "open_clip_config.json", "clip-test-export.json", "factorcl_heads.pt"}
+    assert json.loads(paths["model_config"].read_text()) == tiny_config()
+    # open_clip alone: config and weights from the folder, tokenizer with the config's context length.
+    local = open_clip.create_model(f"local-dir:{tmp_path / 'export'}").eval()
+    assert open_clip.get_tokenizer(f"local-dir:{tmp_path / 'export'}").context_length == 16
+    for a, b in zip(_outputs(bundle.model, batch, bundle), _outputs(local, batch, bundle)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # factorcl: the whole model (towers + heads + critics) back, same representations and loss terms.
+    rebuilt, rebundle = load_clip_factorcl(tmp_path / "export")
+    rebuilt.eval()
+    assert rebundle.preprocess_cfg["size"] == (32, 32) or list(rebundle.preprocess_cfg["size"]) == [32, 32]
+    with torch.no_grad():
+        a, b = model.embed(batch["x1"], batch["x2"]), rebuilt.embed(batch["x1"], batch["x2"])
+    for key in ("s1", "s2", "u1", "u2"):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    heads = torch.load(paths["heads"], weights_only=False)
+    assert heads["config"]["method"] == "factorcl-ssl" and heads["modalities"] == {"x1": "text", "x2": "image"}
+    assert not any(k.startswith(("encoder1.", "encoder2.")) for k in heads["state_dict"])
+
+
+def test_load_clip_factorcl_rejects_other_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a factorcl CLIP export"):
+        load_clip_factorcl(tmp_path)
+
+
+def test_probe_features_match_the_models_embed(trained):
+    bundle, model, _, batch = trained
+    feats, labels = factorcl_features(model, [batch], device="cpu")
+    with torch.no_grad():
+        reps = model.embed(batch["x1"], batch["x2"])
+        image = torch.nn.functional.normalize(model.encoder2(batch["x2"]), dim=-1)
+    for key in ("s1", "s2", "u1", "u2"):
+        torch.testing.assert_close(feats[key], reps[key], rtol=0, atol=1e-6)
+    torch.testing.assert_close(feats["image"], image, rtol=0, atol=1e-6)
+    assert torch.equal(labels, batch["y"]) and model.training is False
