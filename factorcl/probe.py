@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,27 +94,49 @@ def linear_probe(
     num_classes: int | None = None,
     max_iter: int = 200,
     seed: int = 0,
+    val_features: Tensor | None = None,
+    val_labels: Tensor | None = None,
 ) -> ProbeResult:
     """Accuracy (and macro F1) of multinomial logistic regression on standardised frozen features.
 
-    The L2 strength is chosen from ``l2_grid`` by accuracy on a seeded ``val_fraction`` split of
-    the training features, then the probe is refit on all of them. Runs with L-BFGS on the
-    features' device (GPU tensors stay on the GPU).
+    The L2 strength is chosen from ``l2_grid`` by accuracy on ``val_features`` / ``val_labels``
+    when given (the probe is fit on all training features), otherwise on a seeded ``val_fraction``
+    split of the training features, after which the probe is refit on all of them. Runs with
+    L-BFGS on the features' device (GPU tensors stay on the GPU).
     """
     xtr, ytr = _check(train_features, train_labels, "train")
     xte, yte = _check(test_features, test_labels, "test")
     if xte.shape[1] != xtr.shape[1]:
         raise ValueError(f"test_features has {xte.shape[1]} columns but train_features has {xtr.shape[1]}")
+    if (val_features is None) != (val_labels is None):
+        raise ValueError("val_features and val_labels must be given together")
+    xva = yva = None
+    if val_features is not None:
+        xva, yva = _check(val_features, val_labels, "val")
+        if xva.shape[1] != xtr.shape[1]:
+            raise ValueError(f"val_features has {xva.shape[1]} columns but train_features has {xtr.shape[1]}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not l2_grid:
         raise ValueError("l2_grid must hold at least one L2 strength")
-    k = int(num_classes) if num_classes is not None else int(max(ytr.max(), yte.max()).item()) + 1
+    labels_seen = [ytr.max(), yte.max()] + ([yva.max()] if yva is not None else [])
+    k = int(num_classes) if num_classes is not None else int(max(labels_seen).item()) + 1
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
 
     grid = sorted({float(v) for v in l2_grid}, reverse=True)  # strong to weak: each fit warm-starts the next
     best_l2, best_val = grid[0], None
+    if xva is not None:
+        xva = (xva - mean) / std
+        best_clf, clf = None, None
+        for l2 in grid:
+            clf = _fit(xtr, ytr, k, l2, max_iter, clf)
+            acc = (clf(xva).argmax(1) == yva).float().mean().item()
+            if best_val is None or acc > best_val + 1e-9:
+                best_l2, best_val, best_clf = l2, acc, copy.deepcopy(clf)
+        pred = best_clf(xte).argmax(1)
+        return ProbeResult(accuracy=(pred == yte).float().mean().item(), macro_f1=macro_f1(pred, yte), l2=best_l2,
+                           val_accuracy=best_val, num_classes=k)
     n_val = int(round(val_fraction * xtr.shape[0]))
     if len(grid) > 1 and n_val >= 1 and xtr.shape[0] - n_val >= 1:
         gen = torch.Generator().manual_seed(seed)

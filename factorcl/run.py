@@ -114,13 +114,7 @@ def _probe_part(train: torch.Tensor, ytr: torch.Tensor, valid: torch.Tensor | No
     common = dict(num_classes=num_classes, max_iter=probe.max_iter, seed=probe.seed)
     grid = list(probe.l2_grid)
     if probe.select == "valid" and valid is not None and len(grid) > 1:
-        best_l2, best_acc = grid[0], -1.0
-        for l2 in sorted(set(grid), reverse=True):
-            acc = linear_probe(train, ytr, valid, yva, val_fraction=0.0, l2_grid=[l2], **common).accuracy
-            if acc > best_acc + 1e-9:
-                best_l2, best_acc = l2, acc
-        result = linear_probe(train, ytr, test, yte, val_fraction=0.0, l2_grid=[best_l2], **common).as_dict()
-        result["val_accuracy"] = best_acc
+        result = linear_probe(train, ytr, test, yte, l2_grid=grid, val_features=valid, val_labels=yva, **common).as_dict()
         result["selected_on"] = "valid"
         return result
     result = linear_probe(train, ytr, test, yte, val_fraction=probe.val_fraction, l2_grid=grid, **common).as_dict()

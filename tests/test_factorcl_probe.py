@@ -66,3 +66,17 @@ def test_extract_features_and_ablation():
     assert model.training, "extract_features restores train mode"
     with pytest.raises(ValueError, match="no batches"):
         factorcl.extract_features(model, [])
+
+
+def test_probe_chooses_l2_on_explicit_validation_features():
+    xtr, ytr = blobs(300, 0)
+    xva, yva = blobs(200, 2)
+    xte, yte = blobs(300, 1)
+    result = factorcl.linear_probe(xtr, ytr, xte, yte, val_features=xva, val_labels=yva, l2_grid=(1.0, 1e-3))
+    assert result.val_accuracy is not None and result.val_accuracy > 0.9 and result.accuracy > 0.95
+    # The chosen strength is the one with the better validation accuracy.
+    scores = {l2: factorcl.linear_probe(xtr, ytr, xva, yva, val_fraction=0.0, l2_grid=(l2,)).accuracy
+              for l2 in (1.0, 1e-3)}
+    assert scores[result.l2] == max(scores.values())
+    with pytest.raises(ValueError, match="given together"):
+        factorcl.linear_probe(xtr, ytr, xte, yte, val_features=xva)
