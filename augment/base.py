@@ -5,11 +5,20 @@ Calling convention (every augmentation in this package):
 * unimodal: ``aug(x, generator=None, **kwargs) -> x_aug``
 * unique (conditioned on the other modality): ``aug(x2, cond=x1, generator=None) -> x2_aug``
 
-``cond`` and ``generator`` are keyword-only. Other keyword tensors given at call time (``lengths``,
-``mask``, ``relevance``, ...) are per sample, ``[B, ...]``: containers that split or repeat the
-batch (:class:`RandomChoice`, :class:`RandomApply`, :class:`~augment.unique.UniqueAugment`) split
-or repeat them along with it. Unimodal augmentations accept ``cond`` and ignore it
-(an augmentation that does not look at the other modality is the trivial case of a unique one), so
+``cond`` and ``generator`` are keyword-only; ``generator`` is a ``torch.Generator``, an ``int`` seed
+(turned into a CPU generator once per call) or None. Other keyword arguments given at call time
+(``lengths``, ``mask``, ``relevance``, ...) are per sample, ``[B, ...]``: containers that split or
+repeat the batch (:class:`RandomChoice`, :class:`RandomApply`, :class:`~augment.unique.UniqueAugment`)
+split or repeat them along with it.
+
+Keyword routing: a container (:class:`Compose`, :class:`RandomChoice`, :class:`RandomApply`,
+:class:`~augment.unique.UniqueAugment`) hands each child only the keywords that child uses
+(:func:`accepts_keyword`; worked out once per class or callable and cached). So one call can carry
+keywords meant for different children, e.g.
+``Compose([RelevanceMask(p=0.3), GaussianNoise(0.1)])(x, relevance=r)``, and a keyword that no
+child uses is dropped. A leaf augmentation called directly takes only its own ``forward``'s
+keywords (an unknown one is a ``TypeError``, as for any Python function). Augmentations that do not
+look at the other modality accept ``cond`` and ignore it (the trivial case of a unique one), so
 unimodal and unique augmentations compose freely. Augmentations never modify their input; outputs
 keep the input's device, dtype and (unless documented otherwise) shape.
 
@@ -18,15 +27,21 @@ the tensor's device is used. A generator may live on another device than the dat
 generator for CUDA tensors): draws are made on the generator's device and moved. Libraries that only
 use the global RNG (kornia, ``torch.distributions``) are made reproducible by drawing a seed from
 the generator and running them under :func:`seeded_global_rng`, which forks and restores the global
-RNG state so the caller's global RNG stream is left untouched.
+RNG state (CPU, and the data's CUDA or MPS device) so the caller's global RNG stream is left
+untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import math
+import numbers
 import operator
+import types
 from collections.abc import Callable, Iterator, Sequence
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -38,6 +53,8 @@ __all__ = [
     "RandomChoice",
     "RandomApply",
     "Identity",
+    "accepts_keyword",
+    "seeded_global_rng",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -136,13 +153,37 @@ def check_int(value: object, name: str, *, low: int | None = None) -> int:
 
 
 def check_generator(generator: object) -> torch.Generator | None:
+    """A ``torch.Generator`` or None; an ``int`` seed becomes a seeded CPU generator."""
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(int(generator))
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
     return generator
 
 
 def batch_size(x: Tensor | Sequence[Any]) -> int:
     return int(x.shape[0]) if isinstance(x, Tensor) else len(x)
+
+
+def is_per_sample(value: Any, batch: int) -> bool:
+    """Whether a keyword value is per sample: a tensor (rank >= 1) or list whose first dimension is the batch."""
+    if isinstance(value, Tensor):
+        return value.dim() >= 1 and value.shape[0] == batch
+    return isinstance(value, list) and len(value) == batch
+
+
+def floor_fraction(n: Any, p: float, *, ceil: bool = False) -> Any:
+    """``floor(n * p)`` (or ``ceil``) in exact integer arithmetic, for an int or an integer tensor ``n``.
+
+    In floating point ``100 * 0.29 = 28.999999999999996``; ``p`` is read as the nearest fraction
+    with a denominator up to 10**6 (0.29 -> 29/100, 1/3 -> 1/3), so counts are what the decimal
+    ``p`` says.
+    """
+    frac = Fraction(p).limit_denominator(10**6)
+    num, den = frac.numerator, frac.denominator
+    if ceil:
+        return -((-n * num) // den)
+    return (n * num) // den
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,14 +235,31 @@ def draw_seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=dev).item())
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available() and hasattr(torch, "mps")
+
+
+@contextlib.contextmanager
+def _forked_mps_rng(seed: int) -> Iterator[None]:
+    """Seed the MPS global generator for the block and restore its state afterwards."""
+    state = torch.mps.get_rng_state()
+    torch.mps.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.mps.set_rng_state(state)
+
+
 @contextlib.contextmanager
 def seeded_global_rng(generator: torch.Generator | None, device: torch.device | str) -> Iterator[None]:
     """Run a block that uses the global torch RNG reproducibly from ``generator``.
 
     With ``generator=None`` this does nothing (the block uses and advances the global RNG as usual).
     Otherwise a seed is drawn from ``generator``, the global RNG state of the CPU and of ``device``
-    (when it is a CUDA device) is saved, seeded, and restored on exit: the block becomes a
-    deterministic function of the generator and the caller's global RNG stream is not disturbed.
+    (a CUDA device, or MPS, whose own generator kornia uses for MPS tensors) is saved, seeded, and
+    restored on exit: the block becomes a deterministic function of the generator and the caller's
+    global RNG stream is not disturbed.
     """
     if generator is None:
         yield
@@ -211,13 +269,72 @@ def seeded_global_rng(generator: torch.Generator | None, device: torch.device | 
     cuda_devices: list[int] = []
     if device.type == "cuda":
         cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda_devices):
+    # Only when MPS is usable: the guard keeps this a no-op on machines without it.
+    mps = _forked_mps_rng(seed) if device.type == "mps" and _mps_available() else contextlib.nullcontext()
+    with torch.random.fork_rng(devices=cuda_devices), mps:
         # Seed only the generators that fork_rng restores (torch.manual_seed would reseed every
         # CUDA device and leak state into devices fork_rng does not restore).
         torch.default_generator.manual_seed(seed)
         for idx in cuda_devices:
             torch.cuda.default_generators[idx].manual_seed(seed)
         yield
+
+
+# --------------------------------------------------------------------------------------------
+# Keyword routing
+# --------------------------------------------------------------------------------------------
+
+_NOT_KEYWORDS = frozenset({"self", "x", "cond"})  # the input and cond (cond: see Augmentation.uses_cond)
+
+
+def _keywords_of(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    """(parameter names that can be passed by keyword, whether ``**kwargs`` is taken) of ``fn``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature (some builtins): assume it takes only x
+        return frozenset(), False
+    named = frozenset(
+        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    )
+    return named, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_keywords(cls: type) -> frozenset[str]:
+    """The keywords an Augmentation class's ``forward`` names explicitly (its ``**kwargs`` is not a use)."""
+    return _keywords_of(cls.forward)[0] - _NOT_KEYWORDS
+
+
+_cached_keywords_of = functools.lru_cache(maxsize=1024)(_keywords_of)
+
+
+def _callable_keywords(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    # Functions, methods and partials carry their own signature; other callables that of their
+    # class's __call__ (cached per class, so a per-call lookup costs a dict hit).
+    target = fn if isinstance(fn, (types.FunctionType, types.MethodType, functools.partial)) else type(fn).__call__
+    try:
+        return _cached_keywords_of(target)
+    except TypeError:  # unhashable: inspect every time
+        return _keywords_of(target)
+
+
+def accepts_keyword(aug: Callable[..., Any], name: str) -> bool:
+    """Whether ``aug`` uses the call-time keyword ``name`` (``mask``, ``lengths``, ``cond``, ...).
+
+    For an :class:`Augmentation` this is :meth:`Augmentation.uses_keyword`: a leaf uses the
+    keywords its ``forward`` names (``cond`` only when it looks at the other modality), a container
+    those that any child uses. For any other callable it is read from its signature (a named
+    parameter, or ``**kwargs``). Callers decide with it whether to pass e.g. ``mask=`` or ``cond=``.
+    """
+    if isinstance(aug, Augmentation):
+        return aug.uses_keyword(name)
+    named, var_keyword = _callable_keywords(aug)
+    return var_keyword or name in named
+
+
+def used_keywords(fn: Callable[..., Any], keywords: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``keywords`` that ``fn`` uses (see :func:`accepts_keyword`): what a container passes it."""
+    return {k: v for k, v in keywords.items() if accepts_keyword(fn, k)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,32 +345,43 @@ def seeded_global_rng(generator: torch.Generator | None, device: torch.device | 
 class Augmentation:
     """Base class of all augmentations: ``aug(x, cond=None, generator=None, **kwargs) -> x_aug``.
 
-    Subclasses implement :meth:`forward`; :meth:`__call__` validates the shared arguments first.
-    ``input_name`` names the input in error messages.
+    Subclasses implement :meth:`forward`; :meth:`__call__` validates the shared arguments first
+    (and turns an ``int`` generator into a seeded ``torch.Generator``). ``input_name`` names the
+    input in error messages. Containers list their children in :meth:`children`.
     """
 
     input_name: str = "x"
-    # Containers (Compose, RandomChoice, ...) also accept list batches (strings for text).
+    # Containers (Compose, RandomChoice, ...) also accept list (or tuple) batches, e.g. of strings.
     accepts_lists: bool = False
+    # Whether forward looks at cond (the other modality). Every forward accepts cond; True is the
+    # safe default for subclasses (containers then hand it on), unimodal leaves say False.
+    uses_cond: bool = True
+    # Whether a sample's output depends on other samples of the batch (Mixup).
+    mixes_batch: bool = False
 
     def __call__(
         self,
         x: Any,
         *,
         cond: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | int | None = None,
         **kwargs: Any,
     ) -> Any:
+        generator = check_generator(generator)  # once here, so int seeds work through containers
+        if self.accepts_lists and isinstance(x, tuple):
+            x = list(x)
         self._check_input(x)
         if cond is not None:
             check_cond(cond, batch_size(x), self.input_name)
-        check_generator(generator)
         return self.forward(x, cond=cond, generator=generator, **kwargs)
 
     def _check_input(self, x: Any) -> None:
         if self.accepts_lists and isinstance(x, list):
             check_nonempty_batch(x, self.input_name)
             return
+        if self.accepts_lists and not isinstance(x, Tensor):
+            raise ValueError(f"{self.input_name} must be a torch.Tensor or a list (e.g. of strings), "
+                             f"got {type(x).__name__}")
         check_tensor(x, self.input_name)
         if x.dim() == 0:
             raise ValueError(f"{self.input_name} must have a batch dimension, got shape ()")
@@ -261,6 +389,21 @@ class Augmentation:
 
     def forward(self, x: Any, *, cond: Tensor | None, generator: torch.Generator | None, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+    def children(self) -> tuple[Callable[..., Any], ...]:
+        """The augmentations this one applies (containers); empty for a leaf."""
+        return ()
+
+    def uses_keyword(self, name: str) -> bool:
+        """Whether a call-time keyword ``name`` reaches code that reads it.
+
+        A leaf uses the keywords its ``forward`` names (a ``**kwargs`` there is not a use), and
+        ``cond`` when :attr:`uses_cond` (True unless a class says it ignores cond); a container uses
+        what any child uses. A subclass whose ``forward`` passes ``**kwargs`` on somewhere else
+        should override this.
+        """
+        own = self.uses_cond if name == "cond" else name in _forward_keywords(type(self))
+        return own or any(accepts_keyword(child, name) for child in self.children())
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._repr_params().items())
@@ -270,10 +413,18 @@ class Augmentation:
         return {}
 
 
+def mixes_batch(aug: Callable[..., Any]) -> bool:
+    """Whether ``aug`` (or any augmentation inside it) mixes samples of the batch, e.g. :class:`~augment.features.Mixup`."""
+    if not isinstance(aug, Augmentation):
+        return False
+    return aug.mixes_batch or any(mixes_batch(child) for child in aug.children())
+
+
 class Identity(Augmentation):
     """Returns a copy of the input (a copy, so the result never aliases the caller's tensor)."""
 
     accepts_lists = True
+    uses_cond = False
 
     def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
         return x.clone() if isinstance(x, Tensor) else list(x)
@@ -295,16 +446,21 @@ def _check_augmentations(augs: object, name: str) -> list[Callable[..., Any]]:
 
 
 class Compose(Augmentation):
-    """Applies ``augmentations`` one after the other, passing ``cond``, ``generator`` and kwargs to each."""
+    """Applies ``augmentations`` one after the other; each gets the keywords it uses (``cond``, ``generator``, ``mask``, ...)."""
 
     accepts_lists = True
+    uses_cond = False  # its children decide
 
     def __init__(self, augmentations: Sequence[Callable[..., Any]]) -> None:
         self.augmentations = _check_augmentations(augmentations, "augmentations")
 
+    def children(self) -> tuple[Callable[..., Any], ...]:
+        return tuple(self.augmentations)
+
     def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+        keywords = {"cond": cond, "generator": generator, **kwargs}
         for aug in self.augmentations:
-            x = aug(x, cond=cond, generator=generator, **kwargs)
+            x = aug(x, **used_keywords(aug, keywords))
         return x
 
     def _repr_params(self) -> dict[str, Any]:
@@ -312,12 +468,12 @@ class Compose(Augmentation):
 
 
 def _take(value: Any, idx: Tensor, batch: int) -> Any:
-    """Rows ``idx`` of a per-sample value (tensor or list with B rows); anything else unchanged."""
-    if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == batch:
+    """Rows ``idx`` of a per-sample value (see :func:`is_per_sample`); anything else unchanged."""
+    if not is_per_sample(value, batch):
+        return value
+    if isinstance(value, Tensor):
         return value.index_select(0, idx.to(value.device))
-    if isinstance(value, list) and len(value) == batch:
-        return [value[i] for i in idx.tolist()]
-    return value
+    return [value[i] for i in idx.tolist()]
 
 
 def apply_per_sample(
@@ -332,7 +488,8 @@ def apply_per_sample(
     """Apply ``branches[choice[i]]`` to sample ``i``: each branch runs once on its samples (vectorised).
 
     Per-sample arguments are the tensor (or list) keyword arguments whose first dimension is the
-    batch (``cond``, ``lengths``, ``mask``, ...): they are sliced along with ``x``. An
+    batch (``cond``, ``lengths``, ``mask``, ...): they are sliced along with ``x``. Each branch gets
+    only the keywords it uses (:func:`used_keywords`). An
     :class:`Identity` branch is not called (its samples are copied). Running each branch only on the
     samples that chose it keeps the cost at one pass over the batch whatever the number of branches;
     batch-level operations inside a branch (e.g. :class:`~augment.features.Mixup`) then see only
@@ -350,11 +507,11 @@ def apply_per_sample(
         if isinstance(branch, Identity):
             any_identity = True
             continue
+        used = used_keywords(branch, {"cond": cond, "generator": generator, **kwargs})
         if idx.numel() == b:
-            return branch(x, cond=cond, generator=generator, **kwargs)
-        sub_kwargs = {k: _take(v, idx, b) for k, v in kwargs.items()}
-        sub_cond = None if cond is None else _take(cond, idx, b)
-        pieces.append((idx, branch(_take(x, idx, b), cond=sub_cond, generator=generator, **sub_kwargs)))
+            return branch(x, **used)
+        sub = {k: _take(v, idx, b) for k, v in used.items()}  # the generator is not per sample: kept
+        pieces.append((idx, branch(_take(x, idx, b), **sub)))
     if not is_tensor:
         out = list(x)
         for idx, res in pieces:
@@ -390,6 +547,7 @@ class RandomChoice(Augmentation):
     """
 
     accepts_lists = True
+    uses_cond = False  # its children decide
 
     def __init__(self, augmentations: Sequence[Callable[..., Any]], weights: Sequence[float] | None = None) -> None:
         self.augmentations = _check_augmentations(augmentations, "augmentations")
@@ -407,6 +565,8 @@ class RandomChoice(Augmentation):
         self.weights = [v / total for v in w]
         self._cum = torch.tensor(self.weights, dtype=torch.float64).cumsum(0)
 
+    def children(self) -> tuple[Callable[..., Any], ...]:
+        return tuple(self.augmentations)
 
     def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
         b = batch_size(x)
@@ -423,6 +583,7 @@ class RandomApply(Augmentation):
     """Applies ``augmentation`` to each sample independently with probability ``p``; other samples are copied."""
 
     accepts_lists = True
+    uses_cond = False  # its children decide
 
     def __init__(self, augmentation: Callable[..., Any], p: float = 0.5) -> None:
         if not callable(augmentation):
@@ -431,6 +592,8 @@ class RandomApply(Augmentation):
         self.p = check_probability(p, "p")
         self._branches = [augmentation, Identity()]
 
+    def children(self) -> tuple[Callable[..., Any], ...]:
+        return (self.augmentation,)
 
     def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
         b = batch_size(x)

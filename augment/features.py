@@ -21,6 +21,7 @@ from .base import (
     check_probability,
     check_rank,
     check_tensor,
+    floor_fraction,
     rand,
     randn,
     seeded_global_rng,
@@ -87,6 +88,7 @@ class _FeatureAugmentation(Augmentation):
     """Shared input checks: rank, optional float requirement, and the padding mask."""
 
     ranks: tuple[int, ...] = (2, 3)
+    uses_cond = False
     needs_float: bool = False
 
     def _check_input(self, x: Any) -> None:
@@ -191,7 +193,7 @@ class TimeMask(_FeatureAugmentation):
             # sample's valid steps is below the per-sample count (exact count, no per-sample loop).
             keys = rand((b, t), generator, x.device).masked_fill_(~valid, 2.0)
             ranks = keys.argsort(dim=1).argsort(dim=1)
-            count = torch.floor(n_valid.to(torch.float64) * self.p).to(n_valid.dtype)
+            count = floor_fraction(n_valid, self.p)  # exact: floor(100 * 0.29) is 29, not 28
             drop = ranks < count.unsqueeze(1)
         else:
             width = torch.floor(rand((b,), generator, x.device, torch.float64) * (self.max_width + 1)).long()
@@ -253,9 +255,12 @@ class Mixup(_FeatureAugmentation):
     ``lam ~ Beta(alpha, alpha)`` per sample; with ``dominant=True`` it is replaced by
     ``max(lam, 1 - lam)`` so the sample keeps the larger weight and the view stays a view of it.
     For padded sequences only steps valid in both the sample and its partner are mixed.
+    A batch-level augmentation: it cannot be the base of a
+    :class:`~augment.unique.UniqueAugment` (whose batch holds K copies of each sample).
     """
 
     needs_float = True
+    mixes_batch = True
 
     def __init__(self, alpha: float = 1.0, dominant: bool = True) -> None:
         self.alpha = check_number(alpha, "alpha", low=0.0, low_inclusive=False)

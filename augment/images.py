@@ -95,6 +95,8 @@ class ImageAugment(Augmentation):
     data-loader workers is usually faster on CPU).
     """
 
+    uses_cond = False
+
     def __init__(self, preset: str = "standard", strength: float = 1.0, size: int | tuple[int, int] | None = None) -> None:
         self.preset = _check_preset(preset)
         self.strength = check_number(strength, "strength", low=0.0, high=_MAX_STRENGTH)

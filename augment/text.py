@@ -1,8 +1,9 @@
 """Text augmentations: on raw strings (a ``list[str]`` batch) and on token-id tensors ``[B, L]``.
 
-String augmentations split on whitespace and join with single spaces. They loop over the batch in
-Python (string work has no tensor form) but draw all their random numbers in one call from the
-``generator`` (a ``torch.Generator``, an ``int`` seed, or None for the global RNG).
+String augmentations take a list (or tuple) of strings, split on whitespace and join with single
+spaces. They loop over the batch in Python (string work has no tensor form) but draw all their
+random numbers in one call from the ``generator`` (a ``torch.Generator``, an ``int`` seed, or None
+for the global RNG; like every augmentation, also inside containers).
 
 Token-id augmentations are vectorised and never change padding (``pad_id``, or steps that
 ``mask=`` marks False) or special tokens (``special_ids``, e.g. CLS/SEP/BOS/EOS).
@@ -38,18 +39,7 @@ class _StringAugmentation(Augmentation):
     """A batch of strings in, a new list of strings out."""
 
     input_name = "texts"
-
-    def __call__(
-        self,
-        x: Sequence[str],
-        *,
-        cond: Any = None,
-        generator: torch.Generator | int | None = None,
-        **kwargs: Any,
-    ) -> list[str]:
-        if isinstance(generator, int) and not isinstance(generator, bool):
-            generator = torch.Generator().manual_seed(generator)
-        return super().__call__(x, cond=cond, generator=generator, **kwargs)
+    uses_cond = False
 
     def _check_input(self, x: Any) -> None:
         if isinstance(x, str) or not isinstance(x, (list, tuple)):
@@ -153,6 +143,7 @@ class _TokenAugmentation(Augmentation):
     """Shared checks and the ``[B, L]`` mask of tokens that may be changed."""
 
     input_name = "tokens"
+    uses_cond = False
 
     def __init__(self, pad_id: int, special_ids: Iterable[int] | None, p: float) -> None:
         self.pad_id = check_int(pad_id, "pad_id")

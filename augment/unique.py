@@ -16,7 +16,6 @@ function that scores aligned pairs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +30,12 @@ from .base import (
     check_number,
     check_probability,
     check_tensor,
+    floor_fraction,
+    is_per_sample,
+    mixes_batch,
     rand,
     shape_str,
+    used_keywords,
 )
 from .features import _FeatureAugmentation, fill_where, valid_steps
 
@@ -66,9 +69,12 @@ def _check_scores(scores: object, b: int, k: int) -> Tensor:
 
 
 def _repeat_per_sample(value: Any, k: int, b: int) -> Any:
-    if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == b:
+    """Each row of a per-sample value (see :func:`~augment.base.is_per_sample`) repeated ``k`` times in place."""
+    if not is_per_sample(value, b):
+        return value
+    if isinstance(value, Tensor):
         return value.repeat_interleave(k, dim=0)
-    return value
+    return [v for v in value for _ in range(k)]
 
 
 class UniqueAugment(Augmentation):
@@ -85,9 +91,12 @@ class UniqueAugment(Augmentation):
 
     Works for any tensor modality ``base`` accepts, e.g. images ``[B, 3, H, W]`` with an
     :class:`~augment.images.ImageAugment` base and a CLIP scorer. Memory and base cost grow K-fold.
+    ``base`` must treat samples independently: a batch-mixing base (:class:`~augment.features.Mixup`,
+    also inside a container) is rejected, since it would mix candidate copies of one sample.
     """
 
     input_name = "x2"
+    uses_cond = True
 
     def __init__(
         self,
@@ -101,6 +110,9 @@ class UniqueAugment(Augmentation):
             raise ValueError(f"base must be callable, got {type(base).__name__}")
         if not callable(scorer):
             raise ValueError(f"scorer must be callable, got {type(scorer).__name__}")
+        if mixes_batch(base):
+            raise ValueError(f"base must augment each sample on its own, got {base!r}, which mixes samples of the "
+                             "batch (its batch holds K candidate copies of each sample)")
         self.base = base
         self.scorer = scorer
         self.num_candidates = check_int(num_candidates, "num_candidates", low=1)
@@ -128,6 +140,9 @@ class UniqueAugment(Augmentation):
             raise ValueError("cond (the other modality, x1) is required for UniqueAugment")
         return super().__call__(x, cond=cond, generator=generator, **kwargs)
 
+    def children(self) -> tuple[Callable[..., Any], ...]:
+        return (self.base,)
+
     def forward(self, x: Tensor, *, cond: Tensor, generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         return self.augment_with_scores(x, cond=cond, generator=generator, **kwargs)[0]
 
@@ -142,10 +157,9 @@ class UniqueAugment(Augmentation):
         """Like calling the augmentation, and also returns the ``[B, K]`` scores and the ``[B]`` chosen indices."""
         b, k = batch_size(x2), self.num_candidates
         # Sample-major repeat: rows i*K .. i*K+K-1 are the candidates of sample i.
-        rep_kwargs = {key: _repeat_per_sample(v, k, b) for key, v in kwargs.items()}
-        candidates = self.base(
-            x2.repeat_interleave(k, dim=0), cond=cond.repeat_interleave(k, dim=0), generator=generator, **rep_kwargs
-        )
+        used = used_keywords(self.base, {"cond": cond, "generator": generator, **kwargs})
+        keywords = {key: _repeat_per_sample(v, k, b) for key, v in used.items()}  # the generator is kept
+        candidates = self.base(x2.repeat_interleave(k, dim=0), **keywords)
         if not isinstance(candidates, Tensor) or candidates.shape[0] != b * k:
             got = shape_str(candidates.shape) if isinstance(candidates, Tensor) else type(candidates).__name__
             raise ValueError(f"base must return a [B*K, ...] = ({b * k}, ...) tensor, got {got}")
@@ -177,7 +191,7 @@ class UniqueAugment(Augmentation):
 class RelevanceMask(_FeatureAugmentation):
     """Masks feature dimensions of x2 that matter little for x1 (features ``[B, D]`` / sequences ``[B, T, D]``).
 
-    Per sample, ``floor(p * D)`` dimensions are set to ``value``, drawn uniformly from the
+    Per sample, ``floor(p * D)`` dimensions (exact, see :func:`~augment.base.floor_fraction`) are set to ``value``, drawn uniformly from the
     ``max(floor(p * D), ceil(pool * D))`` dimensions of lowest relevance (``pool=p`` masks exactly
     the least relevant ones; ``pool=1`` ignores relevance). For sequences a masked dimension is
     masked at every valid step; padded steps are untouched.
@@ -216,6 +230,11 @@ class RelevanceMask(_FeatureAugmentation):
         self.scorer = scorer
         self.value = check_number(value, "value")
 
+    @property
+    def uses_cond(self) -> bool:  # type: ignore[override]
+        """cond is read only to compute relevance from the scorer (no relevance vector given)."""
+        return self.scorer is not None and self.relevance is None
+
     def forward(
         self,
         x: Tensor,
@@ -229,10 +248,10 @@ class RelevanceMask(_FeatureAugmentation):
         valid = valid_steps(x, lengths, mask, self.input_name)
         b, d = x.shape[0], x.shape[-1]
         rel = self._relevance(x, cond, valid, relevance)
-        k = math.floor(self.p * d)
+        k = floor_fraction(d, self.p)
         if k == 0:
             return x.clone()
-        m = max(k, math.ceil(self.pool * d))
+        m = max(k, floor_fraction(d, self.pool, ceil=True))
         # Dimensions by increasing relevance, ties broken at random (shuffle, then stable sort).
         shuffle = rand((b, d), generator, x.device).argsort(dim=1)
         by_rel = torch.sort(rel.gather(1, shuffle), dim=1, stable=True).indices

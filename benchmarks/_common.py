@@ -1,22 +1,48 @@
 """Small helpers shared by the benchmark scripts: device choice, timing, tables, JSON.
 
-Kept dependency-free beyond torch so every script under ``benchmarks/`` can import it, whether it
-runs as ``python benchmarks/x.py`` (this folder is then ``sys.path[0]``) or is loaded from a test.
+Depends only on torch and the installed factorcl package, so every script under ``benchmarks/`` can
+import it, whether it runs as ``python benchmarks/x.py`` (this folder is then ``sys.path[0]``) or is
+loaded from a test. JSON goes through :func:`factorcl.jsonio.write_json` (atomic, NaN -> null).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import copy
 import math
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+
+from factorcl.jsonio import write_json
+
+__all__ = [
+    "apply_preset",
+    "check_line",
+    "environment",
+    "format_table",
+    "pick_device",
+    "synchronize",
+    "time_fn",
+    "write_json",
+]
+
+
+def apply_preset(args: argparse.Namespace, quick: Mapping[str, Any], full: Mapping[str, Any]) -> argparse.Namespace:
+    """Fill every option left at None from the ``--quick`` preset (``args.quick``) or the full one.
+
+    Options given on the command line win over the preset. Values are copied, so later edits of
+    ``args`` (e.g. sorting a list) never change the preset.
+    """
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, copy.deepcopy(value))
+    return args
 
 
 def pick_device(name: str | None = "auto") -> torch.device:
@@ -95,24 +121,3 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt
 def check_line(ok: bool, claim: str) -> str:
     """``PASS: claim`` or ``FAIL: claim``: one greppable line per claim."""
     return f"{'PASS' if ok else 'FAIL'}: {claim}"
-
-
-def _jsonable(obj: Any) -> Any:
-    # JSON has no NaN/inf; write null instead so every reader can parse the file.
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented JSON (non-finite floats become null), creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
-    return path

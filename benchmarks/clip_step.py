@@ -63,10 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
-    preset = QUICK if args.quick else FULL
-    for key, value in preset.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    _common.apply_preset(args, QUICK, FULL)
     if isinstance(args.amp, str) and args.amp.lower() in ("none", "fp32", "off"):
         args.amp = None
     return args

@@ -28,8 +28,9 @@ scaled from the same implementation at the previous B (cost ~ B^2), exceeds ``--
 are skipped with the reason printed.
 
 Compute caps what ConcatCritic can gain over the naive critic: it saves only the first layer's
-per-pair work, so the multiply-add ratio is 1 + 2 * dim / (layers * hidden + 1) (1.25x for the
-defaults dim 128, hidden 512, layers 2); it is printed with the targets.
+per-pair work, so the multiply-add ratio is 1 + 2 * dim / (layers * hidden + 1): 1.50x for the
+defaults (dim 128, hidden 512, ``--layers 1``), 1.25x with ``--layers 2``; it is printed with the
+targets.
 
 Usage: ``python benchmarks/critic_speed.py [--quick] [--batch-sizes 64 256 1024 4096] [--out FILE.json]``.
 """
@@ -86,10 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny run: B in {32, 64}, hidden 128, 1 repeat, 1 thread")
     p.add_argument("--worker", nargs=2, metavar=("IMPL", "B"), help=argparse.SUPPRESS)  # internal
     args = p.parse_args(argv)
-    preset = QUICK if args.quick else FULL
-    for key, value in preset.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    _common.apply_preset(args, QUICK, FULL)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
     args.batch_sizes = sorted(set(args.batch_sizes))

@@ -52,16 +52,13 @@ if _HERE not in sys.path:  # find _common when loaded by path
     sys.path.insert(0, _HERE)
 import _common  # noqa: E402
 
+from factorcl.data import mimic, multibench  # noqa: E402
+
 DATASETS = ("mimic", "mosei", "mosi", "humor", "sarcasm")  # the table's column order
 COLUMN = {"mimic": "MIMIC", "mosei": "MOSEI", "mosi": "MOSI", "humor": "UR-FUNNY", "sarcasm": "MUSTARD"}
 METHODS = ("simclr", "cross+self", "cross+self+fact", "ourcl-ssl", "factorcl-ssl", "supcon", "ourcl-sup", "factorcl-sup")
-FILE_NAMES = {
-    "mimic": ("im.pk",),
-    "mosei": ("mosei_raw.pkl", "mosei_senti_data.pkl"),
-    "mosi": ("mosi_raw.pkl", "mosi_data.pkl"),
-    "humor": ("humor.pkl",),
-    "sarcasm": ("sarcasm.pkl",),
-}
+# The file names MultiBench ships each dataset under (first match in --data-dir wins).
+FILE_NAMES = {"mimic": (mimic.FILE_NAME,), **multibench.FILE_NAMES}
 
 #: Table 4.2 of the paper (test accuracy, %).
 PAPER: dict[str, dict[str, float]] = {

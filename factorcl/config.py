@@ -10,7 +10,7 @@ A run config has six sections (YAML or JSON)::
     out_dir:   runs/NAME
 
 Every key is checked: unknown keys, wrong types and invalid values raise ``ValueError`` naming
-the key (``config key 'data.kind' must be one of [...], got 'mosii'``). See ``docs/real_data.md``
+the key (``config key 'data.kind' must be one of [...], got 'mosii'``). See the README section "Real multimodal data"
 for the reference.
 """
 
@@ -429,6 +429,13 @@ def check_augment_spec(spec: Any, where: str = "augment") -> None:
                 raise ValueError(f"{where}.{key} must be a non-empty list of augmentations")
             for i, item in enumerate(items):
                 check_augment_spec(item, f"{where}.{key}[{i}]")
+            if spec.get("weights") is not None:
+                import augment as A
+
+                try:
+                    A.RandomChoice([A.Identity()] * len(items), weights=spec["weights"])
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"{where}.weights: {exc}") from None
             return
         if "name" not in spec:
             raise ValueError(f"{where} must have a 'name' (or 'choice' / 'compose'), got keys {sorted(spec)}")
@@ -439,16 +446,57 @@ def check_augment_spec(spec: Any, where: str = "augment") -> None:
             if key != "name" and key not in params:
                 raise ValueError(f"unknown key {where}.{key} for augmentation {name!r}{_suggest(str(key), list(params))}"
                                  f" (allowed: {', '.join(params) or 'none'})")
+        # Values are checked by building the augmentation now (cheap: nothing is imported or
+        # allocated), so a bad one is reported with its config key at load time, not mid-run.
+        given = {k: v for k, v in spec.items() if k != "name"}
+        for kind in _AUTO_KINDS.values() if name == "auto" else (name,):
+            try:
+                _make(kind, {k: v for k, v in given.items() if k in _PRESETS.get(kind, _SINGLE.get(kind, {}))})
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{where}: {exc}") from None
         return
     raise ValueError(f"{where} must be a name, a mapping with 'name', or a list, got {type(spec).__name__}")
+
+
+_AUTO_KINDS = {1: "features", 2: "sequence", 3: "image"}  # "auto" by the rank of a sample
+
+
+def _make(name: str, params: Mapping[str, Any]):
+    """The augmentation ``name`` with ``params`` over its defaults (no shape checks: see :func:`build_augment`)."""
+    import augment as A
+
+    p = {**_PRESETS.get(name, {}), **_SINGLE.get(name, {}), **params}
+    if name == "features":
+        # Per sample one of noise, mixup, identity (see build_augment for how this differs from
+        # the published augment_embed_single).
+        return A.RandomChoice([A.GaussianNoise(p["std"]), A.Mixup(p["alpha"]), A.Identity()])
+    if name == "sequence":
+        return A.RandomChoice([A.TimeShuffle(), A.GaussianNoise(p["std"]), A.TimeMask(p=p["p"]), A.Identity()])
+    if name in ("image", "image_unique"):
+        return A.ImageAugment("standard" if name == "image" else "unique", strength=p["strength"])
+    if name == "noise":
+        return A.GaussianNoise(p["std"])
+    if name == "feature_dropout":
+        return A.FeatureDropout(p["p"], shared_over_time=p["shared_over_time"])
+    if name == "time_mask":
+        return A.TimeMask(p=p["p"], max_width=p["max_width"])
+    if name == "time_shuffle":
+        return A.TimeShuffle(p["window"])
+    if name == "mixup":
+        return A.Mixup(p["alpha"])
+    return A.Identity()
 
 
 def build_augment(spec: Any, sample_shape: Sequence[int], where: str = "augment"):
     """An augmentation (or None) from a spec, for inputs of per-sample shape ``sample_shape``.
 
     Specs: ``"none"``; presets ``"auto"`` (by shape: ``features`` for vectors, ``sequence`` for
-    sequences, ``image`` for images), ``"features"`` (per sample one of Gaussian noise ``std``,
-    mixup ``alpha``, identity: the published ``augment_embed_single``), ``"sequence"`` (one of
+    sequences, ``image`` for images), ``"features"`` (per sample, uniformly, one of Gaussian noise
+    ``std``, mixup ``alpha`` with the sample keeping the larger weight (``Mixup(dominant=True)``:
+    the view stays a view of its sample), identity. Modelled on the published
+    ``augment_embed_single``, which draws one of its transforms for the whole *batch* and mixes
+    with a symmetric Beta weight, so its mixup can give a sample less than half of itself; here
+    each sample draws its own), ``"sequence"`` (one of
     time shuffle, Gaussian noise ``std``, masking a fraction ``p`` of steps, identity: the
     published ``augment_single``), ``"image"`` / ``"image_unique"`` (kornia presets, ``strength``);
     single augmentations ``noise``, ``feature_dropout``, ``time_mask``, ``time_shuffle``,
@@ -473,34 +521,16 @@ def build_augment(spec: Any, sample_shape: Sequence[int], where: str = "augment"
     params = dict(spec) if isinstance(spec, Mapping) else {"name": spec}
     name = str(params.pop("name")).strip().lower()
     if name == "auto":
-        name = {1: "features", 2: "sequence", 3: "image"}.get(rank)
+        name = _AUTO_KINDS.get(rank)
         if name is None:
             raise ValueError(f"{where}: no automatic augmentation for inputs of per-sample shape {tuple(sample_shape)}")
         params = {k: v for k, v in params.items() if k in _PRESETS[name]}
-    defaults = {**_PRESETS.get(name, {}), **_SINGLE.get(name, {})}
-    p = {**defaults, **params}
     seq_only = name in ("sequence", "time_mask", "time_shuffle")
     if seq_only and rank != 2:
         raise ValueError(f"{where}: {name!r} needs sequences (per-sample shape (T, d)), got {tuple(sample_shape)}")
     if name in ("image", "image_unique") and rank != 3:
         raise ValueError(f"{where}: {name!r} needs images (per-sample shape (3, H, W)), got {tuple(sample_shape)}")
-    if name == "features":
-        return A.RandomChoice([A.GaussianNoise(p["std"]), A.Mixup(p["alpha"]), A.Identity()])
-    if name == "sequence":
-        return A.RandomChoice([A.TimeShuffle(), A.GaussianNoise(p["std"]), A.TimeMask(p=p["p"]), A.Identity()])
-    if name in ("image", "image_unique"):
-        return A.ImageAugment("standard" if name == "image" else "unique", strength=p["strength"])
-    if name == "noise":
-        return A.GaussianNoise(p["std"])
-    if name == "feature_dropout":
-        return A.FeatureDropout(p["p"], shared_over_time=p["shared_over_time"])
-    if name == "time_mask":
-        return A.TimeMask(p=p["p"], max_width=p["max_width"])
-    if name == "time_shuffle":
-        return A.TimeShuffle(p["window"])
-    if name == "mixup":
-        return A.Mixup(p["alpha"])
-    return A.Identity()
+    return _make(name, params)
 
 
 # ------------------------------------------------------------------------------ load and save

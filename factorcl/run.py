@@ -19,8 +19,6 @@ checkpoint and re-runs the same evaluation.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +30,7 @@ from torch import nn
 
 from .config import RunConfig, build_augment, load_config, resolve_path, save_config
 from .data.arrays import SplitDataset
+from .jsonio import write_json
 
 CONFIG_NAME = "config.yaml"
 RESULTS_NAME = "results.json"
@@ -150,30 +149,6 @@ def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.dev
                                 feats.get("valid", {}).get(part), labels.get("valid"),
                                 feats["test"][part], labels["test"], probe, k)
     return out
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Indented JSON (NaN/inf as null), atomically replaced."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
-    os.replace(tmp, p)
-    return p
 
 
 def _absolute_config(config: RunConfig) -> RunConfig:

@@ -11,14 +11,20 @@ from augment import (
     FeatureDropout,
     GaussianNoise,
     Identity,
+    ImageAugment,
+    Mixup,
     RandomApply,
     RandomChoice,
+    RelevanceMask,
     TimeMask,
+    TokenMask,
+    UniqueAugment,
     WordDeletion,
     WordMask,
+    accepts_keyword,
     seeded_global_rng,
 )
-from augment.base import check_probability, rand
+from augment.base import check_probability, floor_fraction, rand
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -74,8 +80,32 @@ def test_cond_batch_mismatch_rejected():
 def test_non_tensor_and_bad_generator_rejected():
     with pytest.raises(ValueError, match=r"x must be a torch.Tensor"):
         GaussianNoise()(3.0)
-    with pytest.raises(ValueError, match=r"generator must be a torch.Generator"):
-        GaussianNoise()(torch.zeros(2, 3), generator=123)
+    with pytest.raises(ValueError, match=r"generator must be a torch.Generator, an int seed or None, got float"):
+        GaussianNoise()(torch.zeros(2, 3), generator=1.5)
+    with pytest.raises(ValueError, match=r"generator must be a torch.Generator, an int seed or None, got bool"):
+        GaussianNoise()(torch.zeros(2, 3), generator=True)
+    # Containers take tensors or lists (of strings); the message says so.
+    with pytest.raises(ValueError, match=r"x must be a torch.Tensor or a list \(e.g. of strings\), got str"):
+        Compose([WordMask()])("one string")
+
+
+def test_int_seed_works_through_containers_and_equals_a_seeded_generator():
+    x = torch.randn(32, 6, 3)
+    for aug in (GaussianNoise(0.5), Compose([TimeMask(p=0.5), GaussianNoise(0.5)]),
+                RandomChoice([GaussianNoise(0.5), TimeMask(p=0.5)]), RandomApply(GaussianNoise(0.5), p=0.5)):
+        assert torch.equal(aug(x, generator=7), aug(x, generator=gen(7)))
+        assert not torch.equal(aug(x, generator=7), aug(x, generator=8))
+    texts = ["a b c d e f g h", "i j k l m n o p"] * 8
+    chained = Compose([WordDeletion(0.3), WordMask(0.3)])
+    assert chained(texts, generator=3) == chained(texts, generator=gen(3))
+    assert RandomApply(WordMask(0.5))(texts, generator=3) == RandomApply(WordMask(0.5))(texts, generator=gen(3))
+
+
+def test_containers_accept_tuples_of_strings():
+    texts = ("a b c d e f", "g h i j k l", "m n o p q r")
+    out = RandomChoice([WordMask(0.5), WordDeletion(0.5)])(texts, generator=gen(0))
+    assert isinstance(out, list) and len(out) == 3
+    assert Compose([Identity()])(texts) == list(texts)
 
 
 def test_container_arguments_validated():
@@ -119,6 +149,91 @@ def test_compose_passes_cond_and_kwargs():
     # AddConst saw cond (+1 +cond_i), TimeMask saw the mask (valid steps zeroed, padding kept).
     assert torch.equal(out[:, 2:], torch.zeros(3, 3, 2))
     assert torch.equal(out[:, :2, 0], torch.tensor([[2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]))
+
+
+class KeywordProbe(Augmentation):
+    """Records the keywords its forward received; uses ``mask`` and nothing else."""
+
+    def __init__(self) -> None:
+        self.seen: list[set[str]] = []
+
+    def forward(self, x, *, cond=None, generator=None, mask=None):
+        self.seen.append({"mask"} if mask is not None else set())
+        return x.clone()
+
+
+def test_call_time_keywords_reach_only_the_children_that_use_them():
+    b, d = 16, 10
+    x = torch.randn(b, d).abs() + 1.0
+    relevance = torch.arange(d, dtype=torch.float32).expand(b, d)  # dims 0..2 least relevant
+    # RelevanceMask takes relevance=, GaussianNoise does not: each gets its own.
+    out = Compose([RelevanceMask(p=0.3, pool=0.3), GaussianNoise(0.0)])(x, relevance=relevance, generator=gen(0))
+    assert torch.equal(out[:, :3], torch.zeros(b, 3)) and torch.equal(out[:, 3:], x[:, 3:])
+    out = RandomChoice([RelevanceMask(p=0.3, pool=0.3), GaussianNoise(0.0)])(x, relevance=relevance, generator=gen(0))
+    hit = (out[:, :3] == 0).all(1)
+    assert 0 < int(hit.sum()) < b and torch.equal(out[~hit], x[~hit])
+    out = RandomApply(RelevanceMask(p=0.3, pool=0.3), p=1.0)(x, relevance=relevance)
+    assert torch.equal(out[:, :3], torch.zeros(b, 3))
+    # A keyword that no child uses is dropped (an image augmentation ignores a sequence mask).
+    images = torch.rand(4, 3, 8, 8)
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    assert RandomApply(ImageAugment("unique"), p=1.0)(images, mask=mask, generator=gen(0)).shape == images.shape
+    assert Compose([ImageAugment("unique")])(images, mask=mask, generator=gen(0)).shape == images.shape
+    # Nested containers: the probe gets mask, a plain function that takes only x gets nothing.
+    probe = KeywordProbe()
+    seq = torch.randn(4, 5, 2)
+    aug = Compose([RandomApply(Compose([probe, lambda t: t * 2]), p=1.0), UniqueAugment(KeywordProbe(), lambda a, c: c.sum((2, 3)), 2)])
+    out = aug(seq, mask=torch.ones(4, 5, dtype=torch.bool), cond=torch.zeros(4, 1))
+    assert probe.seen == [{"mask"}] and torch.equal(out, seq * 2)
+    # A leaf called directly takes only its own keywords.
+    with pytest.raises(TypeError):
+        GaussianNoise(0.1)(x, relevance=relevance)
+
+
+def test_accepts_keyword_on_leaves_containers_and_plain_callables():
+    # Leaves: what their forward names; cond only when they look at the other modality.
+    assert accepts_keyword(GaussianNoise(), "mask") and accepts_keyword(GaussianNoise(), "lengths")
+    assert not accepts_keyword(GaussianNoise(), "relevance") and not accepts_keyword(GaussianNoise(), "cond")
+    assert accepts_keyword(TokenMask(1, 0), "mask") and not accepts_keyword(TokenMask(1, 0), "lengths")
+    assert not accepts_keyword(ImageAugment(), "mask") and not accepts_keyword(WordMask(), "mask")
+    assert not accepts_keyword(Identity(), "mask") and accepts_keyword(Identity(), "generator")
+    assert accepts_keyword(RelevanceMask(), "relevance")
+    assert accepts_keyword(RelevanceMask(scorer=lambda a, c: c.sum(-1)), "cond")
+    assert not accepts_keyword(RelevanceMask(relevance=torch.ones(3)), "cond")
+    unique = UniqueAugment(ImageAugment(), lambda a, c: c.mean((2, 3, 4)))
+    assert accepts_keyword(unique, "cond") and not accepts_keyword(unique, "mask")
+    assert accepts_keyword(UniqueAugment(TimeMask(), lambda a, c: c.sum((2, 3))), "lengths")
+    # Containers: any child.
+    assert accepts_keyword(Compose([ImageAugment(), TimeMask()]), "mask")
+    assert not accepts_keyword(Compose([ImageAugment(), Identity()]), "mask")
+    assert accepts_keyword(RandomChoice([Identity(), RelevanceMask()]), "relevance")
+    assert accepts_keyword(RandomApply(Compose([unique])), "cond")
+    assert not accepts_keyword(RandomApply(GaussianNoise()), "cond")
+    # Plain callables: their signature (**kwargs accepts everything).
+    assert not accepts_keyword(lambda x: x, "mask")
+    assert accepts_keyword(lambda x, mask=None: x, "mask")
+    assert accepts_keyword(lambda x, **kw: x, "cond")
+
+    class Callable_:
+        def __call__(self, x, *, generator=None):
+            return x
+
+    assert accepts_keyword(Callable_(), "generator") and not accepts_keyword(Callable_(), "cond")
+    assert accepts_keyword(Compose([Callable_(), lambda x, cond=None: x]), "cond")
+
+
+def test_unique_augment_rejects_batch_mixing_bases():
+    with pytest.raises(ValueError, match="mixes samples of the batch"):
+        UniqueAugment(Mixup(), lambda a, c: c.sum(-1))
+    with pytest.raises(ValueError, match="mixes samples of the batch"):
+        UniqueAugment(RandomChoice([GaussianNoise(), Mixup()]), lambda a, c: c.sum(-1))
+
+
+def test_floor_fraction_is_exact_for_decimal_probabilities():
+    assert floor_fraction(100, 0.29) == 29 and floor_fraction(100, 0.07, ceil=True) == 7
+    assert floor_fraction(3, 1 / 3) == 1 and floor_fraction(10, 0.25) == 2 and floor_fraction(10, 0.25, ceil=True) == 3
+    n = torch.tensor([100, 0, 7, 50])
+    assert floor_fraction(n, 0.29).tolist() == [29, 0, 2, 14]
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,6 +331,9 @@ def test_seeded_global_rng_is_reproducible_and_restores_global_state():
     with seeded_global_rng(gen(9), "cpu"):
         b = torch.rand(5)
     assert torch.equal(a, b)
+    with seeded_global_rng(gen(10), "cpu"):
+        c = torch.rand(5)
+    assert not torch.equal(a, c)  # the seed comes from the generator
 
 
 def test_no_generator_uses_global_rng():
@@ -234,3 +352,15 @@ def test_cpu_generator_with_cuda_tensor():
     a, b = aug(x, generator=gen(1)), aug(x, generator=gen(1))
     assert a.device == x.device and torch.equal(a, b)
     assert rand((3,), gen(0), "cuda").device.type == "cuda"
+
+
+@pytest.mark.skipif(not (torch.backends.mps.is_available()), reason="needs an MPS device")
+def test_seeded_global_rng_forks_the_mps_generator():
+    torch.mps.manual_seed(5)
+    before = torch.mps.get_rng_state()
+    with seeded_global_rng(gen(9), "mps"):
+        a = torch.rand(5, device="mps")
+    assert torch.equal(torch.mps.get_rng_state(), before)
+    with seeded_global_rng(gen(9), "mps"):
+        b = torch.rand(5, device="mps")
+    assert torch.equal(a.cpu(), b.cpu())

@@ -285,6 +285,10 @@ def test_time_mask_p_rounding_edge_cases():
     assert torch.equal(TimeMask(p=0.3)(x, generator=gen(0)), x)  # floor(0.9) = 0 steps
     assert int((TimeMask(p=1.0)(x, generator=gen(0)) == 0).sum()) == 30
     assert math.isclose(TimeMask().p, 0.2)
+    # floor(n * p) exactly: in floating point 100 * 0.29 = 28.999999999999996.
+    for t, p, count in ((100, 0.29, 29), (100, 0.57, 57), (10, 0.7, 7), (1000, 0.001, 1), (7, 0.5, 3)):
+        y = TimeMask(p=p)(torch.ones(2, t, 1), generator=gen(0))
+        assert ((y[..., 0] == 0).sum(1) == count).all(), (t, p)
 
 
 @cuda

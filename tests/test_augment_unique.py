@@ -230,7 +230,14 @@ def test_relevance_mask_from_scorer_gradient_beats_dropout():
     assert int((y[:, K_REL:] == 0).sum()) == 1024 * 4
     drop = FeatureDropout(0.25)(x2, generator=gen(0))
     assert mean_score(x1, y) > mean_score(x1, drop)
-    assert x2.grad is None and not y.requires_grad
+    assert not y.requires_grad  # the scorer's gradient probe leaves no graph behind
+    # With an input that requires grad: the relevance gradient is not accumulated into it, and the
+    # output's gradient is that of the masking alone (1 on kept entries, 0 on masked ones).
+    leaf = x2.clone().requires_grad_(True)
+    y = aug(leaf, cond=x1, generator=gen(0))
+    assert leaf.grad is None
+    y.sum().backward()
+    assert torch.equal(leaf.grad, (y != 0).float())
 
 
 def test_relevance_mask_sequences_and_padding():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -49,4 +50,7 @@ def test_full_mode_on_cuda_small_batch(tmp_path):
     out = tmp_path / "cuda.json"
     assert load().main(["--batch-size", "32", "--repeats", "2", "--warmup", "1", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert all(r["peak_gib"] > 0 for r in data["results"]) and data["passed"] in (True, False)
+    assert all(r["peak_gib"] > 0 for r in data["results"])
+    ratio = data["ratio"]
+    assert math.isfinite(ratio) and ratio > 0 and data["target_ratio"] == 2.3
+    assert data["passed"] is (ratio <= 2.3)

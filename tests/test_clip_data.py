@@ -19,22 +19,21 @@ from factorcl.clip import (
     write_demo_dataset,
 )
 from factorcl.clip.demo_data import COLORS, SHAPES
+from factorcl.clip.split import (
+    SPLIT_DEFAULTS,
+    check_same_held_out,
+    held_out_split,
+    probe_split_settings,
+    split_record,
+)
 
 PREPROCESS = {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "interpolation": "bicubic",
               "resize_mode": "shortest", "fill_color": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return write_demo_dataset(tmp_path_factory.mktemp("demo"), n=40, seed=3)
+def demo(clip_demo):
+    return clip_demo(40, seed=3)
 
 
 def _rows(path):
@@ -138,6 +137,51 @@ def test_jsonl_with_paths_relative_to_the_file(demo, tmp_path):
     path.write_text(json.dumps(lines[0]) + "\n{not json\n")
     with pytest.raises(ValueError, match="line 2: not valid JSON"):
         ImageCaptionDataset(path, PREPROCESS)
+    # .json: one array of objects; JSON Lines content in a .json file gets a hint.
+    array = sub / "pairs.json"
+    array.write_text(json.dumps(lines, indent=2))
+    ds = ImageCaptionDataset(array, PREPROCESS)
+    assert ds.captions == ["a cat", "a dog"] and ds.classes == ["cat", "dog"] and ds.records[1].line is None
+    array.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    with pytest.raises(ValueError, match=r"not valid JSON \(Extra data.*name the file .jsonl"):
+        ImageCaptionDataset(array, PREPROCESS)
+    array.write_text(json.dumps({"image": "img/b.png", "caption": "a cat"}))
+    with pytest.raises(ValueError, match="must hold an array of objects .* got dict; for one object per line use .jsonl"):
+        ImageCaptionDataset(array, PREPROCESS)
+    array.write_text(json.dumps([lines[0], "a dog"]))
+    with pytest.raises(ValueError, match="element 2 of the array must be a JSON object, got str"):
+        ImageCaptionDataset(array, PREPROCESS)
+    array.write_text(json.dumps([{"image": "img/b.png", "caption": ""}]))
+    with pytest.raises(ValueError, match=r"empty caption in row 1 of .*pairs.json;"):
+        ImageCaptionDataset(array, PREPROCESS)
+
+
+def test_probe_split_settings_follow_the_recorded_split_on_the_training_file(demo, tmp_path):
+    ds = ImageCaptionDataset(demo, PREPROCESS)
+    train, test = held_out_split(ds, 0.25, 1)
+    recorded = split_record(ds, test, 1, 0.25, False)
+    assert recorded["test_rows"] == len(test) and recorded["test_fraction"] == 0.25
+    # The training file: recorded settings by default, equal ones accepted, others refused.
+    assert probe_split_settings(recorded, demo) == ({"seed": 1, "test_fraction": 0.25, "skip_missing": False}, True)
+    assert probe_split_settings(recorded, demo, seed=1, test_fraction=0.25)[0]["seed"] == 1
+    with pytest.raises(ValueError, match=r"seed=0 \(--seed\) differs .* \(seed=1\)"):
+        probe_split_settings(recorded, demo, seed=0)
+    with pytest.raises(ValueError, match=r"test_fraction=0.2 \(--test-fraction\) differs"):
+        probe_split_settings(recorded, demo, test_fraction=0.2)
+    # Trained on every row of the file: nothing to probe on.
+    everything = split_record(ds, held_out_split(ds, 0.0, 0)[1], 0, 0.0, False)
+    assert everything["test_rows"] == 0
+    with pytest.raises(ValueError, match="trained on every row"):
+        probe_split_settings(everything, demo)
+    # Another file (other content): the given settings, defaults for the rest.
+    other = tmp_path / "captions.csv"
+    other.write_text(demo.read_text().replace("\n", "\r\n", 1))
+    assert probe_split_settings(recorded, other, seed=3) == ({"seed": 3, "test_fraction": 0.2, "skip_missing": False}, False)
+    assert probe_split_settings(None, demo) == (SPLIT_DEFAULTS, False)
+    # The re-made split must hold out the recorded rows.
+    check_same_held_out(recorded, split_record(ds, test, 1, 0.25, False), demo)
+    with pytest.raises(ValueError, match="held-out rows .* differ from the ones recorded"):
+        check_same_held_out(recorded, split_record(ds, held_out_split(ds, 0.25, 2)[1], 1, 0.25, False), demo)
 
 
 def test_train_test_split_is_stratified_disjoint_and_seeded():

@@ -9,43 +9,32 @@ import pytest
 import torch
 
 import factorcl
+from clip_helpers import batch_of, tiny
 from factorcl.clip import (
     ImageCaptionDataset,
     build_clip_factorcl,
     export_clip_factorcl,
     factorcl_features,
-    load_clip,
     load_clip_factorcl,
     make_loader,
     save_open_clip_checkpoint,
     tiny_config,
-    write_demo_dataset,
 )
 from factorcl.clip.pretrain import ClipFactorCLConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(clip_demo):
     """A tiny CLIP after a few FactorCL-SSL steps (so its weights differ from any fresh init), and a batch."""
-    demo = write_demo_dataset(tmp_path_factory.mktemp("demo"), n=32, seed=0)
-    torch.manual_seed(0)
-    bundle = load_clip(config=tiny_config(), name="clip-test-export")
+    demo = clip_demo(32)
+    bundle = tiny(name="clip-test-export")
     config = ClipFactorCLConfig(method="factorcl-ssl")
     model = build_clip_factorcl(bundle, config)
     ds = ImageCaptionDataset(demo, bundle.preprocess_cfg)
     factorcl.fit(model, make_loader(ds, bundle.tokenizer, 8), epochs=1, lr=1e-3, stop_after=2, progress=False,
                  device="cpu")
     model.eval()
-    batch = next(iter(make_loader(ds, bundle.tokenizer, 8, shuffle=False)))
-    return bundle, model, config, batch
+    return bundle, model, config, batch_of(bundle, demo)
 
 
 def _outputs(clip, batch, bundle):
@@ -86,6 +75,20 @@ def test_export_folder_loads_as_local_dir_and_rebuilds_the_factorcl_model(traine
         a, b = model.embed(batch["x1"], batch["x2"]), rebuilt.embed(batch["x1"], batch["x2"])
     for key in ("s1", "s2", "u1", "u2"):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    # Every head and critic parameter is back (the trained values: critics were updated by fit).
+    params, reparams = dict(model.named_parameters()), dict(rebuilt.named_parameters())
+    assert params.keys() == reparams.keys() and any(k.startswith("estimators.") for k in params)
+    for key, value in params.items():
+        torch.testing.assert_close(reparams[key], value, rtol=0, atol=0, msg=key)
+    # The same loss terms on a batch that brings its own views (no random augmentation).
+    fixed = {**batch, "x1_aug": batch["x1"].flip(0), "x2_aug": batch["x2"].flip(-1)}
+    with torch.no_grad():
+        loss, terms = model.loss(fixed)
+        reloss, reterms = rebuilt.loss(fixed)
+    torch.testing.assert_close(reloss, loss, rtol=0, atol=1e-5)
+    assert terms.keys() == reterms.keys() and "unique_cond_keep" in terms
+    for key in terms:
+        torch.testing.assert_close(reterms[key], terms[key], rtol=0, atol=1e-5, msg=key)
     heads = torch.load(paths["heads"], weights_only=False)
     assert heads["config"]["method"] == "factorcl-ssl" and heads["modalities"] == {"x1": "text", "x2": "image"}
     assert not any(k.startswith(("encoder1.", "encoder2.")) for k in heads["state_dict"])
@@ -96,13 +99,18 @@ def test_load_clip_factorcl_rejects_other_folders(tmp_path):
         load_clip_factorcl(tmp_path)
 
 
-def test_probe_features_match_the_models_embed(trained):
+def test_probe_features_match_the_models_embed_in_eval_mode_and_restore_the_mode(trained):
     bundle, model, _, batch = trained
-    feats, labels = factorcl_features(model, [batch], device="cpu")
     with torch.no_grad():
         reps = model.embed(batch["x1"], batch["x2"])
         image = torch.nn.functional.normalize(model.encoder2(batch["x2"]), dim=-1)
+    model.train()
+    try:
+        feats, labels = factorcl_features(model, [batch], device="cpu")
+        assert model.training is True  # the caller's mode is restored
+    finally:
+        model.eval()
     for key in ("s1", "s2", "u1", "u2"):
         torch.testing.assert_close(feats[key], reps[key], rtol=0, atol=1e-6)
     torch.testing.assert_close(feats["image"], image, rtol=0, atol=1e-6)
-    assert torch.equal(labels, batch["y"]) and model.training is False
+    assert torch.equal(labels, batch["y"])

@@ -12,15 +12,6 @@ from open_clip import factory
 from factorcl.clip import load_clip, read_config, registered_config, resolve_model_name, tiny_config, token_ids
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: on a shared two-core machine a second OpenMP thread mostly waits (100x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_registered_config_is_removed_after_the_block_and_on_errors():
     before = dict(factory._MODEL_CONFIGS)
     with registered_config(tiny_config(), "clip-test-tiny") as name:

@@ -9,33 +9,22 @@ import pytest
 import torch
 
 import factorcl
+from clip_helpers import batch_of, tiny
 from factorcl.clip import (
     ImageCaptionDataset,
     build_clip_factorcl,
-    load_clip,
     make_loader,
     pretrain_clip,
     tiny_config,
-    write_demo_dataset,
+    train_test_split,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from factorcl.clip.export import export_split
+from factorcl.clip.split import split_record
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return write_demo_dataset(tmp_path_factory.mktemp("demo"), n=64, seed=0)
-
-
-def tiny(seed: int = 0):
-    torch.manual_seed(seed)
-    return load_clip(config=tiny_config(), name="clip-test-tiny")
+def demo(clip_demo):
+    return clip_demo(64)
 
 
 @pytest.mark.parametrize("method, image_aug", [
@@ -90,7 +79,13 @@ def test_pretrain_clip_trains_exports_probes_and_resumes(demo, tmp_path):
     # resume="auto" continues from out/train/checkpoint.pt to the end of the 2 epochs (3 steps each).
     resumed = pretrain_clip(demo, out, resume="auto", probe=False, **kwargs)
     assert resumed["train"]["steps"] == 6 and resumed["probe"] is None
-    assert resumed["data"]["test"] == results["data"]["test"]  # the same held-out split, never trained on
+    # The same held-out rows (never trained on), recorded in results.json and in the export.
+    ds = ImageCaptionDataset(demo, {"size": 32})
+    expected = split_record(ds, train_test_split(ds.labels, 0.2, 0)[1], 0, 0.2, False)
+    other_seed = split_record(ds, train_test_split(ds.labels, 0.2, 1)[1], 1, 0.2, False)
+    assert expected["test_rows_sha256"] != other_seed["test_rows_sha256"]
+    assert results["split"] == resumed["split"] == expected
+    assert export_split(out / "export") == expected
 
 
 def test_supervised_methods_need_labels(demo, tmp_path):
@@ -104,9 +99,8 @@ def test_supervised_methods_need_labels(demo, tmp_path):
 
 def test_bf16_autocast_step_is_finite_and_close_to_fp32(demo):
     b = tiny()
-    ds = ImageCaptionDataset(demo, b.preprocess_cfg)
     model = build_clip_factorcl(b, method="simclr")
-    batch = next(iter(make_loader(ds, b.tokenizer, 8, shuffle=False)))
+    batch = batch_of(b, demo)
     _, ref = model.loss(batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, metrics = model.loss(batch)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import factorcl
+from clip_helpers import batch_of, tiny
 from factorcl.clip import (
     ClipLogitCritic,
     ImageCaptionDataset,
@@ -18,34 +19,13 @@ from factorcl.clip import (
     ImageTower,
     TextTower,
     build_clip_factorcl,
-    load_clip,
     make_loader,
-    tiny_config,
-    write_demo_dataset,
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return write_demo_dataset(tmp_path_factory.mktemp("demo"), n=32, seed=0)
-
-
-def tiny(seed: int = 0):
-    torch.manual_seed(seed)
-    return load_clip(config=tiny_config(), name="clip-test-tiny")
-
-
-def batch_of(bundle, demo, n: int = 8):
-    ds = ImageCaptionDataset(demo, bundle.preprocess_cfg)
-    return next(iter(make_loader(ds, bundle.tokenizer, n, shuffle=False)))
+def demo(clip_demo):
+    return clip_demo(32)
 
 
 def test_image_tower_applies_clips_normalisation_and_text_tower_encodes_tokens(demo):

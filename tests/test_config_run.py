@@ -19,15 +19,6 @@ TINY_TRAIN = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "progress": False, "ten
 TINY_MODEL = {"embed_dim": 8, "critic_hidden": 16, "critic_embed": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops: one thread avoids OpenMP spin-waiting on a shared two-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("data, message", [
     ({"data": {"kind": "mosii"}},
@@ -46,6 +37,14 @@ def _one_thread():
     ({"model": {"augment1": "none"}}, r"config key 'model.augment1' is 'none', but method 'factorcl-ssl' needs augmented views"),
     ({"model": {"augment1": "noize"}}, r"config key 'model.augment1': .*got 'noize'; did you mean 'noise'\?"),
     ({"model": {"augment1": {"name": "noise", "sigma": 1}}}, r"unknown key model.augment1.sigma for augmentation 'noise'"),
+    # Parameter values are checked at load time, named by their config key.
+    ({"model": {"augment1": {"name": "noise", "std": -1}}},
+     r"config key 'model.augment1': model.augment1: std must be >= 0.0, got -1"),
+    ({"model": {"augment1": [{"name": "time_mask", "p": 1.5}]}},
+     r"config key 'model.augment1': model.augment1\[0\]: p must be in \[0, 1\], got 1.5"),
+    ({"model": {"augment2": {"name": "auto", "strength": 9}}}, r"model.augment2: strength must be <= 2.0, got 9"),
+    ({"model": {"augment1": {"choice": ["noise", "mixup"], "weights": [1, -1]}}},
+     r"model.augment1.weights: weights\[1\] must be >= 0"),
     ({"model": {"options": {"temprature": 1}}}, r"unknown config key 'model.options.temprature'"),
     ({"encoders": {"x1": "lstm"}}, r"config key 'encoders.x1': encoders.x1.type must be one of"),
     ({"encoders": {"x2": {"type": "gru", "hiden": 3}}}, r"unknown key encoders.x2.hiden for a 'gru' encoder"),
@@ -86,8 +85,8 @@ def test_examples_are_valid():
 
     root = Path(__file__).resolve().parents[1] / "examples"
     for name in ("mosi.yaml", "mimic.yaml", "pairs.yaml"):
-        if (root / name).exists():
-            load_config(root / name)
+        assert (root / name).is_file(), f"examples/{name} is missing"
+        load_config(root / name)
 
 
 def test_augment_specs():
@@ -208,3 +207,32 @@ def test_build_model_from_config_uses_data_shapes(tmp_path):
     batch = next(iter(data.train.loader(8)))
     loss, metrics = model.loss(batch)
     assert torch.isfinite(loss) and "unique_keep1" in metrics
+
+
+def test_write_json_writes_strict_json_atomically(tmp_path, monkeypatch):
+    import math
+    from pathlib import Path
+
+    from factorcl.jsonio import to_jsonable, write_json
+
+    data = {"loss": float("nan"), "acc": [0.5, math.inf], "t": torch.tensor([1.0, 2.0]), 3: (Path("a/b"), None),
+            "n": torch.tensor(7), "obj": object}
+    path = write_json(tmp_path / "sub" / "r.json", data)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert loaded == {"loss": None, "acc": [0.5, None], "t": [1.0, 2.0], "3": ["a/b", None], "n": 7,
+                      "obj": str(object)}
+    assert to_jsonable({"x": (1, float("-inf"))}) == {"x": [1, None]}
+    # Replaced in one step, no temporary file left behind; a failed write keeps the old file.
+    write_json(path, {"v": 2})
+    assert json.loads(path.read_text()) == {"v": 2} and [p.name for p in path.parent.iterdir()] == ["r.json"]
+    import factorcl.jsonio
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(factorcl.jsonio.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_json(path, {"v": 3})
+    assert json.loads(path.read_text()) == {"v": 2} and [p.name for p in path.parent.iterdir()] == ["r.json"]

@@ -37,9 +37,14 @@ def test_pt_with_split_key(tmp_path):
 def test_split_files_and_unlabelled(tmp_path):
     a = write_fake_pairs(tmp_path / "train.npz", n=40, labels=False, seed=0)
     b = write_fake_pairs(tmp_path / "test.npz", n=10, labels=False, seed=1)
-    ds = load_arrays({"train": a, "test": b}, splits=(0.75, 0.25, 0.0))
+    ds = load_arrays({"train": a, "test": b}, splits=(0.75, 0.25, 0.0), seed=3)
     assert (len(ds.train), len(ds.valid), len(ds.test)) == (30, 10, 10)
     assert ds.num_classes is None and not ds.has_labels
+    # valid is carved out of the train file by the same seeded split as a single file's.
+    raw = np.load(a)
+    idx = shuffled_split(40, (0.75, 0.25, 0.0), 3)
+    np.testing.assert_array_equal(ds.valid.fields["x1"].numpy(), raw["x1"][idx["valid"]])
+    np.testing.assert_array_equal(ds.train.fields["x1"].numpy(), raw["x1"][idx["train"]])
 
 
 def test_split_sizes_match_multibench():

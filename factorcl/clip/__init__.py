@@ -10,7 +10,8 @@ masking) and **x2 = images** (image tower; the unique augmentation, conditioned 
   checkpointing, CLIP's own logit as the shared critic, image/text augmentations).
 - :class:`ImageCaptionDataset`, :func:`make_loader`: CSV/JSONL image-caption data.
 - :func:`write_demo_dataset`: a small generated dataset whose images hold more than their captions.
-- :func:`export_clip_factorcl`, :func:`load_clip_factorcl`: open_clip-format checkpoint + heads.
+- :func:`export_clip_factorcl`, :func:`load_clip_factorcl`: open_clip-format checkpoint + heads;
+  :func:`export_split`: the held-out split recorded there (:mod:`factorcl.clip.split`).
 - :func:`probe_clip`, :func:`factorcl_features`, :func:`probe_features`: linear probes.
 - :func:`pretrain_clip`: all of it in one call (``factorcl clip train`` on the command line).
 """
@@ -18,7 +19,7 @@ masking) and **x2 = images** (image tower; the unique augmentation, conditioned 
 from .data import CaptionCollate, ImageCaptionDataset, image_transform, make_loader, read_records, train_test_split
 from .demo_data import write_demo_dataset
 from .evaluate import clip_features, factorcl_features, probe_clip, probe_features
-from .export import export_clip_factorcl, load_clip_factorcl, save_heads, save_open_clip_checkpoint
+from .export import export_clip_factorcl, export_split, load_clip_factorcl, save_heads, save_open_clip_checkpoint
 from .loading import ClipBundle, TokenIds, load_clip, read_config, registered_config, resolve_model_name, token_ids
 from .pretrain import SHARED_CRITICS, ClipFactorCLConfig, build_clip_factorcl, pretrain_clip
 from .tiny import TINY_CONFIG, tiny_config
@@ -44,6 +45,7 @@ __all__ = [
     "clip_features",
     "eval_mode",
     "export_clip_factorcl",
+    "export_split",
     "factorcl_features",
     "image_augmentation",
     "image_transform",

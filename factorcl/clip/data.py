@@ -1,6 +1,7 @@
-"""Image-caption datasets from CSV or JSONL files, collated into FactorCL batches.
+"""Image-caption datasets from CSV/TSV, JSON Lines or JSON files, collated into FactorCL batches.
 
-A file holds one pair per row: ``image`` (a path, relative to the file's folder unless absolute),
+A file holds one pair per row (``.jsonl``/``.ndjson``: one JSON object per line; ``.json``: one
+array of objects): ``image`` (a path, relative to the file's folder unless absolute),
 ``caption`` and optionally ``label`` (integers or class names). Rows are checked when the dataset
 is made: a missing image file or an empty caption raises an error naming the file and the row,
 or, with ``skip_missing=True``, the row is dropped and counted (``dataset.skipped``).
@@ -48,11 +49,16 @@ class CaptionRecord:
     caption: str
     label: Any
     row: int  # 1-based data row (the header of a CSV file is not a row)
-    line: int  # line of the file the row ends on
+    line: int | None  # line of the file the row ends on (None in a .json array file)
 
 
-def _rows(path: Path) -> tuple[list[tuple[int, int, dict[str, Any]]], list[str]]:
-    """(row number, line number, fields) of every data row, and the column names."""
+def _columns(rows: list[tuple[int, int | None, dict[str, Any]]]) -> list[str]:
+    """Every key of the rows' objects, in order of first appearance."""
+    return list(dict.fromkeys(k for _, _, obj in rows for k in obj))
+
+
+def _rows(path: Path) -> tuple[list[tuple[int, int | None, dict[str, Any]]], list[str]]:
+    """(row number, line number or None, fields) of every data row, and the column names."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8-sig") as f:
@@ -60,9 +66,23 @@ def _rows(path: Path) -> tuple[list[tuple[int, int, dict[str, Any]]], list[str]]
             columns = list(reader.fieldnames or [])
             rows = [(i, reader.line_num, row) for i, row in enumerate(reader, start=1)]
         return rows, columns
-    if suffix in (".jsonl", ".ndjson", ".json"):
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            hint = " (one object per line is JSON Lines: name the file .jsonl)" if exc.msg == "Extra data" else ""
+            raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}){hint}") from None
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: a .json file must hold an array of objects (one per pair), "
+                             f"got {type(data).__name__}; for one object per line use .jsonl")
         rows = []
-        columns: list[str] = []
+        for i, obj in enumerate(data, start=1):
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}: element {i} of the array must be a JSON object, got {type(obj).__name__}")
+            rows.append((i, None, obj))
+        return rows, _columns(rows)
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
         with path.open(encoding="utf-8") as f:
             for line_no, text in enumerate(f, start=1):
                 if not text.strip():
@@ -74,9 +94,8 @@ def _rows(path: Path) -> tuple[list[tuple[int, int, dict[str, Any]]], list[str]]
                 if not isinstance(obj, dict):
                     raise ValueError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
                 rows.append((len(rows) + 1, line_no, obj))
-                columns += [k for k in obj if k not in columns]
-        return rows, columns
-    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv or .jsonl")
+        return rows, _columns(rows)
+    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv, .jsonl or .json")
 
 
 def read_records(
@@ -86,7 +105,7 @@ def read_records(
     label_column: str | None = "label",
     skip_missing: bool = False,
 ) -> tuple[list[CaptionRecord], dict[str, int]]:
-    """Check and read the rows of a CSV/TSV/JSONL image-caption file.
+    """Check and read the rows of a CSV/TSV/JSONL/JSON image-caption file.
 
     Returns the records and the counts of skipped rows (``missing_image``, ``empty_caption``,
     ``missing_label``). Without ``skip_missing`` the first bad row raises FileNotFoundError
@@ -105,7 +124,7 @@ def read_records(
     skipped = {"missing_image": 0, "empty_caption": 0, "missing_label": 0}
     records: list[CaptionRecord] = []
     for row, line, fields in rows:
-        where = f"row {row} (line {line}) of {path}"
+        where = f"row {row} of {path}" if line is None else f"row {row} (line {line}) of {path}"
         raw_image = fields.get(image_column)
         caption = fields.get(caption_column)
         caption = "" if caption is None else str(caption).strip()
@@ -182,7 +201,7 @@ def image_transform(preprocess_cfg: Mapping[str, Any]) -> Callable[[Any], Tensor
 
 
 class ImageCaptionDataset(Dataset):
-    """Image-caption pairs from a CSV/TSV/JSONL file; items are ``(image [3, H, W] in [0, 1], caption, label)``.
+    """Image-caption pairs from a CSV/TSV/JSONL/JSON file; items are ``(image [3, H, W] in [0, 1], caption, label)``.
 
     ``preprocess_cfg`` is the model's (``ClipBundle.preprocess_cfg``); ``transform`` replaces the
     preprocessing altogether (it gets a PIL image). ``label`` is the class index, -1 without

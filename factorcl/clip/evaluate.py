@@ -80,7 +80,8 @@ def factorcl_features(
 
     def encode(tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
         f_text, f_image = model.encoder1(tokens), model.encoder2(images)
-        # What FactorCL.embed computes, from the same tower outputs (saves a second tower pass).
+        # What FactorCL.embed computes, from the same tower outputs (saves a second tower pass):
+        # FactorCL has no public method that maps encoder features to the representation.
         reps = {key: model.heads[key](f_text if key.endswith("1") else f_image) for key in model.heads}
         if model.objective.supcon:
             reps = {k: F.normalize(v, dim=-1) for k, v in reps.items()}
@@ -129,29 +130,43 @@ def probe_features(
 def probe_clip(
     bundle: ClipBundle,
     data: str | os.PathLike,
-    test_fraction: float = 0.2,
-    seed: int = 0,
+    test_fraction: float | None = None,
+    seed: int | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str = "auto",
     amp: str | None = "auto",
-    skip_missing: bool = False,
+    skip_missing: bool | None = None,
     model: FactorCL | None = None,
+    recorded_split: Mapping[str, Any] | None = None,
     **dataset_kwargs: Any,
 ) -> dict[str, Any]:
     """Linear probe on a labelled image-caption file, held-out split (stratified, seeded).
 
     Without ``model``: the zero-shot baseline on the bundle's towers as they are. With a trained
-    FactorCL ``model`` (e.g. from :func:`load_clip_factorcl`): its parts and its towers.
+    FactorCL ``model`` (e.g. from :func:`load_clip_factorcl`): its parts and its towers; pass its
+    training split as ``recorded_split`` (:func:`~factorcl.clip.export.export_split`). On the
+    file the model trained on, the split settings left as None then default to the recorded ones,
+    other values are a ValueError, and the re-made split must hold out exactly the recorded rows
+    (see :func:`factorcl.clip.split.probe_split_settings`); elsewhere None means
+    :data:`~factorcl.clip.split.SPLIT_DEFAULTS`. ``results["split"]`` says which split was used.
     """
-    from .data import ImageCaptionDataset, make_loader, train_test_split
+    from .data import ImageCaptionDataset, make_loader
+    from .split import check_same_held_out, held_out_split, probe_split_settings, split_record
 
+    settings, training_data = probe_split_settings(recorded_split, data, seed=seed, test_fraction=test_fraction,
+                                                   skip_missing=skip_missing)
     dev = select_device(device)
     amp_mode = resolve_amp(amp, dev)
-    dataset = ImageCaptionDataset(data, bundle.preprocess_cfg, skip_missing=skip_missing, **dataset_kwargs)
+    dataset = ImageCaptionDataset(data, bundle.preprocess_cfg, skip_missing=settings["skip_missing"], **dataset_kwargs)
     if dataset.num_classes is None:
         raise ValueError(f"{data} has no label column: the linear probe needs labels")
-    train_idx, test_idx = train_test_split(dataset.labels, test_fraction, seed)
+    if not 0.0 < settings["test_fraction"] < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {settings['test_fraction']}")
+    train_idx, test_idx = held_out_split(dataset, settings["test_fraction"], settings["seed"])
+    split = split_record(dataset, test_idx, settings["seed"], settings["test_fraction"], settings["skip_missing"])
+    if training_data and recorded_split is not None:
+        check_same_held_out(recorded_split, split, data)
     loaders = [make_loader(Subset(dataset, idx), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers)
                for idx in (train_idx, test_idx)]
     if model is None:
@@ -161,6 +176,7 @@ def probe_clip(
     return {
         "data": {"path": str(data), "pairs": len(dataset), "skipped": dataset.skipped, "train": len(train_idx),
                  "test": len(test_idx), "classes": dataset.classes},
+        "split": {**split, "training_data": training_data, "recorded": recorded_split is not None},
         "model": {"name": bundle.name, "source": bundle.source, "trained": model is not None},
         "probe": probe_features(ftr, ytr, fte, yte, device=dev, num_classes=dataset.num_classes),
     }

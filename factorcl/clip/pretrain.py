@@ -15,7 +15,6 @@ shared_keep critic is :class:`ClipLogitCritic` (CLIP's scaled cosine with its le
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -27,15 +26,20 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from ..jsonio import write_json
 from ..model import FactorCL
 from ..objectives import get_objective
 from .loading import ClipBundle, load_clip
 from .towers import ClipLogitCritic, ImageTower, TextTower, lock_towers, set_grad_checkpointing
 from .views import IMAGE_AUGS, ClipTextAugment, ImageTextScorer, image_augmentation
 
-__all__ = ["SHARED_CRITICS", "ClipFactorCLConfig", "build_clip_factorcl", "pretrain_clip"]
+__all__ = ["CONDITIONINGS", "CRITICS", "SHARED_CRITICS", "ClipFactorCLConfig", "build_clip_factorcl", "pretrain_clip"]
 
 SHARED_CRITICS: tuple[str, ...] = ("clip", "learned")
+# FactorCL's critic and conditioning choices, for the command line (FactorCL validates them per
+# method; factorcl.model exports no constants for them).
+CRITICS: tuple[str, ...] = ("separable", "concat")
+CONDITIONINGS: tuple[str, ...] = ("chain", "concat", "grouped")
 
 
 @dataclass
@@ -133,14 +137,6 @@ def build_clip_factorcl(bundle: ClipBundle, config: ClipFactorCLConfig | None = 
     return model
 
 
-def _probe_split(dataset: Any, test_fraction: float, seed: int) -> tuple[list[int], list[int]] | None:
-    from .data import train_test_split
-
-    if dataset.num_classes is None or test_fraction <= 0:
-        return None
-    return train_test_split(dataset.labels, test_fraction, seed)
-
-
 def pretrain_clip(
     data: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -177,7 +173,9 @@ def pretrain_clip(
 
     Loads the model (see :func:`load_clip`), reads the image-caption file, holds out a
     ``test_fraction`` split (stratified, seeded; also with ``probe=False``, so resumed runs train
-    on the same rows) when it has labels, trains on the rest with
+    on the same rows) when it has labels, records it (:mod:`factorcl.clip.split`: settings and
+    SHA-256s of the data file and of the held-out rows, in the export and in ``results.json``, so
+    that ``factorcl clip probe --export`` probes the same held-out rows), trains on the rest with
     :func:`factorcl.fit` (checkpoints and ``metrics.csv`` in ``out_dir/train``; ``resume="auto"``
     continues from there), exports the towers in open_clip's format plus the heads to
     ``out_dir/export`` (:func:`export_clip_factorcl`), runs the linear probe (train split ->
@@ -190,6 +188,7 @@ def pretrain_clip(
     from .data import ImageCaptionDataset, make_loader
     from .evaluate import factorcl_features, probe_features
     from .export import export_clip_factorcl
+    from .split import held_out_split, split_record
 
     out_dir = Path(out_dir)
     dev = select_device(device)
@@ -205,8 +204,8 @@ def pretrain_clip(
         cfg.num_classes = dataset.num_classes
     # The held-out split does not depend on `probe`, so that a run resumed without probing trains
     # on the same rows; test_fraction=0 trains on every row.
-    split = _probe_split(dataset, test_fraction, seed)
-    train_idx, test_idx = split if split is not None else (list(range(len(dataset))), [])
+    train_idx, test_idx = held_out_split(dataset, test_fraction, seed)
+    split = split_record(dataset, test_idx, seed, test_fraction, skip_missing)
     train_set = Subset(dataset, train_idx)
     factor = build_clip_factorcl(bundle, cfg)
     cfg.conditioning = factor.conditioning  # record the effective one
@@ -215,13 +214,14 @@ def pretrain_clip(
                  critic_steps=critic_steps, amp=amp, accumulate=accumulate, grad_clip=grad_clip, device=str(dev),
                  seed=seed, out_dir=str(out_dir / "train"), resume=resume, checkpoint_every=checkpoint_every,
                  stop_after=stop_after, progress=progress)
-    exported = export_clip_factorcl(factor, bundle, out_dir / "export", cfg)
+    exported = export_clip_factorcl(factor, bundle, out_dir / "export", cfg, split=split)
 
     results: dict[str, Any] = {
         "data": {"path": str(data), "pairs": len(dataset), "skipped": dataset.skipped, "train": len(train_idx),
                  "test": len(test_idx), "classes": dataset.classes},
         "model": {"name": bundle.name, "source": bundle.source, "embed_dim": bundle.embed_dim,
                   "image_size": list(bundle.image_size)},
+        "split": split,
         "config": asdict(cfg),
         "modalities": {"x1": "text", "x2": "image"},
         "train": {"steps": result.step, "epochs": epochs, "lr": lr, "batch_size": batch_size, "accumulate": accumulate,
@@ -229,7 +229,7 @@ def pretrain_clip(
                   "checkpoint": None if result.checkpoint is None else str(result.checkpoint)},
         "export": {k: str(v) for k, v in exported.items()},
     }
-    if probe and split is not None:
+    if probe and test_idx:
         start = time.perf_counter()
         eval_kwargs = dict(batch_size=batch_size, num_workers=num_workers)
         train_eval = make_loader(train_set, bundle.tokenizer, shuffle=False, **eval_kwargs)
@@ -243,8 +243,7 @@ def pretrain_clip(
         results["probe"] = None
         results["probe_skipped"] = ("probe=False" if not probe else f"{data} has no {label_column!r} column"
                                     if dataset.num_classes is None else "test_fraction is 0")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_json(out_dir / "results.json", results)
     return results
 
 

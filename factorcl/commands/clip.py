@@ -3,21 +3,27 @@
 Subcommands: ``demo-data`` (write the generated demo dataset), ``train`` (pretrain, export the
 open_clip checkpoint + heads, linear probe on a held-out split, results JSON) and ``probe``
 (linear probe of a model as it is: the zero-shot baseline, or an exported FactorCL model).
-open_clip is imported only when a subcommand runs.
+open_clip is imported only when a subcommand runs (the choices below come from modules that do
+not import it).
+
+Only the errors a user can fix (``ValueError``, ``FileNotFoundError``: bad arguments, files, data)
+are printed as one ``error:`` line with exit status 2; anything else is a bug or an environment
+failure and raises with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..clip.pretrain import CONDITIONINGS, CRITICS, SHARED_CRITICS
+from ..clip.split import SPLIT_DEFAULTS
+from ..clip.views import IMAGE_AUGS, TEXT_AUGS
 from ..objectives import METHODS
 
-_IMAGE_AUGS = ("unique-preset", "unique-scored", "standard")
-_TEXT_AUGS = ("delete", "mask", "none")
+_USER_ERRORS = (ValueError, FileNotFoundError)
 
 
 def _amp(value: str) -> str | None:
@@ -39,12 +45,17 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-column", default="image")
     g.add_argument("--caption-column", default="caption")
     g.add_argument("--label-column", default="label")
-    g.add_argument("--skip-missing", action="store_true",
-                   help="drop rows with a missing image file or an empty caption (counted) instead of failing")
+    g.add_argument("--skip-missing", action="store_true", default=None,
+                   help="drop rows with a missing image file or an empty caption (counted) instead of failing "
+                        "(probe --export: default as recorded at training)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--test-fraction", type=float, default=0.2, help="held-out split for the linear probe (labels needed)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--test-fraction", type=float, default=None,
+                   help=f"held-out split for the linear probe (labels needed); default {SPLIT_DEFAULTS['test_fraction']}, "
+                        "or for probe --export on the training file the one recorded at training")
+    g.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the split (and of training); default {SPLIT_DEFAULTS['seed']}, or for probe --export "
+                        "on the training file the one recorded at training")
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
     g.add_argument("--amp", default="auto", type=_amp, help="auto (bf16 on CUDA), bf16, fp16 or none")
 
@@ -73,20 +84,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = train.add_argument_group("method")
     g.add_argument("--method", default="factorcl-ssl", choices=sorted(METHODS),
                    help="simclr = CLIP-loss fine-tuning (with --shared-critic clip)")
-    g.add_argument("--shared-critic", default="clip", choices=("clip", "learned"),
+    g.add_argument("--shared-critic", default="clip", choices=SHARED_CRITICS,
                    help="clip: Z_S = the towers' embeddings and CLIP's own scaled cosine as critic (shared_keep = "
                         "log B - CLIP loss); learned: FactorCL heads and critic")
-    g.add_argument("--image-aug", default="unique-preset", choices=_IMAGE_AUGS,
+    g.add_argument("--image-aug", default="unique-preset", choices=IMAGE_AUGS,
                    help="image view X2': unique-preset (flip + mild jitter), unique-scored (K standard candidates, "
                         "best by the model's image-text similarity), standard (independent: FactorCL-IndAug)")
     g.add_argument("--image-aug-strength", type=float, default=1.0)
     g.add_argument("--num-candidates", type=int, default=4, help="K for --image-aug unique-scored")
-    g.add_argument("--text-aug", default="delete", choices=_TEXT_AUGS, help="caption view X1' on token ids")
+    g.add_argument("--text-aug", default="delete", choices=TEXT_AUGS, help="caption view X1' on token ids")
     g.add_argument("--text-aug-p", type=float, default=0.15)
     g.add_argument("--embed-dim", type=int, default=None, help="head width (default: CLIP's embedding width)")
     g.add_argument("--head-layers", type=int, default=0)
-    g.add_argument("--critic", default="separable", choices=("separable", "concat"))
-    g.add_argument("--conditioning", default=None, choices=("chain", "concat", "grouped"),
+    g.add_argument("--critic", default="separable", choices=CRITICS)
+    g.add_argument("--conditioning", default=None, choices=CONDITIONINGS,
                    help="how the conditional terms condition on C (default: FactorCL's default for the method)")
     g = train.add_argument_group("towers")
     g.add_argument("--lock-image", action="store_true", help="freeze the image tower")
@@ -112,7 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     probe = sub.add_parser("probe", help="linear probe on image+caption features: zero-shot baseline, or an export")
     _add_model_args(probe)
-    probe.add_argument("--export", help="an export folder of 'factorcl clip train' (probes its FactorCL parts)")
+    probe.add_argument("--export", help="an export folder of 'factorcl clip train' (probes its FactorCL parts; on the "
+                                        "training file, on the held-out rows recorded at training)")
     _add_data_args(probe)
     probe.add_argument("--out", help="write the results JSON here")
     probe.set_defaults(func=_probe)
@@ -128,7 +140,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         path = write_demo_dataset(args.out_dir, n=args.n, seed=args.seed, image_size=args.image_size)
-    except ValueError as exc:
+    except _USER_ERRORS as exc:
         return _fail(str(exc))
     print(f"wrote {args.n} image-caption pairs: {path}")
     return 0
@@ -160,15 +172,16 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(problem)
     from ..clip.pretrain import pretrain_clip
 
+    split = {k: SPLIT_DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in SPLIT_DEFAULTS}
     try:
         results = pretrain_clip(
             args.data, args.out, model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
             config=args.config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, critic_steps=args.critic_steps,
             amp=args.amp, accumulate=args.accumulate, grad_clip=args.grad_clip, resume=args.resume,
-            checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, seed=args.seed,
-            num_workers=args.workers, test_fraction=args.test_fraction, probe=not args.no_probe,
-            skip_missing=args.skip_missing, device=args.device, progress=not args.no_progress,
+            checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, seed=split["seed"],
+            num_workers=args.workers, test_fraction=split["test_fraction"], probe=not args.no_probe,
+            skip_missing=split["skip_missing"], device=args.device, progress=not args.no_progress,
             image_column=args.image_column, caption_column=args.caption_column, label_column=args.label_column or None,
             method=args.method, shared_critic=args.shared_critic, image_aug=args.image_aug,
             image_aug_strength=args.image_aug_strength, num_candidates=args.num_candidates, text_aug=args.text_aug,
@@ -176,7 +189,7 @@ def _train(args: argparse.Namespace) -> int:
             conditioning=args.conditioning, lock_image=args.lock_image, lock_text=args.lock_text,
             unlocked_blocks=args.unlocked_blocks, grad_checkpointing=args.grad_checkpointing,
         )
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except _USER_ERRORS as exc:
         return _fail(str(exc))
     train = results["train"]
     print(f"trained {train['steps']} steps in {train['seconds']:.1f} s; final metrics "
@@ -195,25 +208,28 @@ def _probe(args: argparse.Namespace) -> int:
         if problem:
             return _fail(problem + ", or --export FOLDER")
     from ..clip.evaluate import probe_clip
-    from ..clip.export import load_clip_factorcl
+    from ..clip.export import export_split, load_clip_factorcl
     from ..clip.loading import load_clip
+    from ..jsonio import write_json
 
     try:
         if args.export:
             model, bundle = load_clip_factorcl(args.export)
+            recorded = export_split(args.export)
         else:
-            model, bundle = None, load_clip(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
-                                            config=args.config)
+            model, recorded = None, None
+            bundle = load_clip(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, config=args.config)
         results = probe_clip(bundle, args.data, test_fraction=args.test_fraction, seed=args.seed,
                              batch_size=args.batch_size, num_workers=args.workers, device=args.device, amp=args.amp,
-                             skip_missing=args.skip_missing, model=model, image_column=args.image_column,
-                             caption_column=args.caption_column, label_column=args.label_column)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+                             skip_missing=args.skip_missing, model=model, recorded_split=recorded,
+                             image_column=args.image_column, caption_column=args.caption_column,
+                             label_column=args.label_column)
+    except _USER_ERRORS as exc:
         return _fail(str(exc))
+    split = results["split"]
+    if split["training_data"]:
+        print(f"held-out split recorded at training: seed {split['seed']}, test fraction {split['test_fraction']}")
     _print_probe(results["probe"])
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results: {out}")
+        print(f"results: {write_json(args.out, results)}")
     return 0

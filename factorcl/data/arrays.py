@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from augment.base import shape_str  # one shape format for every error message
+
 from .pairs import PairDataset
 
 SPLIT_NAMES = ("train", "valid", "test")
@@ -86,12 +88,6 @@ class SplitDataset:
 
 
 # ------------------------------------------------------------------------------------- helpers
-def shape_str(shape: Sequence[int]) -> str:
-    """``(10, 5)``-style text for error messages (also for 1-element shapes)."""
-    shape = tuple(int(s) for s in shape)
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def check_file(path: PathLike) -> Path:
     """The path as a Path; FileNotFoundError naming it when it is not a file."""
     p = Path(path).expanduser()
@@ -330,13 +326,11 @@ def _load_split_files(paths: Mapping[str, PathLike], splits: Sequence[float], se
         parts[s] = PairDataset(**fields)
     if "valid" not in parts:
         train = parts["train"].fields
-        n = train["x1"].shape[0]
-        fr = check_fractions(splits)
-        n_valid = int(math.floor(n * fr[1] + 1e-9))
-        order = list(range(n))
-        random.Random(seed).shuffle(order)
-        parts["valid"] = _subset(train, order[:n_valid])
-        parts["train"] = _subset(train, order[n_valid:])
+        valid_fraction = check_fractions(splits)[1]
+        # The valid fraction of the train file's rows, as a seeded split with no test part.
+        index = shuffled_split(train["x1"].shape[0], (1.0 - valid_fraction, valid_fraction, 0.0), seed)
+        parts["valid"] = _subset(train, index["valid"])
+        parts["train"] = _subset(train, index["train"])
         if parts["train"] is None:
             raise ValueError("no rows left in train after holding out the valid split: lower the valid fraction")
     shapes = {s: tuple(ds.fields["x1"].shape[1:]) + tuple(ds.fields["x2"].shape[1:]) for s, ds in parts.items() if ds is not None}

@@ -35,9 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arrays import PathLike, SplitDataset, check_file, check_fractions, shape_str, shuffled_split, to_tensor
+from augment.base import shape_str
+
+from .arrays import PathLike, SplitDataset, check_file, check_fractions, shuffled_split, to_tensor
 from .pairs import PairDataset
 
+FILE_NAME = "im.pk"  # the name MultiBench ships the file under
 MIMIC_MODALITIES = ("static", "timeseries")
 MORTALITY_CLASSES = 6
 ICD9_GROUPS = 20
@@ -176,4 +179,4 @@ def load_mimic(
                         num_classes=num_classes, info=info)
 
 
-__all__ = ["MIMIC_MODALITIES", "load_mimic", "mimic_labels", "parse_task"]
+__all__ = ["FILE_NAME", "MIMIC_MODALITIES", "load_mimic", "mimic_labels", "parse_task"]

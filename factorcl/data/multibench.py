@@ -21,8 +21,11 @@ Processing (as MultiBench's ``datasets/affect/get_data.py`` with ``aligned=True`
    * MOSI / MOSEI (sentiment in [-3, 3]): ``zero_label="negative"`` (default) gives
      ``y = 1 if sentiment > 0 else 0``, MultiBench's classification label (``get_class``);
      ``"positive"`` gives ``y = 1 if sentiment >= 0``, the published FactorCL code's
-     ``mosi_label``; ``"drop"`` removes samples with sentiment exactly 0, as MultiBench's binary
-     accuracy ``eval_affect(exclude_zero=True)`` does at evaluation.
+     ``mosi_label``; ``"drop"`` removes samples with sentiment exactly 0 from *every* split,
+     train and valid included. That differs from MultiBench, which trains on all rows and only
+     excludes them when scoring (binary accuracy ``eval_affect(exclude_zero=True)``): with
+     ``"drop"`` the test numbers match that evaluation, but the model (and the linear probe)
+     also never trains on zero-sentiment rows.
    * humor (labels 0/1) and sarcasm (labels -1/1 in MultiBench's file): ``y = 1 if label > 0
      else 0``, which covers both encodings.
 
@@ -39,7 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arrays import PathLike, SplitDataset, check_file, shape_str, to_tensor
+from augment.base import shape_str
+
+from .arrays import PathLike, SplitDataset, check_file, to_tensor
 from .pairs import PairDataset
 
 MODALITIES = ("vision", "audio", "text")
