@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Pretrain FactorCL (or a baseline) as a run config says (data, encoders, method, critic, "
                     "trainer), then fit a linear probe on the train split's features (L2 chosen on valid) and score "
                     "it on the test split, also on the S/U1/U2 parts. Writes config.yaml, checkpoint.pt, "
-                    "metrics.csv and results.json into out_dir. See docs/real_data.md.",
+                    "metrics.csv and results.json into out_dir. See the README section 'Real multimodal data'.",
     )
     p.add_argument("--config", required=True, help="run config (YAML or JSON)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
