@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -59,12 +61,22 @@ def grouped_infonce(
 
 
 def grouped_nce_club(
-    scores: Tensor, groups: Tensor, candidate_groups: Tensor | None = None, offset: int = 0
+    scores: Tensor,
+    groups: Tensor,
+    candidate_groups: Tensor | None = None,
+    offset: int = 0,
+    normalizer: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """I_NCE-CLUB(X; Y | C) for a discrete C (Eq. 4.14): positives minus in-group negatives.
 
     mean_i [s_ii - mean_{j != i, c_j = c_i} s_ij] over the rows that have at least one in-group
     negative (a row alone in its group carries no contrast).
+
+    ``normalizer`` maps the number of such rows (a 0-dim tensor) to what their sum is divided by
+    instead (default: the number itself, the mean). A rank of a distributed job passes
+    :func:`factorcl.distributed.global_mean_normalizer`, so that the mean of the ranks' values
+    is the global batch's mean even when ranks hold different numbers of such rows; a rank with
+    none of them then contributes 0.
     """
     scores = check_scores(scores)
     offset = check_offset(scores, offset)
@@ -74,10 +86,13 @@ def grouped_nce_club(
     neg_mask.diagonal(offset).fill_(False)
     counts = neg_mask.sum(dim=1)
     has_neg = counts > 0
-    if not bool(has_neg.any()):
-        raise ValueError("no row of scores has a negative in its own group; grouped NCE-CLUB needs >= 2 samples in a group")
+    total = has_neg.sum() if normalizer is None else normalizer(has_neg.sum())
+    if not bool(total > 0):
+        where = "" if normalizer is None else " (on any rank)"
+        raise ValueError(f"no row of scores has a negative in its own group{where}; grouped NCE-CLUB needs "
+                         ">= 2 samples in a group")
     neg_mean = (s * neg_mask).sum(dim=1)[has_neg] / counts[has_neg].to(s.dtype)
-    return (positives(s, offset)[has_neg] - neg_mean).mean().to(scores.dtype)
+    return ((positives(s, offset)[has_neg] - neg_mean).sum() / total.to(s.dtype)).to(scores.dtype)
 
 
 def concat_condition(x: Tensor, c: Tensor, num_classes: int | None = None) -> Tensor:
@@ -201,13 +216,18 @@ class ConditionalNCECLUB(_Conditional):
         super().__init__(*args, **kwargs)
         self.include_diagonal = bool(include_diagonal)
 
-    def forward(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0) -> Tensor:
-        """The conditional NCE-CLUB estimate (nats); gradients reach x, y (and the conditions)."""
+    def forward(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0,
+                normalizer: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """The conditional NCE-CLUB estimate (nats); gradients reach x, y (and the conditions).
+
+        ``normalizer`` is passed to :func:`grouped_nce_club` (``grouped`` only: the other
+        conditionings average over every row).
+        """
         check_features(x, None, "x")
         check_features(y, None, "y")
         scores = self._scores(x, y, cx, cy, frozen=True)
         if self.conditioning == "grouped":
-            return grouped_nce_club(scores, cx, cy, offset=offset)
+            return grouped_nce_club(scores, cx, cy, offset=offset, normalizer=normalizer)
         value = nce_club(scores, include_diagonal=self.include_diagonal, offset=offset)
         if self.conditioning != "chain":
             return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -14,6 +16,7 @@ def supcon_loss(
     labels: Tensor,
     candidate_labels: Tensor | None = None,
     self_index: Tensor | None = None,
+    normalizer: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """SupCon's L_out: mean over anchors of -mean_{p in P(i)} log softmax_{a != self} s_ia at p.
 
@@ -22,6 +25,11 @@ def supcon_loss(
     leave it None when anchors and candidates are different samples (cross-modal scores). The
     temperature is part of the scores (e.g. cosine similarity / tau on L2-normalised features).
     Anchors with no positive are left out of the mean.
+
+    ``normalizer`` maps the number of anchors with a positive (a 0-dim tensor) to what the sum of
+    their terms is divided by instead (default: the number itself, the mean); a rank of a
+    distributed job passes :func:`factorcl.distributed.global_mean_normalizer` so that the mean of
+    the ranks' values is the global batch's mean.
     """
     scores = check_scores(scores)
     b, n = scores.shape
@@ -42,7 +50,10 @@ def supcon_loss(
     log_prob = s - torch.logsumexp(s.masked_fill(~valid, float("-inf")), dim=1, keepdim=True)
     n_pos = pos.sum(dim=1)
     has_pos = n_pos > 0
-    if not bool(has_pos.any()):
-        raise ValueError("no anchor has a positive (another candidate with its label); SupCon needs >= 2 samples of a class")
+    total = has_pos.sum() if normalizer is None else normalizer(has_pos.sum())
+    if not bool(total > 0):
+        where = "" if normalizer is None else " (on any rank)"
+        raise ValueError(f"no anchor has a positive (another candidate with its label){where}; SupCon needs >= 2 "
+                         "samples of a class")
     per_anchor = (log_prob.masked_fill(~pos, 0.0)).sum(dim=1)[has_pos] / n_pos[has_pos].to(s.dtype)
-    return (-per_anchor.mean()).to(scores.dtype)
+    return (-per_anchor.sum() / total.to(s.dtype)).to(scores.dtype)

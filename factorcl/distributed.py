@@ -1,10 +1,29 @@
-"""torch.distributed helpers that also work without an initialised process group."""
+"""torch.distributed helpers that also work without an initialised process group.
+
+Every helper is a no-op (or the identity) in a single process, so the same code runs on one
+device and under ``torchrun``. The gradient conventions (see ``docs/distributed.md``):
+
+- each rank's loss is the mean over its own rows, scored against candidates gathered from every
+  rank with :func:`gather_with_grad`;
+- the backward of that gather sums every rank's gradient before taking this rank's slice, so a
+  rank's input gradient is ``world_size`` times the gradient of the global-batch loss;
+- averaging parameter gradients over ranks (what DistributedDataParallel does, and
+  :func:`average_gradients`) then gives exactly the gradient of one process on the
+  concatenated batch.
+"""
 
 from __future__ import annotations
 
+import datetime
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+
+# ------------------------------------------------------------------------------ process group
 
 
 def is_distributed() -> bool:
@@ -22,9 +41,105 @@ def get_world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def get_local_rank() -> int:
+    """This process's index on its node (torchrun's LOCAL_RANK; 0 when not launched by torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def is_main_process() -> bool:
     """Whether this is rank 0 (the one that logs and writes checkpoints)."""
     return get_rank() == 0
+
+
+def launched_distributed() -> bool:
+    """Whether the environment describes a job of more than one process (e.g. set by torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
+def _env_int(name: str) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        raise RuntimeError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} is set but {name} is not: launch with torchrun "
+                           "(which sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)")
+    try:
+        return int(value)
+    except ValueError:
+        raise RuntimeError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def init_distributed(backend: str | None = None, init_method: str | None = None,
+                     timeout: datetime.timedelta | None = None) -> bool:
+    """Join the process group that torchrun describes in the environment; returns :func:`is_distributed`.
+
+    Reads RANK, WORLD_SIZE and LOCAL_RANK (and, with the default ``init_method="env://"``,
+    MASTER_ADDR and MASTER_PORT). ``backend`` defaults to "nccl" when CUDA is available and
+    "gloo" otherwise; with CUDA the current device is set to LOCAL_RANK first, so that
+    ``device="cuda"`` (and ``"auto"``) means this rank's GPU. Idempotent: a second call, or a call
+    when a process group already exists, changes nothing. Without those variables (a plain
+    ``python`` launch) or with WORLD_SIZE=1 there is nothing to join and it returns False.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return is_distributed()
+    if not launched_distributed():
+        return False
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed support")
+    world, rank = _env_int("WORLD_SIZE"), _env_int("RANK")
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if not 0 <= rank < world:
+        raise RuntimeError(f"RANK={rank} is outside [0, WORLD_SIZE={world})")
+    init_method = init_method or "env://"
+    if init_method == "env://":
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+        if missing:
+            raise RuntimeError(f"{' and '.join(missing)} not set: launch with torchrun, or set MASTER_ADDR and "
+                               "MASTER_PORT (or pass init_method)")
+    cuda = torch.cuda.is_available()
+    backend = backend or ("nccl" if cuda else "gloo")
+    kwargs: dict[str, Any] = {}
+    if cuda:
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise RuntimeError(f"LOCAL_RANK={local_rank} but this node has {count} visible CUDA device(s): start at "
+                               f"most {count} processes per node (torchrun --nproc_per_node={count})")
+        torch.cuda.set_device(local_rank)
+        if backend == "nccl":
+            kwargs["device_id"] = torch.device("cuda", local_rank)  # binds the group to this rank's GPU
+    elif backend == "nccl":
+        raise RuntimeError("backend 'nccl' needs CUDA devices; use backend='gloo' on CPUs")
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    dist.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world, **kwargs)
+    return is_distributed()
+
+
+def cleanup() -> None:
+    """Leave the process group (a no-op without one): call it at the end of a distributed script."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (a no-op without a process group)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def _collective_device(reference: Tensor | torch.device | None = None) -> torch.device:
+    """Where small bookkeeping tensors must live for the backend (NCCL: this rank's GPU)."""
+    if isinstance(reference, Tensor):
+        return reference.device
+    if isinstance(reference, torch.device):
+        return reference
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------- gathering
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -41,6 +156,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        # Every rank's loss depends on this rank's rows: their gradient is the sum over ranks.
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = ctx.rank * ctx.batch
@@ -50,7 +166,8 @@ class _GatherWithGrad(torch.autograd.Function):
 def gather_with_grad(local: Tensor) -> tuple[Tensor, int]:
     """(global batch, offset of this rank's rows in it); gradients flow back to every rank's rows.
 
-    Every rank must hold the same batch size. Without a process group: (local, 0).
+    Every rank must hold the same batch size (see :func:`check_same_size`). Without a process
+    group: (local, 0).
     """
     if not is_distributed():
         return local, 0
@@ -65,3 +182,179 @@ def gather_no_grad(local: Tensor) -> Tensor:
     parts = [torch.empty_like(local) for _ in range(get_world_size())]
     dist.all_gather(parts, local.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` without a process group)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_int(value: int, device: torch.device | None = None) -> int:
+    """Rank 0's ``value`` on every rank (the value itself without a process group)."""
+    if not is_distributed():
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64, device=_collective_device(device))
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
+# ------------------------------------------------------------------------------- reductions
+
+
+def sum_over_ranks(t: Tensor) -> Tensor:
+    """The sum of ``t`` over ranks, without gradient (``t`` itself without a process group)."""
+    if not is_distributed():
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def mean_over_ranks(t: Tensor) -> Tensor:
+    """The mean of ``t`` over ranks, without gradient (``t`` itself without a process group)."""
+    if not is_distributed():
+        return t
+    return sum_over_ranks(t) / get_world_size()
+
+
+def any_rank(flag: bool, device: torch.device | None = None) -> bool:
+    """Whether ``flag`` is true on any rank, so that every rank takes the same branch (no hangs)."""
+    if not is_distributed():
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device(device))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def global_mean_normalizer(count: Tensor) -> Tensor:
+    """For estimators that average over a data-dependent subset of rows (grouped NCE-CLUB, SupCon).
+
+    Given this rank's number of contributing rows, returns the number its sum must be divided by
+    so that the mean over ranks of the rank values is the mean over every contributing row of the
+    global batch: (sum of the counts over ranks) / world size. Pass it as ``normalizer``.
+    """
+    return sum_over_ranks(count.to(torch.float32)) / get_world_size()
+
+
+def check_same_size(size: int, what: str = "batch size", device: torch.device | Tensor | None = None) -> None:
+    """Raise a clear error on every rank when ranks disagree on ``size`` (a no-op without a process group).
+
+    Gathering candidates across ranks needs the same batch size on every rank; a mismatch would
+    otherwise fail deep inside all_gather (or hang on NCCL).
+    """
+    if not is_distributed():
+        return
+    t = torch.tensor([int(size)], dtype=torch.int64, device=_collective_device(device))
+    parts = [torch.empty_like(t) for _ in range(get_world_size())]
+    dist.all_gather(parts, t)
+    sizes = [int(p.item()) for p in parts]
+    if len(set(sizes)) > 1:
+        listing = ", ".join(f"rank {r} has {s}" for r, s in enumerate(sizes))
+        raise ValueError(f"ranks disagree on the {what} ({listing}); every rank must use the same {what} "
+                         "(give each rank a DataLoader with the same batch_size over a DistributedSampler, "
+                         "with drop_last=True when the last batch could be smaller)")
+
+
+# ------------------------------------------------------------------------------- gradients
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    """All-reduce (mean) the ``.grad`` of ``params`` over ranks, one collective per device and dtype.
+
+    For parameters trained outside DistributedDataParallel (the NCE-CLUB critics, trained on
+    cached features). Every rank must hold gradients for the same parameters (the same graph),
+    which the same code on every rank guarantees. A no-op without a process group.
+    """
+    if not is_distributed():
+        return
+    buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+    for p in params:
+        if p.grad is not None:
+            buckets.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+    world = get_world_size()
+    for grads in buckets.values():
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= world
+        start = 0
+        for g in grads:
+            g.copy_(flat[start : start + g.numel()].view_as(g))
+            start += g.numel()
+
+
+def broadcast_parameters(params: Iterable[Tensor], src: int = 0) -> None:
+    """Copy rank ``src``'s values of ``params`` to every rank (a no-op without a process group)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for p in params:
+            dist.broadcast(p.data, src=src)
+
+
+class _LossForward(nn.Module):
+    """Makes ``model.loss(batch)`` the ``forward`` that DistributedDataParallel wraps."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any) -> Any:
+        return self.model.loss(batch)
+
+
+def wrap_loss_ddp(model: nn.Module, exclude: Sequence[nn.Parameter] = (), device: torch.device | None = None,
+                  find_unused_parameters: bool = False) -> nn.Module | None:
+    """DistributedDataParallel over ``model.loss``: calling the result with a batch returns ``model.loss(batch)``
+    and its backward averages the gradients of the other trainable parameters over ranks.
+
+    ``exclude`` are parameters DDP must leave alone: those trained by a separate loss (FactorCL's
+    NCE-CLUB critics, which ``model.loss`` runs frozen and :meth:`critic_loss` trains; average
+    their gradients with :func:`average_gradients`). They are broadcast from rank 0 here, as DDP
+    does with the rest. Returns None without a process group, or when nothing is left to train.
+    """
+    if not is_distributed():
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    wrapper = _LossForward(model)
+    skip = {id(p) for p in exclude}
+    ignored = [name for name, p in wrapper.named_parameters() if id(p) in skip]
+    broadcast_parameters([p for p in model.parameters() if id(p) in skip])
+    if not any(p.requires_grad for name, p in wrapper.named_parameters() if id(p) not in skip):
+        return None
+    # Documented for exactly this use (parameters synchronised by other means) and used by torch's own wrappers.
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapper, ignored)
+    device = device if device is not None else next(model.parameters()).device
+    device_ids = None  # CPU (gloo): DDP takes no device ids
+    if device.type == "cuda":
+        device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    return DistributedDataParallel(wrapper, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+
+
+__all__ = [
+    "all_gather_object",
+    "any_rank",
+    "average_gradients",
+    "barrier",
+    "broadcast_int",
+    "broadcast_parameters",
+    "check_same_size",
+    "cleanup",
+    "gather_no_grad",
+    "gather_with_grad",
+    "get_local_rank",
+    "get_rank",
+    "get_world_size",
+    "global_mean_normalizer",
+    "init_distributed",
+    "is_distributed",
+    "is_main_process",
+    "launched_distributed",
+    "mean_over_ranks",
+    "sum_over_ranks",
+    "wrap_loss_ddp",
+]

@@ -13,7 +13,14 @@ from torch import Tensor, nn
 import bounds
 from bounds.critics import mlp
 
-from .distributed import gather_no_grad, gather_with_grad, get_rank
+from .distributed import (
+    check_same_size,
+    gather_no_grad,
+    gather_with_grad,
+    get_rank,
+    global_mean_normalizer,
+    is_distributed,
+)
 from .objectives import SIGNS, UPPER_BOUND_TERMS, Objective, get_objective
 
 Batch = Mapping[str, Any] | tuple | list
@@ -266,13 +273,25 @@ class FactorCL(nn.Module):
         return aug(x, **kwargs)
 
     # ------------------------------------------------------------------------------------- loss
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """The same as :meth:`loss`, so that DistributedDataParallel(model)(batch) computes the loss."""
+        return self.loss(batch)
+
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """(loss, metrics): the method's loss and every term's estimate in nats (detached 0-dim tensors).
 
         Also caches the detached inputs of the NCE-CLUB critics for :meth:`critic_loss`, so the
         critic steps never re-run the encoders.
+
+        With an initialised process group, this rank's rows are scored against candidates
+        gathered from every rank (with gradient) and the loss is the mean over this rank's rows:
+        the mean over ranks of the losses (and of the metrics) equals the loss of one process on
+        the concatenated batch, and averaging the parameter gradients over ranks (DDP) gives its
+        gradient. Every rank must hold the same batch size.
         """
         b = self._unpack(batch)
+        if is_distributed():
+            check_same_size(b["x1"].shape[0], "batch size", b["x1"].device)
         v1, v2 = self._views(b)
         f1, f1v = self._encode_with_view(1, b["x1"], v1, b.get("mask1"))
         f2, f2v = self._encode_with_view(2, b["x2"], v2, b.get("mask2"))
@@ -326,7 +345,12 @@ class FactorCL(nn.Module):
                     cx, cy = gather(c1)[0], gather(c2)[0]
                 else:
                     cx, cy = c1, gather(c2)[0]
-            out[term] = est[term](a, bg, cx, cy, offset=off)
+            if term == "shared_remove" and self.conditioning == "grouped":
+                # Grouped NCE-CLUB averages over the rows with an in-group negative: normalise by their
+                # global count so that the ranks' mean is the global batch's mean.
+                out[term] = est[term](a, bg, cx, cy, offset=off, normalizer=gather.normalizer)
+            else:
+                out[term] = est[term](a, bg, cx, cy, offset=off)
             if term in UPPER_BOUND_TERMS or getattr(est[term], "has_critic_loss", False):
                 self._cache(est[term], (a, bg, cx, cy), off)
         return out
@@ -340,7 +364,8 @@ class FactorCL(nn.Module):
         candidates = torch.cat([z1g, z2g])
         idx = torch.arange(b, device=z1.device) + off
         scores = anchors @ candidates.T / self.supcon_temperature
-        return bounds.supcon_loss(scores, torch.cat([y, y]), torch.cat([yg, yg]), self_index=torch.cat([idx, idx + n]))
+        return bounds.supcon_loss(scores, torch.cat([y, y]), torch.cat([yg, yg]), self_index=torch.cat([idx, idx + n]),
+                                  normalizer=gather.normalizer)
 
     def _cache(self, estimator: nn.Module, args: tuple, offset: int) -> None:
         detached = tuple(a.detach() if isinstance(a, Tensor) and a.is_floating_point() else a for a in args)
@@ -367,6 +392,12 @@ class _Gatherer:
     def __init__(self) -> None:
         # Keyed by id; the tensor itself is kept so that its id cannot be reused within the step.
         self._done: dict[int, tuple[Tensor, tuple[Tensor, int]]] = {}
+
+    @property
+    def normalizer(self):
+        """For estimators that average over a data-dependent subset of rows: the global count's share
+        per rank under a process group (see :func:`factorcl.distributed.global_mean_normalizer`), else None."""
+        return global_mean_normalizer if is_distributed() else None
 
     def __call__(self, t: Tensor) -> tuple[Tensor, int]:
         key = id(t)

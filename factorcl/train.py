@@ -3,10 +3,18 @@
 Two AdamW optimizers (main: encoders, heads, lower-bound critics; critic: NCE-CLUB critics), a
 cosine schedule with linear warm-up, gradient clipping, AMP, per-step CSV metrics (and
 TensorBoard when installed), atomic checkpoints and exact resume.
+
+Under torch.distributed (``torchrun``; see ``docs/distributed.md``): the main step runs through
+DistributedDataParallel over ``model.loss`` (``no_sync`` on accumulation micro-batches), with the
+NCE-CLUB critics left out of DDP; the critic steps all-reduce (mean) those critics' gradients
+themselves. A plain DataLoader is re-built over a DistributedSampler (same per-rank batch size);
+rank 0 alone shows progress and writes metrics and checkpoints; checkpoints keep every rank's RNG
+states so that a resume with the same world size continues exactly on every rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import time
@@ -16,14 +24,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
 import bounds
 
 from . import checkpoint as ckpt_io
 from .device import autocast, resolve_amp, rng_state, seed_everything, select_device, set_rng_state
-from .distributed import get_world_size, is_main_process
+from .distributed import (
+    all_gather_object,
+    any_rank,
+    average_gradients,
+    broadcast_int,
+    check_same_size,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    launched_distributed,
+    mean_over_ranks,
+    wrap_loss_ddp,
+)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
@@ -56,6 +80,7 @@ class TrainConfig:
     stop_after: int | None = None  # stop (and checkpoint) after this many steps; the schedule still spans all epochs
     progress: bool = True
     tensorboard: bool = True
+    find_unused_parameters: bool = False  # DDP: only for models whose loss leaves trainable parameters unused
 
     def __post_init__(self) -> None:
         checks = {
@@ -106,6 +131,51 @@ def _loader_generators(loader: Any) -> list[torch.Generator]:
         if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
             found.append(gen)
     return found
+
+
+def distributed_loader(loader: Any, seed: int = 0) -> Any:
+    """``loader`` sharded over the ranks of the process group (``loader`` itself without one).
+
+    A DataLoader over a map-style dataset with the default sampler (shuffled or not) is re-built
+    over a :class:`~torch.utils.data.DistributedSampler` (``drop_last=True``: every rank gets the
+    same number of samples, so the same number of batches of the same sizes) with the same batch
+    size, which is per rank: the global batch is ``batch_size * world_size``. Its order follows
+    ``seed`` and the epoch, the same on every rank. Loaders that already shard (a
+    DistributedSampler, an IterableDataset, anything that is not a DataLoader) are returned as they
+    are; a custom sampler raises.
+    """
+    if not is_distributed() or not isinstance(loader, DataLoader):
+        return loader
+    inner = getattr(loader.batch_sampler, "sampler", None)
+    if isinstance(loader.sampler, DistributedSampler) or isinstance(inner, DistributedSampler):
+        return loader
+    if isinstance(loader.dataset, IterableDataset):
+        return loader  # the dataset shards itself; the Trainer checks that every rank has as many batches
+    if loader.batch_size is None or not isinstance(loader.sampler, (RandomSampler, SequentialSampler)):
+        kind = type(loader.batch_sampler if loader.batch_size is None else loader.sampler).__name__
+        raise ValueError(f"under torch.distributed the loader must be sharded over the ranks, but it uses a custom "
+                         f"{kind}: build it over a torch.utils.data.DistributedSampler (or use the default sampler, "
+                         "which the Trainer replaces by one)")
+    sampler = DistributedSampler(loader.dataset, num_replicas=get_world_size(), rank=get_rank(),
+                                 shuffle=isinstance(loader.sampler, RandomSampler), seed=seed, drop_last=True)
+    kwargs: dict[str, Any] = dict(batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
+                                  num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                                  pin_memory=loader.pin_memory, timeout=loader.timeout,
+                                  worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers)
+    if loader.num_workers > 0:
+        kwargs.update(prefetch_factor=loader.prefetch_factor, multiprocessing_context=loader.multiprocessing_context)
+    if getattr(loader, "pin_memory_device", ""):
+        kwargs["pin_memory_device"] = loader.pin_memory_device
+    # No generator: worker seeds then come from each rank's own (seed + rank) RNG, so ranks augment differently.
+    return DataLoader(loader.dataset, **kwargs)
+
+
+def _loader_seed(loader: Any, seed: int | None) -> int:
+    """The shuffle seed of a re-built distributed loader: the loader's own generator seed, else the run's seed."""
+    gen = getattr(loader, "generator", None)
+    if isinstance(gen, torch.Generator):
+        return int(gen.initial_seed()) % (2**63)
+    return 0 if seed is None else int(seed)
 
 
 def _lr_lambda(cfg: TrainConfig, total: int):
@@ -172,6 +242,11 @@ class Trainer:
 
     ``callbacks`` are called after every optimizer step with that step's metrics row
     (step, epoch, lr, loss, every term, critic_loss, time_s).
+
+    Launched by torchrun (WORLD_SIZE > 1 in the environment), it joins the process group itself
+    when the script has not (:func:`factorcl.distributed.init_distributed`) and trains with DDP:
+    per-rank batches against global negatives, metrics averaged over ranks (callbacks get the
+    same row on every rank), rank-0-only progress, logs and checkpoints.
     """
 
     def __init__(self, model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
@@ -182,17 +257,35 @@ class Trainer:
             config = TrainConfig(**{**asdict(config), **overrides})
         self.cfg = config
         self.model = model
-        self.loader = loader
         self.callbacks = list(callbacks)
+        if launched_distributed() and not (dist.is_available() and dist.is_initialized()):
+            init_distributed()  # started by torchrun from a script that did not join the group itself
+        self.device = select_device(config.device)
+        if is_distributed():
+            self.device = self._rank_device(self.device)
+            loader = distributed_loader(loader, broadcast_int(_loader_seed(loader, config.seed), self.device))
+        self.loader = loader
         try:
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
         except TypeError:
             raise ValueError("loader must have a length (a DataLoader over a sized dataset)") from None
+        # Ranks with different numbers of batches would leave the others waiting in a collective.
+        check_same_size(self.batches_per_epoch, "number of batches per epoch", self.device)
         if self.batches_per_epoch == 0:
             raise ValueError("loader is empty: the dataset has fewer samples than one batch (check batch_size and drop_last)")
-        self.device = select_device(config.device)
         self.amp = resolve_amp(config.amp, self.device)
         self.out_dir = Path(config.out_dir) if config.out_dir else None
+        self.ddp: nn.Module | None = None
+
+    @staticmethod
+    def _rank_device(device: torch.device) -> torch.device:
+        """The device of this rank: "cuda" without an index means the current (LOCAL_RANK's) GPU."""
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl" and device.type != "cuda":
+            raise ValueError(f"the process group uses the nccl backend, which needs CUDA tensors, but device={device}; "
+                             "train on device='cuda' (or 'auto'), or initialise the group with backend='gloo'")
+        return device
 
     # --------------------------------------------------------------------------------- helpers
     @property
@@ -210,8 +303,20 @@ class Trainer:
             if self.out_dir is None:
                 raise ValueError("resume='auto' needs out_dir")
             path = self.out_dir / CHECKPOINT_NAME
-            return path if path.exists() else None
-        return Path(self.cfg.resume)
+        else:
+            path = Path(self.cfg.resume)
+        found = path.is_file()
+        if is_distributed():
+            # Every rank reads the checkpoint: a file that only some ranks see would split the job.
+            seen = all_gather_object(found)
+            if len(set(seen)) > 1:
+                have = [r for r, f in enumerate(seen) if f]
+                lack = [r for r, f in enumerate(seen) if not f]
+                raise ValueError(f"checkpoint {path} exists for ranks {have} but not for ranks {lack}: every rank "
+                                 "loads it on resume, so out_dir must be on a file system that every node shares")
+        if self.cfg.resume == "auto" and not found:
+            return None
+        return path
 
     def _state(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict) -> dict[str, Any]:
         return {
@@ -233,10 +338,33 @@ class Trainer:
             "config": asdict(self.cfg),
         }
 
-    def _save(self, state: dict[str, Any]) -> Path | None:
-        if self.out_dir is None or not is_main_process():
+    def _save(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict) -> Path | None:
+        """Write the checkpoint (rank 0) and return its path on every rank once it is complete."""
+        if self.out_dir is None:
             return None
-        return ckpt_io.save_atomic(state, self.out_dir / CHECKPOINT_NAME)
+        path = self.out_dir / CHECKPOINT_NAME
+        # Every rank's RNG states, so that a resume continues exactly on every rank (ranks draw
+        # different augmentations and data-loader worker seeds).
+        ranks = all_gather_object(self._rng_entry(epoch_rng)) if is_distributed() else None
+        error: BaseException | None = None
+        if is_main_process():
+            try:
+                state = self._state(step, epoch, batch_in_epoch, epoch_rng)
+                if ranks is not None:
+                    state["rank_rng"] = ranks
+                ckpt_io.save_atomic(state, path)
+            except BaseException as exc:  # tell the other ranks before raising, so that none waits forever
+                error = exc
+        # Also the barrier after the write: no rank goes on (and may read the file) before it is complete.
+        if any_rank(error is not None, self.device):
+            if error is not None:
+                raise error
+            raise RuntimeError(f"rank 0 failed to write the checkpoint {path}; see its error")
+        return path
+
+    def _rng_entry(self, epoch_rng: dict) -> dict[str, Any]:
+        return {"rng": rng_state(), "epoch_rng": epoch_rng,
+                "loader_rng": [g.get_state() for g in _loader_generators(self.loader)]}
 
     def _restore(self, path: Path) -> dict[str, Any]:
         state = ckpt_io.load(path, map_location=self.device)
@@ -246,8 +374,12 @@ class Trainer:
         if state.get("world_size", 1) != get_world_size():
             raise ValueError(
                 f"checkpoint {path} was written with world size {state['world_size']}, but this run has "
-                f"{get_world_size()}; resume with the same number of processes"
+                f"{get_world_size()}; resume with the same number of processes (the data order, the per-rank "
+                "RNG states and the global batch depend on it)"
             )
+        ranks = state.get("rank_rng")
+        if ranks is not None:  # this rank's own RNG states (the top-level ones are rank 0's)
+            state = {**state, **ranks[get_rank()]}
         self.model.load_state_dict(state["model"])
         self.main_opt.load_state_dict(state["main_opt"])
         self.main_sched.load_state_dict(state["main_sched"])
@@ -266,15 +398,24 @@ class Trainer:
         scaler.update()
         opt.zero_grad(set_to_none=True)
 
+    def _nonfinite(self, loss: Tensor) -> bool:
+        """Whether the loss is NaN/inf here or on any rank (so that every rank stops together)."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        return any_rank(bad, self.device) if is_distributed() else bad
+
     def _critic_steps(self) -> float:
         """``critic_steps`` updates of the NCE-CLUB critics on the cached features; returns the last loss."""
         value = float("nan")
         for _ in range(self.cfg.critic_steps):
             with autocast(self.device, self.amp):
                 loss = self.model.critic_loss()
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"the critic loss is {float(loss.detach())}; {self._last_good()}")
+            if self._nonfinite(loss):
+                raise NonFiniteLossError(f"the critic loss is {float(loss.detach())}"
+                                         f"{' (or not finite on another rank)' if is_distributed() else ''}; "
+                                         f"{self._last_good()}")
             self.critic_scaler.scale(loss).backward()
+            # The critics are outside DDP (model.loss runs them frozen): average their gradients here.
+            average_gradients(self.critic_params)
             self._optimizer_step(self.critic_opt, self.critic_scaler, self.critic_params)
             value = float(loss.detach())
         return value
@@ -320,6 +461,10 @@ class Trainer:
 
         resume_path = self._resume_path()
         resumed = self._restore(resume_path) if resume_path is not None else None
+        # After the restore (DDP broadcasts rank 0's parameters at wrap time; they already agree).
+        self.ddp = wrap_loss_ddp(model, exclude=self.critic_params, device=self.device,
+                                 find_unused_parameters=cfg.find_unused_parameters)
+        forward = self.ddp if self.ddp is not None else model.loss
         step = resumed["step"] if resumed else 0
         epoch = resumed["epoch"] if resumed else 0
         skip = resumed["batch_in_epoch"] if resumed else 0
@@ -327,7 +472,9 @@ class Trainer:
             epoch, skip = epoch + 1, 0
         if resumed is None:
             if cfg.seed is not None:
-                seed_everything(cfg.seed)
+                # seed + rank: ranks must draw different augmentations (the model's initial weights
+                # are made before fit and DDP makes them rank 0's anyway).
+                seed_everything(cfg.seed + get_rank())
         elif skip == 0:
             # Resuming at an epoch boundary: the next epoch starts from the RNG states saved with
             # the checkpoint (mid-epoch resumes restore theirs in the epoch loop).
@@ -342,7 +489,7 @@ class Trainer:
                    desc=getattr(getattr(model, "objective", None), "name", "train"), dynamic_ncols=True)
         history: list[dict[str, float]] = []
         metrics: dict[str, float] = {}
-        checkpoint_path: Path | None = None
+        checkpoint_path: Path | None = resume_path if resumed else None
         start = time.perf_counter()
         last_saved_step = step if resumed else -1
         stop = False
@@ -369,18 +516,22 @@ class Trainer:
                 self.main_opt.zero_grad(set_to_none=True)
                 for index, batch in enumerate(iterator, start=skip):
                     batch = to_device(batch, self.device)
-                    with autocast(self.device, self.amp):
-                        loss, terms = model.loss(batch)
-                    if not torch.isfinite(loss):
-                        values = {k: round(float(v), 4) for k, v in terms.items()}
-                        raise NonFiniteLossError(
-                            f"loss is {float(loss.detach())} at step {step + 1} (epoch {epoch}, batch {index}); term estimates "
-                            f"{values}. Training stopped and {self._last_good()}. Check the inputs for NaN/inf, "
-                            "lower the learning rate, or set grad_clip."
-                        )
-                    self.main_scaler.scale(loss / cfg.accumulate).backward()
-                    critic_value = self._critic_steps() if self.critic_opt is not None else float("nan")
                     boundary = (index + 1) % cfg.accumulate == 0 or index + 1 == self.batches_per_epoch
+                    # DDP all-reduces gradients in the backward pass: only on the optimizer step's micro-batch.
+                    sync = self.ddp.no_sync() if self.ddp is not None and not boundary else contextlib.nullcontext()
+                    with sync:
+                        with autocast(self.device, self.amp):
+                            loss, terms = forward(batch)
+                        if self._nonfinite(loss):
+                            values = {k: round(float(v), 4) for k, v in terms.items()}
+                            where = f" on rank {get_rank()} (or another rank)" if is_distributed() else ""
+                            raise NonFiniteLossError(
+                                f"loss is {float(loss.detach())}{where} at step {step + 1} (epoch {epoch}, "
+                                f"batch {index}); term estimates {values}. Training stopped and {self._last_good()}. "
+                                "Check the inputs for NaN/inf, lower the learning rate, or set grad_clip."
+                            )
+                        self.main_scaler.scale(loss / cfg.accumulate).backward()
+                    critic_value = self._critic_steps() if self.critic_opt is not None else float("nan")
                     if not boundary:
                         continue
                     self._optimizer_step(self.main_opt, self.main_scaler, self.main_params)
@@ -389,8 +540,12 @@ class Trainer:
                     if self.critic_sched is not None:
                         self.critic_sched.step()
                     step += 1
-                    values = torch.stack([v.float() for v in terms.values()]).tolist()
-                    metrics = dict(zip(terms.keys(), values))
+                    stacked = torch.stack([v.float() for v in terms.values()]
+                                          + [torch.tensor(critic_value, device=loss.device)])
+                    # Each rank's estimates are means over its rows: their mean over ranks is the global batch's.
+                    values = mean_over_ranks(stacked).tolist()
+                    metrics = dict(zip(terms.keys(), values[:-1]))
+                    critic_value = values[-1]
                     row = {"step": step, "epoch": epoch, "lr": lr, **metrics, "critic_loss": critic_value,
                            "time_s": time.perf_counter() - start}
                     history.append(row)
@@ -407,20 +562,22 @@ class Trainer:
                             # Exhaust the finished iterator first: samplers draw from their
                             # generator on exhaustion, as an uninterrupted run's epoch does.
                             next(iterator, None)
-                        checkpoint_path = self._save(self._state(step, epoch, index + 1, epoch_rng)) or checkpoint_path
+                        checkpoint_path = self._save(step, epoch, index + 1, epoch_rng) or checkpoint_path
                         last_saved_step = step
                     if stop:
                         break
                 if not stop:
                     if cfg.checkpoint_every is None and last_saved_step != step:
-                        checkpoint_path = self._save(self._state(step, epoch, self.batches_per_epoch, epoch_rng)) or checkpoint_path
+                        checkpoint_path = self._save(step, epoch, self.batches_per_epoch, epoch_rng) or checkpoint_path
                         last_saved_step = step
                     epoch, skip = epoch + 1, 0
             if last_saved_step != step:
-                checkpoint_path = self._save(self._state(step, epoch - 1, self.batches_per_epoch, epoch_rng)) or checkpoint_path
+                checkpoint_path = self._save(step, epoch - 1, self.batches_per_epoch, epoch_rng) or checkpoint_path
         finally:
             bar.close()
             log.close()
+            # Drop the DDP wrapper (and its gradient hooks on the model's parameters) with the run.
+            self.ddp = None
         return TrainResult(step=step, epoch=epoch, metrics=metrics, history=history, checkpoint=checkpoint_path,
                            seconds=time.perf_counter() - start)
 
@@ -434,5 +591,5 @@ def fit(model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
     return Trainer(model, loader, config, callbacks=callbacks, **overrides).fit()
 
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer", "fit", "to_device"]
+__all__ = ["NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer", "distributed_loader", "fit", "to_device"]
 

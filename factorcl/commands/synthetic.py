@@ -1,8 +1,14 @@
-"""``factorcl synthetic``: the shared/unique benchmark on built-in data (the README quickstart)."""
+"""``factorcl synthetic``: the shared/unique benchmark on built-in data (the README quickstart).
+
+Launched by ``torchrun`` it trains every model with DDP across the processes and rank 0 probes,
+prints and writes the results (docs/distributed.md).
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import sys
 from pathlib import Path
 
 
@@ -28,15 +34,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how SSL methods condition on the views: chain (default) or concat (the paper's critic)")
     p.add_argument("--no-mi-probe", action="store_true", help="skip the MI probing table")
     p.add_argument("--mi-steps", type=int, help="training steps of each MI-probing critic")
+    p.add_argument("--batch-size", type=int, help="batch size (per process under torchrun; default 256)")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
+    p.add_argument("--work-dir", help="keep each model's checkpoint in WORK_DIR/<seed>/<method>[/<ratio>]")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the runs found in --work-dir (finished runs are loaded, not retrained)")
+    # Stops the sweep after N steps of a run, as if interrupted (for testing --resume).
+    p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", default="factorcl_synthetic/results.json", help="JSON results path")
     p.add_argument("--plot", default=None, help="PNG path (default: accuracy.png beside --out)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from factorcl import distributed
+
+    if args.resume and not args.work_dir:
+        print("factorcl synthetic: error: --resume needs --work-dir (where the runs' checkpoints are)", file=sys.stderr)
+        return 2
+    # Under torchrun: join the process group. Rank 0 probes each model while the other ranks wait
+    # in the next run's first collective, hence a timeout longer than the default.
+    joined = not distributed.is_distributed() and distributed.init_distributed(timeout=datetime.timedelta(hours=2))
+    try:
+        return _run(args)
+    except ValueError as exc:  # e.g. resuming with another number of processes
+        print(f"factorcl synthetic: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if joined:
+            distributed.cleanup()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from factorcl import distributed
     from factorcl.experiments import synthetic as syn
 
+    main = distributed.is_main_process()
     methods = tuple(args.methods) if args.methods else None
     if args.ourcl:
         base = methods or (syn.FULL_METHODS if args.full else syn.QUICK["methods"])
@@ -54,11 +87,25 @@ def run(args: argparse.Namespace) -> int:
         mi_steps=args.mi_steps,
         ssl_conditioning=args.ssl_conditioning,
         device=args.device,
+        batch_size=args.batch_size,
+        work_dir=args.work_dir,
+        resume=args.resume or None,
+        stop_after=args.stop_after,
     )
     mode = "full sweep" if args.full else "quick sweep (--full for the whole benchmark)"
-    print(f"factorcl synthetic: {mode}; methods {', '.join(syn.display_name(m) for m in cfg.methods)}; "
-          f"ratios {', '.join(f'{r:g}' for r in cfg.ratios)}; seeds {', '.join(map(str, cfg.seeds))}")
+    world = distributed.get_world_size()
+    if main:
+        procs = f"; {world} processes, global batch {world} x {cfg.batch_size}" if world > 1 else ""
+        print(f"factorcl synthetic: {mode}; methods {', '.join(syn.display_name(m) for m in cfg.methods)}; "
+              f"ratios {', '.join(f'{r:g}' for r in cfg.ratios)}; seeds {', '.join(map(str, cfg.seeds))}{procs}")
     results = syn.run_synthetic_benchmark(cfg)
+    if results.interrupted:
+        if main:
+            print(f"stopped after {cfg.stop_after} steps of a run (--stop-after); continue with --resume "
+                  f"--work-dir {cfg.work_dir}")
+        return 0
+    if not main:
+        return 0
     print()
     print(syn.format_accuracy_table(results))
     print()

@@ -4,6 +4,11 @@ For each seed: one synthetic dataset; every self-supervised method is trained on
 not depend on the labelling) and linear-probed for every ``unique_ratio``; supervised methods are
 trained once per ratio. Then the learned representations are probed for information about the
 ground-truth latents w_1, w_2, w_s (in bits).
+
+Under torchrun every rank trains every model (DDP: ``batch_size`` per rank, negatives from the
+global batch) and rank 0 alone probes and reports. With ``work_dir`` each model's checkpoint is
+kept in ``work_dir/<seed>/<method>[/<ratio>]`` and ``resume`` continues the runs found there
+(finished ones are loaded, not retrained).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from bounds.critics import mlp
 
 from ..data.synthetic import SyntheticData, make_synthetic
 from ..device import select_device
+from ..distributed import get_world_size, is_main_process
 from ..model import FactorCL
 from ..objectives import get_objective
 from ..probe import linear_probe
-from ..train import fit
+from ..train import Trainer
 
 DISPLAY = {
     "factorcl-ssl": "FactorCL-SSL",
@@ -75,12 +81,19 @@ class SyntheticBenchmarkConfig:
     mi_steps: int = 800
     device: str = "auto"
     progress: bool = True
+    work_dir: str | None = None  # keep each model's checkpoint in work_dir/<seed>/<method>[/<ratio>]
+    resume: bool = False  # continue the runs found in work_dir (finished runs are loaded, not retrained)
+    stop_after: int | None = None  # stop the sweep after this many steps of a run (tests interrupted runs)
 
     def __post_init__(self) -> None:
         if not self.ratios or any(not 0.0 <= r <= 1.0 for r in self.ratios):
             raise ValueError(f"ratios must be values in [0, 1], got {self.ratios}")
         if not self.seeds:
             raise ValueError("seeds must hold at least one seed")
+        if self.resume and not self.work_dir:
+            raise ValueError("resume needs work_dir, the folder that holds the runs' checkpoints")
+        if self.stop_after is not None and self.stop_after < 1:
+            raise ValueError(f"stop_after must be >= 1, got {self.stop_after}")
         for spec in self.methods:
             parse_method(spec)
 
@@ -191,6 +204,7 @@ class SyntheticResults:
     train_seconds: dict[str, list[float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
     claims: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False  # a run stopped at stop_after: the sweep ended early (resume it from work_dir)
 
     def accuracy_summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         """spec -> ratio -> (mean, std) accuracy in percent."""
@@ -224,17 +238,29 @@ def _mi_probe(results: SyntheticResults, spec: str, data: SyntheticData, train: 
             results.mi_ceiling_bits = ceiling
 
 
+def run_dir(work_dir: str | Path, seed: int, spec: str, ratio: float | None) -> Path:
+    """Where one model of the sweep keeps its checkpoint: ``work_dir/<seed>/<method>[/<ratio>]``."""
+    path = Path(work_dir) / str(seed) / spec.replace(":", "-")
+    return path / f"{ratio:g}" if ratio is not None else path
+
+
 def run_synthetic_benchmark(cfg: SyntheticBenchmarkConfig) -> SyntheticResults:
-    """Train every method on every seed (and, for supervised ones, every ratio); probe accuracy and MI."""
+    """Train every method on every seed (and, for supervised ones, every ratio); probe accuracy and MI.
+
+    Under torch.distributed every rank trains and only rank 0 probes: the other ranks return
+    results without accuracies. Stopped at ``stop_after``, it returns at once with
+    ``interrupted=True``.
+    """
     device = select_device(cfg.device)
-    results = SyntheticResults(config={**asdict(cfg), "device": str(device)})
+    main = is_main_process()
+    results = SyntheticResults(config={**asdict(cfg), "device": str(device), "world_size": get_world_size()})
     specs = list(cfg.methods)
     sup = [s for s in specs if get_objective(parse_method(s)[0]).supervised]
     runs_per_seed = len(specs) - len(sup) + len(sup) * len(cfg.ratios)
     train_n = round(cfg.num_samples * 0.7)
-    steps_per_run = cfg.epochs * (train_n // cfg.batch_size)
+    steps_per_run = cfg.epochs * (train_n // get_world_size() // cfg.batch_size)  # batch_size is per rank
     bar = tqdm(total=len(cfg.seeds) * runs_per_seed * steps_per_run, desc="synthetic sweep", unit="step",
-               disable=not cfg.progress, dynamic_ncols=True)
+               disable=not (cfg.progress and main), dynamic_ncols=True)
     mi_methods = set(cfg.mi_probe_methods) if cfg.mi_probe_methods is not None else set(specs)
     start = time.perf_counter()
     try:
@@ -248,10 +274,22 @@ def run_synthetic_benchmark(cfg: SyntheticBenchmarkConfig) -> SyntheticResults:
                     model = build_model(spec, cfg, dims, seed)
                     loader = labelled.split("train").loader(cfg.batch_size, shuffle=True, drop_last=True, seed=seed)
                     bar.set_postfix_str(f"seed {seed} {display_name(spec)}" + (f" r={ratio:g}" if ratio is not None else ""))
+                    out_dir = run_dir(cfg.work_dir, seed, spec, ratio) if cfg.work_dir else None
                     t0 = time.perf_counter()
-                    fit(model, loader, epochs=cfg.epochs, lr=cfg.lr, device=str(device), seed=seed, progress=False,
-                        tensorboard=False, callbacks=[lambda row: bar.update(1)])
+                    counted = []
+                    trainer = Trainer(model, loader, epochs=cfg.epochs, lr=cfg.lr, device=str(device), seed=seed,
+                                      progress=False, tensorboard=False,
+                                      callbacks=[lambda row: (bar.update(1), counted.append(1))],
+                                      out_dir=None if out_dir is None else str(out_dir),
+                                      resume="auto" if cfg.resume else None, stop_after=cfg.stop_after)
+                    done = trainer.fit()
+                    bar.update(done.step - len(counted))  # the steps a resumed run did before
                     results.train_seconds.setdefault(spec, []).append(time.perf_counter() - t0)
+                    if done.step < trainer.total_steps:  # stopped at stop_after: leave the rest to a resumed run
+                        results.interrupted = True
+                        return results
+                    if not main:
+                        continue  # rank 0 probes; the others go on and wait for it in the next run's first collective
                     train, test = embed_split(model, data, "train", device), embed_split(model, data, "test", device)
                     _probe_all_ratios(results, spec, data, [ratio] if ratio is not None else cfg.ratios, train, test)
                     # MI probing looks at one representation per method and seed: for supervised
@@ -260,7 +298,7 @@ def run_synthetic_benchmark(cfg: SyntheticBenchmarkConfig) -> SyntheticResults:
                         _mi_probe(results, spec, data, train, test, cfg.mi_steps, seed)
     finally:
         bar.close()
-    results.wall_seconds = time.perf_counter() - start
+        results.wall_seconds = time.perf_counter() - start
     results.claims = evaluate_claims(results)
     return results
 
