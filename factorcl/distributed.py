@@ -14,9 +14,10 @@ device and under ``torchrun``. The gradient conventions (see ``docs/distributed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -114,6 +115,21 @@ def init_distributed(backend: str | None = None, init_method: str | None = None,
         kwargs["timeout"] = timeout
     dist.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world, **kwargs)
     return is_distributed()
+
+
+@contextlib.contextmanager
+def distributed_session(timeout: datetime.timedelta | None = None) -> Iterator[bool]:
+    """Join torchrun's process group for the length of a command and leave it afterwards.
+
+    Yields :func:`is_distributed`. Outside torchrun (or when a group already exists, which is then
+    left alone) it does nothing else.
+    """
+    joined = not (dist.is_available() and dist.is_initialized()) and init_distributed(timeout=timeout)
+    try:
+        yield is_distributed()
+    finally:
+        if joined:
+            cleanup()
 
 
 def cleanup() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import augment
 import bounds
 from bounds.critics import mlp
 
@@ -25,17 +25,12 @@ from .objectives import SIGNS, UPPER_BOUND_TERMS, Objective, get_objective
 
 Batch = Mapping[str, Any] | tuple | list
 
-_SSL_CONDITIONINGS = ("chain", "concat")
-_SUP_CONDITIONINGS = ("grouped", "concat", "chain")
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-    """Whether ``fn`` takes a keyword argument ``name`` (or **kwargs)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+#: Critic kinds: ``separable`` (the fast default) and ``concat`` (the paper's).
+CRITICS: tuple[str, ...] = ("separable", "concat")
+#: Conditionings of the SSL methods (on the augmented views); the first is the default.
+SSL_CONDITIONINGS: tuple[str, ...] = ("chain", "concat")
+#: Conditionings of the SUP methods (on labels); the first is the default.
+SUP_CONDITIONINGS: tuple[str, ...] = ("grouped", "concat", "chain")
 
 
 class FactorCL(nn.Module):
@@ -84,14 +79,14 @@ class FactorCL(nn.Module):
         super().__init__()
         self.objective: Objective = get_objective(method)
         obj = self.objective
-        if critic not in ("separable", "concat"):
-            raise ValueError(f"critic must be 'separable' or 'concat', got {critic!r}")
+        if critic not in CRITICS:
+            raise ValueError(f"critic must be one of {list(CRITICS)}, got {critic!r}")
         if obj.supervised and (num_classes is None or int(num_classes) < 2):
             raise ValueError(f"method {obj.name!r} uses labels: num_classes must be an integer >= 2, got {num_classes!r}")
         if obj.needs_views and augment1 is None:
             raise ValueError(f"method {obj.name!r} needs augmented views: pass augment1 (and augment2), "
                              "or supply x1_aug / x2_aug in every batch and pass augment1='batch'")
-        allowed = _SUP_CONDITIONINGS if obj.supervised else _SSL_CONDITIONINGS
+        allowed = SUP_CONDITIONINGS if obj.supervised else SSL_CONDITIONINGS
         conditioning = conditioning or allowed[0]
         if conditioning not in allowed:
             kind = "labels" if obj.supervised else "augmented views"
@@ -168,6 +163,10 @@ class FactorCL(nn.Module):
                 params += list(est.marginal_critic.parameters())
         return params
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The two encoders' parameters (trained by the main loss; ``TrainConfig.encoder_lr`` sets their lr)."""
+        return list(self.encoder1.parameters()) + list(self.encoder2.parameters())
+
     def main_parameters(self) -> list[nn.Parameter]:
         """Everything the main loss trains: encoders, heads and the lower-bound critics."""
         skip = {id(p) for p in self.critic_parameters()}
@@ -196,7 +195,8 @@ class FactorCL(nn.Module):
             return both[: x.shape[0]], both[x.shape[0] :]
         return self._encode(i, x, mask), self._encode(i, view, mask)
 
-    def _heads(self, f1: Tensor, f2: Tensor) -> dict[str, Tensor]:
+    def represent(self, f1: Tensor, f2: Tensor) -> dict[str, Tensor]:
+        """The representations (as :meth:`embed` returns them) from encoder features [B, dim1], [B, dim2]."""
         reps = {key: self.heads[key](f1 if key.endswith("1") else f2) for key in self.heads}
         if self.objective.supcon:
             reps = {key: F.normalize(v, dim=-1) for key, v in reps.items()}
@@ -206,7 +206,7 @@ class FactorCL(nn.Module):
         """The learned representations: ``{"s1", "s2", "u1", "u2"}`` (Z_S1, Z_S2, Z_U1, Z_U2) when
         factorised, else ``{"z1", "z2"}`` (one Z per modality; L2-normalised for SupCon)."""
         x1, x2 = self._check_pair(x1, x2)
-        return self._heads(self._encode(1, x1, mask1), self._encode(2, x2, mask2))
+        return self.represent(self._encode(1, x1, mask1), self._encode(2, x2, mask2))
 
     # ------------------------------------------------------------------------------------ batch
     @staticmethod
@@ -266,9 +266,9 @@ class FactorCL(nn.Module):
     @staticmethod
     def _augment(aug: Callable, x: Tensor, mask: Tensor | None, cond: Tensor | None) -> Tensor:
         kwargs: dict[str, Any] = {}
-        if mask is not None and _accepts(aug, "mask"):
+        if mask is not None and augment.accepts_keyword(aug, "mask"):
             kwargs["mask"] = mask
-        if cond is not None and _accepts(aug, "cond"):
+        if cond is not None and augment.accepts_keyword(aug, "cond"):
             kwargs["cond"] = cond  # a unique augmentation: X2' made from X2 given X1
         return aug(x, **kwargs)
 
@@ -295,8 +295,8 @@ class FactorCL(nn.Module):
         v1, v2 = self._views(b)
         f1, f1v = self._encode_with_view(1, b["x1"], v1, b.get("mask1"))
         f2, f2v = self._encode_with_view(2, b["x2"], v2, b.get("mask2"))
-        reps = self._heads(f1, f2)
-        views = self._heads(f1v, f2v) if f1v is not None else {}
+        reps = self.represent(f1, f2)
+        views = self.represent(f1v, f2v) if f1v is not None else {}
         self._critic_cache = []
         if self.objective.supcon:
             value = self._supcon(reps["z1"], reps["z2"], b["y"])

@@ -166,8 +166,10 @@ def _absolute_config(config: RunConfig) -> RunConfig:
 # -------------------------------------------------------------------------------------- running
 def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
                overrides: Sequence[str] | Mapping[str, Any] | None = None, data: SplitDataset | None = None,
-               verbose: bool = False) -> dict[str, Any]:
+               verbose: bool = False) -> dict[str, Any] | None:
     """Pretrain, then linear-probe on the test split; writes config.yaml, checkpoint.pt, results.json in out_dir.
+
+    Under torchrun every rank trains and rank 0 alone evaluates and writes; the other ranks return None.
 
     ``config`` is a :class:`RunConfig`, raw config data or a YAML/JSON path; ``overrides`` are
     ``KEY=VALUE`` strings or a mapping of dotted keys. ``data`` skips loading (already built for
@@ -176,11 +178,15 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
     from .device import seed_everything
     from .train import fit
 
+    from .distributed import barrier, is_main_process
+
     cfg = load_config(config, overrides)
     cfg = _absolute_config(cfg) if cfg.data.path else cfg
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / CONFIG_NAME)
+    main = is_main_process()  # under torchrun every rank trains; rank 0 alone evaluates and writes
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / CONFIG_NAME)
     start = time.perf_counter()
     data = data if data is not None else build_data(cfg)
     if verbose:
@@ -195,6 +201,9 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
     loader = data.train.loader(batch_size, shuffle=True, drop_last=drop_last, seed=0 if seed is None else int(seed),
                                num_workers=int(cfg.train_value("num_workers")))
     result = fit(model, loader, cfg.trainer_config())
+    if not main:
+        barrier()  # wait while rank 0 evaluates
+        return None
     results: dict[str, Any] = {
         "method": cfg.model.method,
         "dataset": data.name,
@@ -215,6 +224,7 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
         results["note"] = "no labels in the data: probe skipped"
     results["seconds"] = time.perf_counter() - start
     write_json(out_dir / RESULTS_NAME, results)
+    barrier()
     return results
 
 

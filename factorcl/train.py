@@ -64,6 +64,7 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 1e-4
     critic_lr: float | None = None  # defaults to lr
+    encoder_lr: float | None = None  # lr of the encoders (e.g. pretrained towers); defaults to lr
     weight_decay: float = 0.0
     warmup_steps: int = 0
     schedule: str = "cosine"  # or "constant"
@@ -86,6 +87,8 @@ class TrainConfig:
         checks = {
             "epochs": self.epochs >= 1,
             "lr": self.lr > 0,
+            "critic_lr": self.critic_lr is None or self.critic_lr > 0,
+            "encoder_lr": self.encoder_lr is None or self.encoder_lr >= 0,
             "critic_steps": self.critic_steps >= 0,
             "accumulate": self.accumulate >= 1,
             "warmup_steps": self.warmup_steps >= 0,
@@ -420,6 +423,15 @@ class Trainer:
             value = float(loss.detach())
         return value
 
+    def _main_groups(self) -> list[dict[str, Any]]:
+        """The main optimizer's parameter groups: the encoders at ``encoder_lr`` (when set), the rest at ``lr``."""
+        if self.cfg.encoder_lr is None or not hasattr(self.model, "encoder_parameters"):
+            return [{"params": self.main_params}]
+        encoder_ids = {id(p) for p in self.model.encoder_parameters()}
+        encoders = [p for p in self.main_params if id(p) in encoder_ids]
+        rest = [p for p in self.main_params if id(p) not in encoder_ids]
+        return [g for g in ({"params": encoders, "lr": self.cfg.encoder_lr}, {"params": rest}) if g["params"]]
+
     def _last_good(self) -> str:
         path = self.out_dir / CHECKPOINT_NAME if self.out_dir else None
         if path is not None and path.exists():
@@ -444,7 +456,7 @@ class Trainer:
         model.train()
         self.main_params = list(model.main_parameters())
         self.critic_params = list(model.critic_parameters())
-        self.main_opt = torch.optim.AdamW(self.main_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.main_opt = torch.optim.AdamW(self._main_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.critic_opt = (
             torch.optim.AdamW(self.critic_params, lr=cfg.critic_lr or cfg.lr, weight_decay=cfg.weight_decay)
             if self.critic_params and cfg.critic_steps > 0

@@ -92,3 +92,23 @@ def test_resumed_sweep_loads_finished_runs_and_reports_the_same_results(tmp_path
     first, again = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
     assert again["accuracy"] == first["accuracy"]
     assert load(tmp_path / "w" / "0" / "simclr" / "checkpoint.pt")["step"] == state["step"] == 280 // 32
+
+
+@pytest.mark.slow
+def test_torchrun_config_training_trains_on_every_rank_and_reports_once(tmp_path):
+    config = {
+        "data": {"kind": "synthetic", "synthetic": {"num_samples": 400, "input_dim": 20, "shared_dim": 4,
+                                                    "unique1_dim": 3, "unique2_dim": 3}},
+        "encoders": {"x1": {"type": "mlp", "out_dim": 16, "hidden": 32}, "x2": {"type": "mlp", "out_dim": 16, "hidden": 32}},
+        "model": {"method": "factorcl-ssl", "embed_dim": 8, "critic_hidden": 32},
+        "train": {"epochs": 1, "batch_size": 16, "device": "cpu", "progress": False},
+        "out_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config))
+    printed = _check(_torchrun(["train", "--config", str(path)]))
+    assert printed.count("results:") == 1  # rank 0 alone evaluates and reports
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["accuracy"] is not None
+    state = load(tmp_path / "run" / "checkpoint.pt")
+    assert state["world_size"] == 2 and state["step"] == results["train"]["steps"] > 0

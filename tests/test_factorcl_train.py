@@ -134,3 +134,23 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
         save_atomic({"a": Unpicklable()}, path)
     assert load(path) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_encoder_lr_puts_the_encoders_in_their_own_group():
+    data = small_data()
+    model = small_model("simclr")
+    trainer = factorcl.Trainer(model, loader_of(data), epochs=1, lr=1e-3, encoder_lr=0.0, progress=False,
+                               tensorboard=False, device="cpu")
+    encoders = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("encoder")}
+    heads = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("heads")}
+    trainer.fit()
+    groups = trainer.main_opt.param_groups
+    assert [g["lr"] for g in groups] == [0.0, 0.0]  # the cosine schedule ended both at min_lr_ratio * lr
+    assert groups[0]["initial_lr"] == 0.0 and groups[1]["initial_lr"] == 1e-3
+    for n, p in model.named_parameters():
+        if n in encoders:
+            assert torch.equal(p, encoders[n]), f"{n} moved with encoder_lr=0"
+        if n in heads:
+            assert not torch.equal(p, heads[n]), f"{n} did not train"
+    with pytest.raises(ValueError, match="encoder_lr=-1"):
+        TrainConfig(encoder_lr=-1)

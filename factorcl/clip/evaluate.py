@@ -80,11 +80,7 @@ def factorcl_features(
 
     def encode(tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
         f_text, f_image = model.encoder1(tokens), model.encoder2(images)
-        # What FactorCL.embed computes, from the same tower outputs (saves a second tower pass):
-        # FactorCL has no public method that maps encoder features to the representation.
-        reps = {key: model.heads[key](f_text if key.endswith("1") else f_image) for key in model.heads}
-        if model.objective.supcon:
-            reps = {k: F.normalize(v, dim=-1) for k, v in reps.items()}
+        reps = model.represent(f_text, f_image)  # the tower outputs serve both the parts and the raw embeddings
         reps["text"] = F.normalize(f_text.float(), dim=-1)
         reps["image"] = F.normalize(f_image.float(), dim=-1)
         return reps

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from ..jsonio import write_json
-from ..model import FactorCL
+from ..model import CRITICS, SSL_CONDITIONINGS, SUP_CONDITIONINGS, FactorCL
 from ..objectives import get_objective
 from .loading import ClipBundle, load_clip
 from .towers import ClipLogitCritic, ImageTower, TextTower, lock_towers, set_grad_checkpointing
@@ -36,10 +36,8 @@ from .views import IMAGE_AUGS, ClipTextAugment, ImageTextScorer, image_augmentat
 __all__ = ["CONDITIONINGS", "CRITICS", "SHARED_CRITICS", "ClipFactorCLConfig", "build_clip_factorcl", "pretrain_clip"]
 
 SHARED_CRITICS: tuple[str, ...] = ("clip", "learned")
-# FactorCL's critic and conditioning choices, for the command line (FactorCL validates them per
-# method; factorcl.model exports no constants for them).
-CRITICS: tuple[str, ...] = ("separable", "concat")
-CONDITIONINGS: tuple[str, ...] = ("chain", "concat", "grouped")
+# FactorCL's conditioning choices over all methods, for the command line (FactorCL checks them per method).
+CONDITIONINGS: tuple[str, ...] = tuple(dict.fromkeys(SSL_CONDITIONINGS + SUP_CONDITIONINGS))
 
 
 @dataclass
@@ -148,6 +146,7 @@ def pretrain_clip(
     epochs: int = 1,
     batch_size: int = 64,
     lr: float = 1e-5,
+    tower_lr: float | None = None,
     weight_decay: float = 0.0,
     warmup_steps: int = 0,
     critic_steps: int = 1,
@@ -184,6 +183,7 @@ def pretrain_clip(
     Returns the results dict.
     """
     from ..device import select_device
+    from ..distributed import barrier, get_rank, is_main_process
     from ..train import fit
     from .data import ImageCaptionDataset, make_loader
     from .evaluate import factorcl_features, probe_features
@@ -210,10 +210,13 @@ def pretrain_clip(
     factor = build_clip_factorcl(bundle, cfg)
     cfg.conditioning = factor.conditioning  # record the effective one
     loader = make_loader(train_set, bundle.tokenizer, batch_size, shuffle=True, num_workers=num_workers, seed=seed)
-    result = fit(factor, loader, epochs=epochs, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+    result = fit(factor, loader, epochs=epochs, lr=lr, encoder_lr=tower_lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                  critic_steps=critic_steps, amp=amp, accumulate=accumulate, grad_clip=grad_clip, device=str(dev),
                  seed=seed, out_dir=str(out_dir / "train"), resume=resume, checkpoint_every=checkpoint_every,
                  stop_after=stop_after, progress=progress)
+    if not is_main_process():
+        barrier()  # under torchrun every rank trains; rank 0 alone exports, probes and writes
+        return {"rank": get_rank(), "train": {"steps": result.step, "seconds": result.seconds}}
     exported = export_clip_factorcl(factor, bundle, out_dir / "export", cfg, split=split)
 
     results: dict[str, Any] = {
@@ -224,7 +227,8 @@ def pretrain_clip(
         "split": split,
         "config": asdict(cfg),
         "modalities": {"x1": "text", "x2": "image"},
-        "train": {"steps": result.step, "epochs": epochs, "lr": lr, "batch_size": batch_size, "accumulate": accumulate,
+        "train": {"steps": result.step, "epochs": epochs, "lr": lr, "tower_lr": tower_lr, "batch_size": batch_size,
+                  "accumulate": accumulate,
                   "amp": amp, "seconds": result.seconds, "final_metrics": result.metrics,
                   "checkpoint": None if result.checkpoint is None else str(result.checkpoint)},
         "export": {k: str(v) for k, v in exported.items()},
@@ -244,6 +248,7 @@ def pretrain_clip(
         results["probe_skipped"] = ("probe=False" if not probe else f"{data} has no {label_column!r} column"
                                     if dataset.num_classes is None else "test_fraction is 0")
     write_json(out_dir / "results.json", results)
+    barrier()
     return results
 
 

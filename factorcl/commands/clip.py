@@ -108,7 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = train.add_argument_group("training")
     g.add_argument("--out", required=True, help="output folder (train/, export/, results.json)")
     g.add_argument("--epochs", type=int, default=1)
-    g.add_argument("--lr", type=float, default=1e-5, help="one learning rate for towers, heads and critics")
+    g.add_argument("--lr", type=float, default=1e-5, help="learning rate of the heads and critics (and of the towers "
+                                                             "unless --tower-lr is given)")
+    g.add_argument("--tower-lr", type=float, default=None, help="learning rate of the image and text towers "
+                                                               "(e.g. 1e-5 with --lr 1e-3 for new heads)")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--warmup-steps", type=int, default=0)
     g.add_argument("--critic-steps", type=int, default=1)
@@ -170,27 +173,16 @@ def _train(args: argparse.Namespace) -> int:
     problem = _check_source(args)
     if problem:
         return _fail(problem)
-    from ..clip.pretrain import pretrain_clip
+    from ..distributed import distributed_session, is_main_process
 
     split = {k: SPLIT_DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in SPLIT_DEFAULTS}
-    try:
-        results = pretrain_clip(
-            args.data, args.out, model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
-            config=args.config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, critic_steps=args.critic_steps,
-            amp=args.amp, accumulate=args.accumulate, grad_clip=args.grad_clip, resume=args.resume,
-            checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, seed=split["seed"],
-            num_workers=args.workers, test_fraction=split["test_fraction"], probe=not args.no_probe,
-            skip_missing=split["skip_missing"], device=args.device, progress=not args.no_progress,
-            image_column=args.image_column, caption_column=args.caption_column, label_column=args.label_column or None,
-            method=args.method, shared_critic=args.shared_critic, image_aug=args.image_aug,
-            image_aug_strength=args.image_aug_strength, num_candidates=args.num_candidates, text_aug=args.text_aug,
-            text_aug_p=args.text_aug_p, embed_dim=args.embed_dim, head_layers=args.head_layers, critic=args.critic,
-            conditioning=args.conditioning, lock_image=args.lock_image, lock_text=args.lock_text,
-            unlocked_blocks=args.unlocked_blocks, grad_checkpointing=args.grad_checkpointing,
-        )
-    except _USER_ERRORS as exc:
-        return _fail(str(exc))
+    with distributed_session():  # under torchrun: every rank trains, rank 0 exports and probes
+        try:
+            results = _pretrain(args, split)
+        except _USER_ERRORS as exc:
+            return _fail(str(exc))
+    if not is_main_process():
+        return 0
     train = results["train"]
     print(f"trained {train['steps']} steps in {train['seconds']:.1f} s; final metrics "
           + ", ".join(f"{k} {v:.4f}" for k, v in train["final_metrics"].items()))
@@ -198,6 +190,26 @@ def _train(args: argparse.Namespace) -> int:
     _print_probe(results.get("probe"))
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
+
+
+def _pretrain(args: argparse.Namespace, split: dict[str, Any]) -> dict[str, Any]:
+    from ..clip.pretrain import pretrain_clip
+
+    return pretrain_clip(
+        args.data, args.out, model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
+        config=args.config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, tower_lr=args.tower_lr,
+        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, critic_steps=args.critic_steps,
+        amp=args.amp, accumulate=args.accumulate, grad_clip=args.grad_clip, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, seed=split["seed"],
+        num_workers=args.workers, test_fraction=split["test_fraction"], probe=not args.no_probe,
+        skip_missing=split["skip_missing"], device=args.device, progress=not args.no_progress,
+        image_column=args.image_column, caption_column=args.caption_column, label_column=args.label_column or None,
+        method=args.method, shared_critic=args.shared_critic, image_aug=args.image_aug,
+        image_aug_strength=args.image_aug_strength, num_candidates=args.num_candidates, text_aug=args.text_aug,
+        text_aug_p=args.text_aug_p, embed_dim=args.embed_dim, head_layers=args.head_layers, critic=args.critic,
+        conditioning=args.conditioning, lock_image=args.lock_image, lock_text=args.lock_text,
+        unlocked_blocks=args.unlocked_blocks, grad_checkpointing=args.grad_checkpointing,
+    )
 
 
 def _probe(args: argparse.Namespace) -> int:

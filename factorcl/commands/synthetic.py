@@ -54,15 +54,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Under torchrun: join the process group. Rank 0 probes each model while the other ranks wait
     # in the next run's first collective, hence a timeout longer than the default.
-    joined = not distributed.is_distributed() and distributed.init_distributed(timeout=datetime.timedelta(hours=2))
-    try:
-        return _run(args)
-    except ValueError as exc:  # e.g. resuming with another number of processes
-        print(f"factorcl synthetic: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if joined:
-            distributed.cleanup()
+    with distributed.distributed_session(timeout=datetime.timedelta(hours=2)):
+        try:
+            return _run(args)
+        except ValueError as exc:  # e.g. resuming with another number of processes
+            print(f"factorcl synthetic: error: {exc}", file=sys.stderr)
+            return 2
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -42,11 +42,16 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append("train.resume=auto")
     if args.quiet:
         overrides.append("train.progress=false")
-    try:
-        results = run_config(args.config, overrides, verbose=True)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"factorcl train: error: {exc}", file=sys.stderr)
-        return 2
+    from ..distributed import distributed_session, is_main_process
+
+    with distributed_session():  # under torchrun: every rank trains, rank 0 evaluates and writes
+        try:
+            results = run_config(args.config, overrides, verbose=is_main_process())
+        except (ConfigError, ValueError, FileNotFoundError) as exc:
+            print(f"factorcl train: error: {exc}", file=sys.stderr)
+            return 2
+    if not is_main_process() or results is None:
+        return 0
     train = results["train"]
     print(f"trained {results['method']} on {results['dataset']}: {train['steps']} steps in {train['seconds']:.1f} s")
     if results["probe"]:
