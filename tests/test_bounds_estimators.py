@@ -69,8 +69,10 @@ def test_trained_critics_bracket_the_true_mi(kind, mi):
     d, batch = 5, 128
     dist = CorrelatedGaussian.from_mi(d, mi)
     if kind == "separable":
+        # A plain dot-product critic must learn the optimal critic's |y|^2 term through a constant
+        # feature; it needs more steps than the concat critic (checked over seeds 0-3: >= 0.877 of the cap).
         critic = bounds.SeparableCritic(d, d, hidden_dim=64, embed_dim=32, layers=1)
-        steps, lr = 600, 2e-3
+        steps, lr = 1500, 3e-3
     else:
         critic = bounds.ConcatCritic(d, d, hidden_dim=64, layers=1)
         steps, lr = 400, 5e-3
