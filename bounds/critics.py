@@ -148,7 +148,12 @@ class ConcatCritic(nn.Module):
 
     def _rest(self, hx: Tensor, hy: Tensor) -> Tensor:
         # [rows, 1, H] + [1, N, H] -> [rows, N, H] -> layers after the first -> [rows, N]
-        return self.net[1:](hx.unsqueeze(1) + hy.unsqueeze(0)).squeeze(-1)
+        h = hx.unsqueeze(1) + hy.unsqueeze(0)
+        for layer in self.net[1:]:
+            # ReLU in place on the pair activations: neither the broadcast add nor a Linear keeps its
+            # output for the backward pass, and rewriting [rows, N, H] saves a pass over memory.
+            h = torch.relu_(h) if type(layer) is nn.ReLU else layer(h)
+        return h.squeeze(-1)
 
     def score_projections(self, hx: Tensor, hy: Tensor) -> Tensor:
         """Scores [B, N] from the first-layer halves (e.g. gathered from other ranks)."""
