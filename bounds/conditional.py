@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_features, check_groups, check_offset, check_same_batch, check_scores, check_tensor
-from .estimators import _upcast, call_frozen, infonce, nce_club, positives
+from .estimators import _upcast, call_frozen, infonce, nce_club, positives, valid_row_mean
 
 CONDITIONINGS = ("grouped", "concat", "chain")
 
@@ -85,14 +85,11 @@ def grouped_nce_club(
     neg_mask = mask.clone()
     neg_mask.diagonal(offset).fill_(False)
     counts = neg_mask.sum(dim=1)
-    has_neg = counts > 0
-    total = has_neg.sum() if normalizer is None else normalizer(has_neg.sum())
-    if not bool(total > 0):
-        where = "" if normalizer is None else " (on any rank)"
-        raise ValueError(f"no row of scores has a negative in its own group{where}; grouped NCE-CLUB needs "
-                         ">= 2 samples in a group")
-    neg_mean = (s * neg_mask).sum(dim=1)[has_neg] / counts[has_neg].to(s.dtype)
-    return ((positives(s, offset)[has_neg] - neg_mean).sum() / total.to(s.dtype)).to(scores.dtype)
+    neg_mean = (s * neg_mask).sum(dim=1) / counts.clamp_min(1).to(s.dtype)
+    value = valid_row_mean(positives(s, offset) - neg_mean, counts > 0, normalizer,
+                           "no row of scores has a negative in its own group; grouped NCE-CLUB needs >= 2 "
+                           "samples in a group")
+    return value.to(scores.dtype)
 
 
 def concat_condition(x: Tensor, c: Tensor, num_classes: int | None = None) -> Tensor:

@@ -9,6 +9,7 @@ Values are in nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,17 @@ from ._checks import check_offset, check_scores
 def _upcast(scores: Tensor) -> Tensor:
     # logsumexp in bf16/fp16 loses the small differences the bound is made of; do it in fp32.
     return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+
+
+def valid_row_mean(rows: Tensor, valid: Tensor, normalizer: Callable[[Tensor], Tensor] | None, empty: str) -> Tensor:
+    """Mean of ``rows[valid]``: their sum divided by ``normalizer(count)`` when given (e.g. the
+    count over every rank of a distributed job), else by the count. ``empty`` is the error message
+    when no row is valid anywhere."""
+    count = valid.sum()
+    total = count if normalizer is None else normalizer(count)
+    if not bool(total > 0):
+        raise ValueError(empty + ("" if normalizer is None else " (on any rank)"))
+    return rows[valid].sum() / total.to(rows.dtype)
 
 
 def positives(scores: Tensor, offset: int = 0) -> Tensor:

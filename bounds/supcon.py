@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_groups, check_scores, check_tensor
-from .estimators import _upcast
+from .estimators import _upcast, valid_row_mean
 
 
 def supcon_loss(
@@ -49,11 +49,8 @@ def supcon_loss(
     pos = (labels.unsqueeze(1) == candidate_labels.unsqueeze(0)) & valid
     log_prob = s - torch.logsumexp(s.masked_fill(~valid, float("-inf")), dim=1, keepdim=True)
     n_pos = pos.sum(dim=1)
-    has_pos = n_pos > 0
-    total = has_pos.sum() if normalizer is None else normalizer(has_pos.sum())
-    if not bool(total > 0):
-        where = "" if normalizer is None else " (on any rank)"
-        raise ValueError(f"no anchor has a positive (another candidate with its label){where}; SupCon needs >= 2 "
-                         "samples of a class")
-    per_anchor = (log_prob.masked_fill(~pos, 0.0)).sum(dim=1)[has_pos] / n_pos[has_pos].to(s.dtype)
-    return (-per_anchor.sum() / total.to(s.dtype)).to(scores.dtype)
+    per_anchor = log_prob.masked_fill(~pos, 0.0).sum(dim=1) / n_pos.clamp_min(1).to(s.dtype)
+    value = valid_row_mean(per_anchor, n_pos > 0, normalizer,
+                           "no anchor has a positive (another candidate with its label); SupCon needs >= 2 "
+                           "samples of a class")
+    return (-value).to(scores.dtype)
