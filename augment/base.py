@@ -196,26 +196,24 @@ def _draw_device(generator: torch.Generator | None, device: torch.device | str) 
     return torch.device(device) if generator is None else generator.device
 
 
+def _draw(fn, shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str,
+          dtype: torch.dtype) -> Tensor:
+    out = fn(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
+    return out.to(device)
+
+
 def rand(
-    shape: Sequence[int],
-    generator: torch.Generator | None,
-    device: torch.device | str,
-    dtype: torch.dtype = torch.float32,
+    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str, dtype: torch.dtype = torch.float32
 ) -> Tensor:
     """Uniform [0, 1) draws of ``shape`` on ``device``, from ``generator`` (or the global RNG)."""
-    out = torch.rand(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
-    return out.to(device)
+    return _draw(torch.rand, shape, generator, device, dtype)
 
 
 def randn(
-    shape: Sequence[int],
-    generator: torch.Generator | None,
-    device: torch.device | str,
-    dtype: torch.dtype = torch.float32,
+    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str, dtype: torch.dtype = torch.float32
 ) -> Tensor:
     """Standard normal draws of ``shape`` on ``device``, from ``generator`` (or the global RNG)."""
-    out = torch.randn(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
-    return out.to(device)
+    return _draw(torch.randn, shape, generator, device, dtype)
 
 
 def randint(
