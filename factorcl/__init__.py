@@ -6,6 +6,7 @@
 - :func:`linear_probe`, :func:`extract_features`, :func:`probe_ablation`: evaluation.
 """
 
+from . import data
 from .model import FactorCL
 from .objectives import METHODS, SIGNS, TERMS, Objective, get_objective
 from .probe import ProbeResult, extract_features, linear_probe, probe_ablation
@@ -24,6 +25,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "data",
     "extract_features",
     "fit",
     "get_objective",

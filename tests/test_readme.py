@@ -1,0 +1,33 @@
+"""The README's code runs as written (on small data)."""
+
+import re
+from pathlib import Path
+
+import torch
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_block(after_heading: str) -> str:
+    text = README.read_text()
+    section = text[text.index(after_heading):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_own_model_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = python_block("## Use FactorCL on your own model")
+    gen = torch.Generator().manual_seed(0)
+    n = 96
+    w = torch.randn(n, 8, generator=gen)
+    x1 = torch.cat([w, torch.randn(n, 92, generator=gen)], 1)
+    x2 = torch.cat([w, torch.randn(n, 52, generator=gen)], 1)
+    y = (w[:, 0] > 0).long()
+    import factorcl
+
+    loader_of = lambda a, b, c: factorcl.data.PairDataset(a, b, c).loader(32)  # noqa: E731
+    namespace = {"x1": x1, "x2": x2, "y": y, "train_loader": loader_of(x1, x2, y), "test_loader": loader_of(x1, x2, y)}
+    code = code.replace("epochs=10", "epochs=1").replace(".loader(256,", ".loader(32,")
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "runs" / "mine" / "checkpoint.pt").exists()
+    assert isinstance(namespace["model"], factorcl.FactorCL)
