@@ -146,7 +146,7 @@ def test_estimators_with_a_normalizer_divide_their_sum_by_it():
     zero = bounds.grouped_nce_club(scores, alone, cand_alone, offset=0, normalizer=lambda n: n + 4)
     zero.backward()
     assert float(zero.detach()) == 0.0 and torch.equal(scores.grad, torch.zeros_like(scores))
-    with pytest.raises(ValueError, match=r"no row of scores has a negative in its own group \(on any rank\)"):
+    with pytest.raises(ValueError, match=r"no row of scores has a negative in its own group;.*\(on any rank\)"):
         bounds.grouped_nce_club(scores, alone, cand_alone, offset=0, normalizer=lambda n: n)
     labels = torch.tensor([0, 0, 1, 2])
     sc = bounds.supcon_loss(scores.detach()[:, :4], labels)
