@@ -73,3 +73,31 @@ def test_feature_augmentation_keeps_shape_and_changes_values():
     x = torch.randn(32, 10)
     y = aug(x)
     assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_concat_critic_width_comes_from_the_config_and_the_cli(monkeypatch, tmp_path):
+    import bounds
+
+    cfg = tiny_config(concat_critic_hidden=8)
+    concat = syn.build_model("factorcl-ssl:concat", cfg, (100, 100), seed=0)
+    widths = {m.net[0].out_features for m in concat.modules() if isinstance(m, bounds.ConcatCritic)}
+    assert widths == {8}
+    separable = syn.build_model("factorcl-ssl", cfg, (100, 100), seed=0)
+    assert not any(isinstance(m, bounds.ConcatCritic) for m in separable.modules())
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(config):
+        seen["cfg"] = config
+        raise Stop
+
+    monkeypatch.setattr(syn, "run_synthetic_benchmark", capture)
+    with pytest.raises(Stop):
+        cli_main(["synthetic", "--concat-critic-hidden", "24", "--out", str(tmp_path / "r.json")])
+    assert seen["cfg"].concat_critic_hidden == 24
+    with pytest.raises(Stop):
+        cli_main(["synthetic", "--out", str(tmp_path / "r.json")])
+    assert seen["cfg"].concat_critic_hidden == syn.SyntheticBenchmarkConfig().concat_critic_hidden

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-mi-probe", action="store_true", help="skip the MI probing table")
     p.add_argument("--mi-steps", type=int, help="training steps of each MI-probing critic")
     p.add_argument("--batch-size", type=int, help="batch size (per process under torchrun; default 256)")
+    p.add_argument("--concat-critic-hidden", type=int,
+                   help="width of the concat critics (default 64, to keep a CPU sweep short; 256 is much "
+                        "more accurate and about 12x slower)")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--work-dir", help="keep each model's checkpoint in WORK_DIR/<seed>/<method>[/<ratio>]")
     p.add_argument("--resume", action="store_true",
@@ -85,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         ssl_conditioning=args.ssl_conditioning,
         device=args.device,
         batch_size=args.batch_size,
+        concat_critic_hidden=args.concat_critic_hidden,
         work_dir=args.work_dir,
         resume=args.resume or None,
         stop_after=args.stop_after,
