@@ -5,8 +5,10 @@ diagonal); every estimator is a function of such a matrix, in nats:
 
 - :func:`infonce`: I_NCE, a lower bound on I(X; Y) (never above log N).
 - :func:`nce_club`: I_NCE-CLUB, an upper bound when the critic is the optimal InfoNCE critic.
+- :func:`check_bracket`: both of one matrix, flagging an NCE-CLUB below InfoNCE (a broken bound).
 - :func:`club`: the original CLUB with a Gaussian q(y | x), for comparison.
-- :mod:`bounds.conditional`: I(X; Y | C) by grouping, concatenation or the chain rule.
+- :mod:`bounds.conditional`: I(X; Y | C) by grouping, concatenation, the chain rule, or
+  negatives sampled from a learned q(y | c) (:mod:`bounds.sampled`, valid when I(X; C) >> log B).
 - :func:`supcon_loss`: supervised contrastive loss on a score matrix.
 """
 
@@ -22,19 +24,34 @@ from .conditional import (
     grouped_nce_club,
 )
 from .critics import ConcatCritic, SeparableCritic, critic_from_name, mlp
-from .estimators import NCECLUB, InfoNCE, call_frozen, infonce, nce_club, positives
+from .estimators import (
+    NCECLUB,
+    BracketCheck,
+    BrokenBracketWarning,
+    InfoNCE,
+    call_frozen,
+    check_bracket,
+    infonce,
+    nce_club,
+    positives,
+)
+from .sampled import GaussianProposal, sampled_infonce, sampled_nce_club, score_candidates
 from .supcon import supcon_loss
 
 __all__ = [
+    "BracketCheck",
+    "BrokenBracketWarning",
     "CLUB",
     "CONDITIONINGS",
     "ConcatCritic",
     "ConditionalInfoNCE",
     "ConditionalNCECLUB",
+    "GaussianProposal",
     "InfoNCE",
     "NCECLUB",
     "SeparableCritic",
     "call_frozen",
+    "check_bracket",
     "club",
     "concat_condition",
     "critic_from_name",
@@ -45,6 +62,9 @@ __all__ = [
     "mlp",
     "nce_club",
     "positives",
+    "sampled_infonce",
+    "sampled_nce_club",
+    "score_candidates",
     "set_value_checks",
     "supcon_loss",
     "value_checks_enabled",

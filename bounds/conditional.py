@@ -9,9 +9,22 @@
   log N like any InfoNCE value); appending the condition to x only estimates
   I(X, C; Y) = I(C; Y) + I(X; Y | C).
 - ``chain`` (continuous C): the chain rule I(X; Y | C) = I(X; Y, C) - I(X; C), each term
-  estimated with its own critic. The InfoNCE form is a difference of two lower bounds (an
-  estimate, not a bound); the NCE-CLUB form, NCE-CLUB(X; Y, C) - I_NCE(X; C), is an upper bound
-  whenever its two parts are.
+  estimated with its own critic. Both parts are capped at log N, so this is valid only while
+  I(X; C) is well below log N: the InfoNCE form is a difference of two lower bounds (an estimate,
+  not a bound) and reads near 0 or below once I(X; C) >~ log N; the NCE-CLUB form,
+  NCE-CLUB(X; Y, C) - I_NCE(X; C), is an upper bound whenever its two parts are.
+- ``sampled`` (continuous C, valid when I(X; C) >> log N): each row's K negatives are drawn from
+  a learned proposal q(y | c_i) (:class:`bounds.sampled.GaussianProposal`), and a correction
+  critic measures the proposal's error D = E_c KL(p(y | c) || q(y | c)). InfoNCE estimates
+  I_NCE^q(f) - I_NCE-CLUB^q(g), a lower bound on I(X; Y | C) capped at log(1 + K) (not at
+  I(X; C)) when g is optimal; NCE-CLUB estimates I_NCE-CLUB^q(f) - I_NCE^q(g), an upper bound when
+  f is optimal, for any q and g. See :mod:`bounds.sampled`. The critic scores x and y after each
+  is standardised by its proposal, (y - mu(c)) / sigma(c). By default (fast: one [B, K] matrix) it
+  does not see c itself, which assumes the dependence left in those residuals does not change with
+  c (exact for jointly Gaussian data); ``critic_sees_condition=True`` appends c to both sides,
+  the general critic f(x, y, c) the bounds' optimality statements need, at B * K critic inputs. The condition is taken per row
+  (x's B rows), so it needs no gathered candidates: under a process group the ranks' mean is
+  the global batch's value.
 """
 
 from __future__ import annotations
@@ -24,8 +37,12 @@ from torch import Tensor, nn
 
 from ._checks import check_features, check_groups, check_offset, check_same_batch, check_scores, check_tensor
 from .estimators import _upcast, call_frozen, infonce, nce_club, positives, valid_row_mean
+from .sampled import sampled_infonce, sampled_nce_club, score_candidates
 
-CONDITIONINGS = ("grouped", "concat", "chain")
+CONDITIONINGS = ("grouped", "concat", "chain", "sampled")
+
+#: Default number of negatives per row that ``sampled`` draws from its proposal.
+DEFAULT_NUM_NEGATIVES = 127
 
 
 def _group_mask(scores: Tensor, groups: Tensor, candidate_groups: Tensor | None, offset: int) -> Tensor:
@@ -117,12 +134,27 @@ class _Conditional(nn.Module):
         num_classes: int | None = None,
         marginal_critic: nn.Module | None = None,
         concat_sides: str = "both",
+        proposal: nn.Module | None = None,
+        correction_critic: nn.Module | None = None,
+        num_negatives: int = DEFAULT_NUM_NEGATIVES,
+        x_proposal: nn.Module | None = None,
+        critic_sees_condition: bool = False,
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {list(CONDITIONINGS)}, got {conditioning!r}")
         if conditioning == "chain" and marginal_critic is None:
             raise ValueError("conditioning='chain' needs marginal_critic, the critic of I(X; C)")
+        if conditioning == "sampled" and proposal is None:
+            raise ValueError("conditioning='sampled' needs proposal, a learned q(y | c) such as "
+                             "bounds.GaussianProposal(c_dim, y_dim)")
+        if int(num_negatives) < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        self.proposal = proposal
+        self.x_proposal = x_proposal
+        self.critic_sees_condition = bool(critic_sees_condition)
+        self.correction_critic = correction_critic
+        self.num_negatives = int(num_negatives)
         if concat_sides not in ("both", "x"):
             raise ValueError(f"concat_sides must be 'both' or 'x', got {concat_sides!r}")
         self.critic = critic
@@ -163,6 +195,74 @@ class _Conditional(nn.Module):
         c = self._chain_condition(x, cx, cy)
         return call_frozen(self.marginal_critic, x, c) if frozen else self.marginal_critic(x, c)
 
+    def _sampled_candidates(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None,
+                            offset: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(c [B, k], x side [B, dx], positives [B, dy], negatives [K, dy]) in the proposals' residual units.
+
+        Row i's positive is standardised by q: (y_i - mu(c_i)) / sigma(c_i); its K negatives are
+        draws of q(y | c_i), which standardised are K draws of N(0, I), so one set of K draws serves
+        every row. With ``x_proposal`` the x side is standardised by q(x | c) in the same way.
+        Both maps are invertible given c, so the critic is still a function of (x, y, c) and every
+        bound statement holds; they spare the critic from learning to subtract E[y | c] where C
+        fixes most of Y.
+        """
+        b = x.shape[0]
+        if y.shape[0] < offset + b:
+            raise ValueError(f"y must hold this rank's positives y[offset:offset + B] (offset={offset}, B={b}), "
+                             f"got {y.shape[0]} rows")
+        c = self._chain_condition(x, cx, cy)
+        if c.shape[0] != b:
+            raise ValueError(f"conditioning='sampled' takes one condition per row of x: cx (and cy) must have "
+                             f"B={b} rows, got {c.shape[0]}")
+        positive = _standardize(self.proposal, y[offset : offset + b], c)
+        noise = torch.randn((self.num_negatives, positive.shape[1]), device=positive.device, dtype=positive.dtype)
+        x_side = x if self.x_proposal is None else _standardize(self.x_proposal, x, c)
+        return c, x_side, positive, noise
+
+    def _sampled_scores(self, x_side: Tensor, c: Tensor, positive: Tensor, noise: Tensor, frozen: bool) -> Tensor:
+        """f(x_i, y, c_i) for row i's positive (column 0) and the K negatives, [B, 1 + K].
+
+        Without ``critic_sees_condition`` the negatives are scored as one ordinary [B, K] matrix
+        (the cost of an in-batch critic); with it, c_i is appended to both sides and every row's
+        K candidates are scored separately (B * K critic inputs).
+        """
+        scorer = _CandidateScorer(self.critic)
+        run = (lambda *a: call_frozen(scorer, *a)) if frozen else scorer  # noqa: E731
+        if self.critic_sees_condition:
+            cand = torch.cat([positive.unsqueeze(1), noise.unsqueeze(0).expand(positive.shape[0], -1, -1)], dim=1)
+            c_rows = c.to(cand.dtype).unsqueeze(1).expand(-1, cand.shape[1], -1)
+            return run(torch.cat([x_side, c.to(x_side.dtype)], dim=1), torch.cat([cand, c_rows], dim=2))
+        return run(x_side, positive.unsqueeze(1), noise)
+
+    def _correction_scores(self, c: Tensor, positive: Tensor, noise: Tensor) -> Tensor:
+        """g(c_i, y): the correction critic's scores of the real y_i (column 0) against q's K samples, [B, 1 + K]."""
+        return _CandidateScorer(self.correction_critic)(c.detach(), positive.detach().unsqueeze(1), noise.detach())
+
+    def critic_loss_parameters(self) -> list[nn.Parameter]:
+        """The parameters :meth:`critic_loss` trains (and ``forward`` leaves frozen)."""
+        if isinstance(self, ConditionalNCECLUB):
+            return list(self.parameters())
+        params: list[nn.Parameter] = []
+        for part in (self.marginal_critic, self.proposal, self.x_proposal, self.correction_critic):
+            if part is not None:
+                params += list(part.parameters())
+        return params
+
+    def _sampled_critic_loss(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None, offset: int,
+                             train_main: bool) -> Tensor:
+        x, y, cx, cy = _detach_all(x, y, cx, cy)
+        c = self._chain_condition(x, cx, cy)
+        loss = self.proposal.nll(y[offset : offset + x.shape[0]], c)
+        if self.x_proposal is not None:
+            loss = loss + self.x_proposal.nll(x, c)
+        with torch.no_grad():
+            c, x_side, positive, noise = self._sampled_candidates(x, y, cx, cy, offset)
+        if self.correction_critic is not None:
+            loss = loss - sampled_infonce(self._correction_scores(c, positive, noise))
+        if train_main:
+            loss = loss - sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False))
+        return loss
+
     def _lower(self, scores: Tensor, cx: Tensor, cy: Tensor | None, offset: int) -> Tensor:
         if self.conditioning == "grouped":
             return grouped_infonce(scores, cx, cy, offset=offset)
@@ -175,30 +275,45 @@ class ConditionalInfoNCE(_Conditional):
     ``forward(x, y, cx, cy=None)``: ``cx`` is the condition of the x side ([B] integer labels for
     ``grouped``; [B, k] features or labels otherwise), ``cy`` that of the y side (defaults to cx).
     With ``chain`` the condition goes with the candidates: ``cx`` (and ``cy``, appended to it)
-    must have y's N rows; for an ordinary in-batch matrix (N == B) nothing changes.
+    must have y's N rows; for an ordinary in-batch matrix (N == B) nothing changes. With
+    ``sampled`` the condition goes with x's B rows and the positives are ``y[offset:offset + B]``.
     Maximising ``forward`` trains the critic. With ``chain``, the subtracted I_NCE(X; C) must not
     be trained by that maximisation (it would push its own critic down), so its critic is frozen
-    in ``forward`` and trained by ``critic_loss`` instead.
+    in ``forward`` and trained by ``critic_loss`` instead; with ``sampled`` the same holds for
+    the proposal and the correction critic (whose value enters without gradient).
     """
 
     @property
     def has_critic_loss(self) -> bool:
-        """Whether ``critic_loss`` trains anything (the marginal critic of ``chain``)."""
-        return self.conditioning == "chain"
+        """Whether ``critic_loss`` trains anything (the marginal critic of ``chain``; the proposal
+        and correction critic of ``sampled``)."""
+        return self.conditioning in ("chain", "sampled")
 
     def forward(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0) -> Tensor:
         """The conditional InfoNCE estimate (nats); gradients reach the (main) critic and the inputs."""
         check_features(x, None, "x")
         check_features(y, None, "y")
+        if self.conditioning == "sampled":
+            c, x_side, positive, noise = self._sampled_candidates(x, y, cx, cy, offset)
+            value = sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False))
+            if self.correction_critic is None:
+                return value
+            with torch.no_grad():  # D's upper estimate; clamped at 0 because D >= 0
+                correction = sampled_nce_club(self._correction_scores(c, positive, noise)).clamp_min(0.0)
+            return value - correction
         value = self._lower(self._scores(x, y, cx, cy, frozen=False), cx, cy, offset)
         if self.conditioning != "chain":
             return value
         return value - infonce(self._marginal_scores(x, cx, cy, frozen=True), offset=offset)
 
     def critic_loss(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0) -> Tensor:
-        """-I_NCE(X; C) on detached inputs, training the ``chain`` marginal critic only."""
+        """The loss of the separately trained parts on detached inputs: -I_NCE(X; C) for ``chain``'s
+        marginal critic; the proposal's NLL and the correction critic's -I_NCE^q for ``sampled``."""
         if not self.has_critic_loss:
-            raise ValueError(f"conditioning={self.conditioning!r} has no separately trained critic; only 'chain' does")
+            raise ValueError(f"conditioning={self.conditioning!r} has no separately trained critic; "
+                             "only 'chain' and 'sampled' do")
+        if self.conditioning == "sampled":
+            return self._sampled_critic_loss(x, y, cx, cy, offset, train_main=False)
         det = _detach_all(x, cx, cy)
         return -infonce(self._marginal_scores(det[0], det[1], det[2], frozen=False), offset=offset)
 
@@ -212,6 +327,9 @@ class ConditionalNCECLUB(_Conditional):
     def __init__(self, *args, include_diagonal: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.include_diagonal = bool(include_diagonal)
+        #: NCE-CLUB minus the InfoNCE of the same scores at the last ``forward`` (detached); below 0
+        #: the critic is far from optimal and the estimate is no upper bound.
+        self.last_bracket: Tensor | None = None
 
     def forward(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0,
                 normalizer: Callable[[Tensor], Tensor] | None = None) -> Tensor:
@@ -222,21 +340,67 @@ class ConditionalNCECLUB(_Conditional):
         """
         check_features(x, None, "x")
         check_features(y, None, "y")
+        if self.conditioning == "sampled":
+            c, x_side, positive, noise = self._sampled_candidates(x, y, cx, cy, offset)
+            scores = self._sampled_scores(x_side, c, positive, noise, frozen=True)
+            value = sampled_nce_club(scores)
+            # The bracket check: an NCE-CLUB below its own critic's InfoNCE means the critic is far
+            # from optimal and the value is no upper bound (see FactorCL's bound diagnostics).
+            self.last_bracket = (value - sampled_infonce(scores)).detach()
+            if self.correction_critic is None:
+                return value
+            with torch.no_grad():  # D's lower estimate (any critic's); clamped at 0 because D >= 0
+                correction = sampled_infonce(self._correction_scores(c, positive, noise)).clamp_min(0.0)
+            return value - correction
         scores = self._scores(x, y, cx, cy, frozen=True)
         if self.conditioning == "grouped":
-            return grouped_nce_club(scores, cx, cy, offset=offset, normalizer=normalizer)
+            value = grouped_nce_club(scores, cx, cy, offset=offset, normalizer=normalizer)
+            self.last_bracket = (value - grouped_infonce(scores, cx, cy, offset=offset)).detach()
+            return value
         value = nce_club(scores, include_diagonal=self.include_diagonal, offset=offset)
+        self.last_bracket = (value - infonce(scores, offset=offset)).detach()
         if self.conditioning != "chain":
             return value
         return value - infonce(self._marginal_scores(x, cx, cy, frozen=True), offset=offset)
 
+    @torch.no_grad()
+    def critic_infonce(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0) -> Tensor:
+        """The InfoNCE of the main critic on these inputs, the quantity its training maximises (no
+        gradient): how far the critic is from converged shows as a gap in this value."""
+        if self.conditioning == "sampled":
+            c, x_side, positive, noise = self._sampled_candidates(x, y, cx, cy, offset)
+            return sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False))
+        return self._lower(self._scores(x, y, cx, cy, frozen=False), cx, cy, offset)
+
     def critic_loss(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0) -> Tensor:
-        """-(conditional I_NCE) on detached inputs (plus -I_NCE(X; C) for ``chain``): trains the critics only."""
+        """-(conditional I_NCE) on detached inputs (plus -I_NCE(X; C) for ``chain``; plus the proposal's
+        NLL and the correction critic's loss for ``sampled``): trains the critics only."""
+        if self.conditioning == "sampled":
+            return self._sampled_critic_loss(x, y, cx, cy, offset, train_main=True)
         x, y, cx, cy = _detach_all(x, y, cx, cy)
         loss = -self._lower(self._scores(x, y, cx, cy, frozen=False), cx, cy, offset)
         if self.conditioning != "chain":
             return loss
         return loss - infonce(self._marginal_scores(x, cx, cy, frozen=False), offset=offset)
+
+
+def _standardize(proposal: nn.Module, y: Tensor, c: Tensor) -> Tensor:
+    """(y - mu(c)) / sigma(c) under a frozen proposal: gradients reach y and c, never q."""
+    mean, log_std = call_frozen(proposal, c)
+    return (y - mean.to(y.dtype)) * torch.exp(-log_std).to(y.dtype)
+
+
+class _CandidateScorer(nn.Module):
+    """``score_candidates`` as a module call, so that :func:`call_frozen` can freeze the critic."""
+
+    def __init__(self, critic: nn.Module) -> None:
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, x: Tensor, candidates: Tensor, shared: Tensor | None = None) -> Tensor:
+        """[B, M] row-own candidates' scores, then (with ``shared`` [K, D]) the [B, K] scores of the shared ones."""
+        own = score_candidates(self.critic, x, candidates)
+        return own if shared is None else torch.cat([own, self.critic(x, shared)], dim=1)
 
 
 def _detach_all(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -250,6 +414,7 @@ def _detach_all(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
 
 __all__ = [
     "CONDITIONINGS",
+    "DEFAULT_NUM_NEGATIVES",
     "ConditionalInfoNCE",
     "ConditionalNCECLUB",
     "concat_condition",

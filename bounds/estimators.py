@@ -9,7 +9,9 @@ Values are in nats.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +74,58 @@ def nce_club(scores: Tensor, include_diagonal: bool = False, offset: int = 0) ->
             raise ValueError("scores must have at least 2 columns to hold negatives (N >= 2)")
         neg_mean = (s.sum() - pos.sum()) / (b * n - b)
     return (pos.mean() - neg_mean).to(scores.dtype)
+
+
+class BrokenBracketWarning(UserWarning):
+    """NCE-CLUB fell below InfoNCE (or below 0): the critic is far from optimal, the upper bound is not one."""
+
+
+@dataclass(frozen=True)
+class BracketCheck:
+    """InfoNCE and NCE-CLUB of one score matrix, and whether they can bracket I(X; Y) (Eq. 4.12).
+
+    ``ok`` is False when ``nce_club < infonce`` or ``nce_club < 0``: I(X; Y) >= 0 and InfoNCE is a
+    lower bound for any critic, so an "upper bound" below either cannot be one. On one matrix,
+    Jensen's inequality (logsumexp_j s_ij >= log N + mean_j s_ij) gives InfoNCE <= (N - 1) / N *
+    NCE-CLUB, so the bracket breaks exactly when NCE-CLUB is negative. ``ok`` True is necessary,
+    not sufficient: NCE-CLUB can still sit below the true I when the critic is poor; compare
+    held-out values over several batches for a sharper test.
+    """
+
+    infonce: float
+    nce_club: float
+    ok: bool = field(init=False)  # nce_club >= max(infonce, 0), derived so that it cannot disagree
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", bool(self.nce_club >= max(self.infonce, 0.0)))
+
+    @property
+    def message(self) -> str:
+        """One line for a log: the two values and, when broken, why and what to do."""
+        values = f"InfoNCE {self.infonce:.4f}, NCE-CLUB {self.nce_club:.4f} nats"
+        if self.ok:
+            return f"bracket ok: {values}"
+        reasons = (("below InfoNCE", self.nce_club < self.infonce), ("negative", self.nce_club < 0))
+        why = " and ".join(reason for reason, broken in reasons if broken)
+        return (
+            f"bracket broken: {values}; NCE-CLUB is {why}, so the critic is far from the optimal InfoNCE "
+            "critic and NCE-CLUB is not an upper bound (train the critic longer, or use a bounded critic "
+            "such as the default cosine SeparableCritic)"
+        )
+
+
+def check_bracket(scores: Tensor, offset: int = 0, warn: bool = False) -> BracketCheck:
+    """InfoNCE and NCE-CLUB of ``scores`` ([B, N]) with a verdict; one host sync, no gradient.
+
+    ``warn=True`` also issues a :class:`BrokenBracketWarning` when the bracket is broken.
+    """
+    with torch.no_grad():
+        both = torch.stack([infonce(scores, offset=offset).float(), nce_club(scores, offset=offset).float()])
+    lower, upper = both.tolist()
+    result = BracketCheck(infonce=lower, nce_club=upper)
+    if warn and not result.ok:
+        warnings.warn(result.message, BrokenBracketWarning, stacklevel=2)
+    return result
 
 
 def call_frozen(module: nn.Module, *args: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,3 +144,20 @@ def test_critic_speed_skips_configurations_estimated_too_slow(monkeypatch, capsy
     lines = critic_speed.check_targets(results)
     assert all(line.startswith("N/A") for line in lines)
     assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", mi_estimation.DISTRIBUTIONS)
+def test_mi_estimation_distributions_hit_each_level(name):
+    """--distribution: every level's data has I(X; Y) equal to the level, and a tiny run is finite."""
+    for mi in mi_estimation.LEVELS:
+        assert mi_estimation.make_distribution(name, 20, mi, df=2.0).mi == pytest.approx(mi)
+    traces = mi_estimation.run_dim(3, 2, 16, 8, 1, 8, 5e-3, 0, torch.device("cpu"), levels=(2.0,),
+                                   progress=False, distribution=name, df=2.0)
+    assert all(np.isfinite(t).all() and t.shape == (2,) for t in traces.values())
+    refs = mi_estimation.references(3, 16, (2.0,), distribution=name)
+    assert math.isnan(refs["i_plus_lautum"][0]) == (name != "gaussian")
+
+
+def test_mi_estimation_student_t_rejects_levels_below_its_tail_term():
+    with pytest.raises(ValueError, match="df=1"):
+        mi_estimation.make_distribution("student-t", 20, 0.01, df=1.0)

@@ -45,7 +45,7 @@ def test_concat_critic_gradients_match_tiled_and_checkpoint():
 
 def test_separable_critic_is_inner_product_of_embeddings():
     torch.manual_seed(0)
-    critic = bounds.SeparableCritic(5, 7, hidden_dim=16, embed_dim=8, temperature=0.5)
+    critic = bounds.SeparableCritic(5, 7, hidden_dim=16, embed_dim=8, normalize=False, temperature=0.5)
     x, y = torch.randn(4, 5), torch.randn(6, 7)
     expected = critic.g(x) @ critic.h(y).T / 0.5
     torch.testing.assert_close(critic(x, y), expected)
