@@ -18,7 +18,7 @@
   critic measures the proposal's error D = E_c KL(p(y | c) || q(y | c)). InfoNCE estimates
   I_NCE^q(f) - I_NCE-CLUB^q(g), a lower bound on I(X; Y | C) capped at log(1 + K) (not at
   I(X; C)) when g is optimal; NCE-CLUB estimates I_NCE-CLUB^q(f) - I_NCE^q(g), an upper bound when
-  f is optimal, for any q and g. See :mod:`bounds.sampled`. The critic scores x and y after each
+  f is the optimal critic (which must lie in the critic family), for any q and g. See :mod:`bounds.sampled`. The critic scores x and y after each
   is standardised by its proposal, (y - mu(c)) / sigma(c). By default (fast: one [B, K] matrix) it
   does not see c itself, which assumes the dependence left in those residuals does not change with
   c (exact for jointly Gaussian data); ``critic_sees_condition=True`` appends c to both sides,
@@ -150,6 +150,10 @@ class _Conditional(nn.Module):
                              "bounds.GaussianProposal(c_dim, y_dim)")
         if int(num_negatives) < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        if conditioning == "sampled" and x_proposal is None and not critic_sees_condition:
+            raise ValueError("conditioning='sampled' with critic_sees_condition=False needs x_proposal (a learned "
+                             "q(x | c)): a critic that sees neither c nor x's residual cannot represent "
+                             "log p(y | x, c) / q(y | c), even for Gaussians")
         self.proposal = proposal
         self.x_proposal = x_proposal
         self.critic_sees_condition = bool(critic_sees_condition)
@@ -234,9 +238,16 @@ class _Conditional(nn.Module):
             return run(torch.cat([x_side, c.to(x_side.dtype)], dim=1), torch.cat([cand, c_rows], dim=2))
         return run(x_side, positive.unsqueeze(1), noise)
 
-    def _correction_scores(self, c: Tensor, positive: Tensor, noise: Tensor) -> Tensor:
-        """g(c_i, y): the correction critic's scores of the real y_i (column 0) against q's K samples, [B, 1 + K]."""
-        return _CandidateScorer(self.correction_critic)(c.detach(), positive.detach().unsqueeze(1), noise.detach())
+    def _correction_scores(self, c: Tensor, positive: Tensor, noise: Tensor, frozen: bool = False) -> Tensor:
+        """g(c_i, y): the correction critic's scores of the real y_i (column 0) against q's K samples, [B, 1 + K].
+
+        ``frozen``: g's parameters detached, gradients reach c and the positive (the estimate's
+        gradient with respect to the inputs); otherwise the inputs are detached (g's training).
+        """
+        scorer = _CandidateScorer(self.correction_critic)
+        if frozen:
+            return call_frozen(scorer, c, positive.unsqueeze(1), noise.detach())
+        return scorer(c.detach(), positive.detach().unsqueeze(1), noise.detach())
 
     def critic_loss_parameters(self) -> list[nn.Parameter]:
         """The parameters :meth:`critic_loss` trains (and ``forward`` leaves frozen)."""
@@ -298,8 +309,10 @@ class ConditionalInfoNCE(_Conditional):
             value = sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False))
             if self.correction_critic is None:
                 return value
-            with torch.no_grad():  # D's upper estimate; clamped at 0 because D >= 0
-                correction = sampled_nce_club(self._correction_scores(c, positive, noise)).clamp_min(0.0)
+            # D's upper estimate, clamped at 0 because D >= 0 (conservative). It keeps its gradient
+            # with respect to the inputs: without it the encoders would climb I + D, rewarded for
+            # features that q fits badly.
+            correction = sampled_nce_club(self._correction_scores(c, positive, noise, frozen=True)).clamp_min(0.0)
             return value - correction
         value = self._lower(self._scores(x, y, cx, cy, frozen=False), cx, cy, offset)
         if self.conditioning != "chain":
@@ -349,8 +362,9 @@ class ConditionalNCECLUB(_Conditional):
             self.last_bracket = (value - sampled_infonce(scores)).detach()
             if self.correction_critic is None:
                 return value
-            with torch.no_grad():  # D's lower estimate (any critic's); clamped at 0 because D >= 0
-                correction = sampled_infonce(self._correction_scores(c, positive, noise)).clamp_min(0.0)
+            # D's lower estimate (any critic's), not clamped: clamping each batch at 0 would push its
+            # mean above D when D is near 0. With gradient with respect to the inputs, as above.
+            correction = sampled_infonce(self._correction_scores(c, positive, noise, frozen=True))
             return value - correction
         scores = self._scores(x, y, cx, cy, frozen=True)
         if self.conditioning == "grouped":
@@ -385,9 +399,13 @@ class ConditionalNCECLUB(_Conditional):
 
 
 def _standardize(proposal: nn.Module, y: Tensor, c: Tensor) -> Tensor:
-    """(y - mu(c)) / sigma(c) under a frozen proposal: gradients reach y and c, never q."""
+    """(y - mu(c)) / sigma(c) under a frozen proposal: gradients reach y and c, never q.
+
+    Computed in the proposal's float32: in bf16, y - mu(c) cancels catastrophically when C fixes Y.
+    """
     mean, log_std = call_frozen(proposal, c)
-    return (y - mean.to(y.dtype)) * torch.exp(-log_std).to(y.dtype)
+    with torch.autocast(device_type=y.device.type, enabled=False):
+        return (y.to(mean.dtype) - mean) * torch.exp(-log_std)
 
 
 class _CandidateScorer(nn.Module):

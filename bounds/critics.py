@@ -148,6 +148,13 @@ class SeparableCritic(nn.Module):
         """Scores [B, N] with scores[i, j] = f(x_i, y_j)."""
         return self.score_embeddings(self.embed_x(x), self.embed_y(y))
 
+    def score_candidates(self, x: Tensor, candidates: Tensor) -> Tensor:
+        """Scores [B, M] with scores[i, m] = f(x_i, candidates[i, m]): each row its own M candidates."""
+        b, m, d = candidates.shape
+        gx = self.embed_x(x)
+        hy = self.embed_y(candidates.reshape(b * m, d)).view(b, m, -1)
+        return torch.einsum("be,bme->bm", gx, hy) * self.inverse_temperature()
+
     def extra_repr(self) -> str:
         learn = f", learn_temperature=True, min_temperature={self.min_temperature}" if self.learn_temperature else ""
         return f"normalize={self.normalize}, temperature={self.temperature:.4g}{learn}"
@@ -221,6 +228,14 @@ class ConcatCritic(nn.Module):
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Scores [B, N] with scores[i, j] = MLP([x_i; y_j])."""
         return self.score_projections(self.project_x(x), self.project_y(y))
+
+    def score_candidates(self, x: Tensor, candidates: Tensor) -> Tensor:
+        """Scores [B, M] with scores[i, m] = MLP([x_i; candidates[i, m]]): each row its own M candidates."""
+        b, m, d = candidates.shape
+        h = self.project_x(x).unsqueeze(1) + self.project_y(candidates.reshape(b * m, d)).view(b, m, -1)
+        for layer in self.net[1:]:
+            h = layer(h)
+        return h.squeeze(-1)
 
     def extra_repr(self) -> str:
         return f"chunk_size={self.chunk_size}, checkpoint={self.checkpoint}"

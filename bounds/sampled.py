@@ -13,7 +13,9 @@ What the estimates are (critic f(x, y, c), proposal q, correction critic g(y, c)
   where D = E_c KL(p(y | c) || q(y | c)) is the proposal's error; it is capped at log(1 + K),
   not at I(X; C).
 - ``sampled_nce_club(f*)`` = I + D + E_{x,c} KL(q(y | c) || p(y | x, c)) >= I(X; Y | C) for the
-  optimal f* and any q: an upper bound, tight when q is close to p(y | c).
+  optimal f* = log p(y | x, c) / q(y | c) + a(x, c) and any q: an upper bound, tight when q is
+  close to p(y | c). Like every NCE-CLUB it needs f* inside the critic family and the critic
+  trained near it; a critic that cannot represent f* can read below I.
 - the correction critic g, trained to tell the real y_i from q's samples given c_i, measures D:
   ``sampled_infonce(g)`` <= D for any g, and ``sampled_nce_club(g*)`` >= D for the optimal g*.
   So I_NCE^q(f) - I_NCE-CLUB^q(g) is a lower bound on I(X; Y | C) (when g is optimal) and
@@ -72,8 +74,9 @@ def sampled_nce_club(scores: Tensor) -> Tensor:
 def score_candidates(critic: nn.Module, x: Tensor, candidates: Tensor) -> Tensor:
     """Scores [B, M] with scores[i, m] = f(x_i, candidates[i, m]): every row has its own candidates.
 
-    Uses ``critic.score_candidates`` when the critic has one (both shipped critics do); any other
-    critic is scored on all B * M candidates and the rows' own blocks are kept (B times the work).
+    Uses ``critic.score_candidates`` when the critic has one (``SeparableCritic`` and
+    ``ConcatCritic`` do); any other critic is scored on all B * M candidates and the rows' own
+    blocks are kept (B times the work).
     """
     check_features(x, None, "x")
     candidates = check_tensor(candidates, "candidates")
@@ -84,15 +87,6 @@ def score_candidates(critic: nn.Module, x: Tensor, candidates: Tensor) -> Tensor
     if own is not None:
         return own(x, candidates)
     b, m, d = candidates.shape
-    if hasattr(critic, "embed_x") and hasattr(critic, "embed_y"):  # separable: g(x_i)^T h(y_im) / tau
-        gx = critic.embed_x(x)
-        hy = critic.embed_y(candidates.reshape(b * m, d)).view(b, m, -1)
-        return torch.einsum("be,bme->bm", gx, hy) / critic.temperature
-    if hasattr(critic, "project_x") and hasattr(critic, "project_y"):  # concat: split first layer
-        h = critic.project_x(x).unsqueeze(1) + critic.project_y(candidates.reshape(b * m, d)).view(b, m, -1)
-        for layer in critic.net[1:]:
-            h = layer(h)
-        return h.squeeze(-1)
     full = critic(x, candidates.reshape(b * m, d)).view(b, b, m)
     return full[torch.arange(b, device=x.device), torch.arange(b, device=x.device)]
 
@@ -102,19 +96,27 @@ class GaussianProposal(nn.Module):
 
     mu(c) = A c + b + r * m(c) and sigma(c) = r * s(c): A, b are the least-squares regression of
     y on c, held in closed form from running moments (buffers, ridge-regularised), r is the running
-    standard deviation of its residual (measured on each new batch before it joins the fit), and an MLP on standardised c gives the nonlinear correction
+    standard deviation of its residual (from the moments, with the degrees-of-freedom correction, once
+    they average at least 2 dim c samples; before that measured on each new batch before it joins
+    the fit), and an MLP on standardised c gives the nonlinear correction
     m and the scale s (its last layer starts near zero, so q starts as the linear-Gaussian fit
     with s = 1). The moments are updated by :meth:`nll` in training mode (the first batch sets them,
     later ones move them by ``momentum``); the MLP is trained by the gradient of :meth:`nll`.
     Why: the fit is exact for jointly Gaussian (Y, C) and scale-free, and gradient steps need only
     learn what linear regression misses, in units of its residual (Adam moves a weight about lr per
     step, so learning y = 10 c by gradient would take thousands of steps). ``sigma`` is floored at
-    :data:`MIN_PROPOSAL_STD` times r. This is the proposal of the sampled conditional estimators:
+    :data:`MIN_PROPOSAL_STD` times r. ``ridge`` is the regression's prior in samples: the penalty is
+    ridge * mean(diag Cov(c)) / n_eff, n_eff the number of samples the running moments average
+    (B times the batches, up to B / momentum), so it keeps the solve well posed while dim c > n_eff
+    and its shrinkage bias (about ridge / n_eff of A c) vanishes as data accumulate: a fixed
+    fraction would leave an error of that fraction of |A c|, far above sigma exactly where C fixes
+    most of Y. The fit and the forward pass run in float32 even under autocast: a bf16 mean of a
+    large A c is off by more than sigma. This is the proposal of the sampled conditional estimators:
     exact for Gaussians, an approximation otherwise, whose error the correction critic measures.
     """
 
     def __init__(self, c_dim: int, y_dim: int, hidden_dim: int = 256, layers: int = 1, momentum: float = 0.01,
-                 ridge: float = 1e-2) -> None:
+                 ridge: float = 1.0) -> None:
         super().__init__()
         from .critics import mlp  # the shared MLP builder (He init, zero biases)
 
@@ -129,12 +131,16 @@ class GaussianProposal(nn.Module):
         nn.init.normal_(self.net[-1].weight, std=1e-3)
         nn.init.zeros_(self.net[-1].bias)
         k, d = self.c_dim, self.y_dim
-        self.register_buffer("c_mean", torch.zeros(k))
-        self.register_buffer("y_mean", torch.zeros(d))
-        self.register_buffer("cc", torch.eye(k))  # running E[(c - mean)(c - mean)^T]
-        self.register_buffer("yc", torch.zeros(d, k))  # running E[(y - mean)(c - mean)^T]
-        self.register_buffer("weight", torch.zeros(d, k))  # A = yc cc^-1
-        self.register_buffer("residual_std", torch.ones(d))
+        # Moments in float64: where C fixes Y, the residual variance is a difference of numbers
+        # 1e6 times larger, which float32 cannot resolve.
+        f64 = torch.float64
+        self.register_buffer("c_mean", torch.zeros(k, dtype=f64))
+        self.register_buffer("y_mean", torch.zeros(d, dtype=f64))
+        self.register_buffer("cc", torch.eye(k, dtype=f64))  # running E[(c - mean)(c - mean)^T]
+        self.register_buffer("yc", torch.zeros(d, k, dtype=f64))  # running E[(y - mean)(c - mean)^T]
+        self.register_buffer("yy", torch.ones(d, dtype=f64))  # running E[(y - mean)^2]
+        self.register_buffer("weight", torch.zeros(d, k, dtype=f64))  # A = yc (cc + lambda I)^-1
+        self.register_buffer("residual_std", torch.ones(d, dtype=f64))
         self.register_buffer("fitted_batches", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
@@ -154,8 +160,10 @@ class GaussianProposal(nn.Module):
         if n > 0:
             # The residual scale is measured out of sample (this batch, the fit before it), so that a
             # regression that interpolates a small batch (dim c > B) cannot claim a tiny residual.
+            # The first such measurement replaces the placeholder (y's spread) instead of joining it.
             resid = (y - self.y_mean) - (c - self.c_mean) @ self.weight.T
-            self.residual_std.lerp_(resid.pow(2).mean(0).sqrt().clamp_min(MIN_PROPOSAL_STD), m)
+            scale = resid.pow(2).mean(0).sqrt().clamp_min(MIN_PROPOSAL_STD)
+            self.residual_std.lerp_(scale, 1.0 if n == 1 else max(self.momentum, 1.0 / n))
         else:
             self.residual_std.copy_(y.std(0).clamp_min(MIN_PROPOSAL_STD))
         self.c_mean.lerp_(c.mean(0), m)
@@ -163,14 +171,29 @@ class GaussianProposal(nn.Module):
         cd, yd = c - self.c_mean, y - self.y_mean
         self.cc.lerp_(cd.T @ cd / c.shape[0], m)
         self.yc.lerp_(yd.T @ cd / c.shape[0], m)
-        lam = self.ridge * float(self.cc.diagonal().mean().clamp_min(1e-12))
+        self.yy.lerp_(yd.pow(2).mean(0), m)
+        n_eff = y.shape[0] * min(n + 1, 1.0 / self.momentum)
+        lam = self.ridge * float(self.cc.diagonal().mean().clamp_min(1e-12)) / n_eff
         eye = torch.eye(self.c_dim, device=c.device, dtype=c.dtype)
         self.weight.copy_(torch.linalg.solve(self.cc + lam * eye, self.yc.T).T)
+        if n_eff >= 2 * self.c_dim:
+            # Enough samples: the residual variance of the regression from the moments themselves,
+            # with the degrees-of-freedom correction n / (n - dim c) of an unbiased OLS estimate; it
+            # forgets the early, poorer fits as fast as the moments do.
+            # E(y - A c)^2 for the ridge A (not yy - A yc^T, which holds for the OLS A only).
+            a = self.weight
+            resid_var = self.yy - 2 * (a * self.yc).sum(1) + ((a @ self.cc) * a).sum(1)
+            resid_var = resid_var.clamp_min(0.0) * n_eff / (n_eff - self.c_dim)
+            self.residual_std.copy_(resid_var.sqrt().clamp_min(MIN_PROPOSAL_STD))
         self.fitted_batches += 1
 
     def forward(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean [B, y_dim], log standard deviation [B, y_dim]) of q(y | c)."""
+        """(mean [B, y_dim], log standard deviation [B, y_dim]) of q(y | c), in float32 (or float64)."""
         c = check_features(c, self.c_dim, "c")
+        with torch.autocast(device_type=c.device.type, enabled=False):
+            return self._moments(c.float() if c.dtype in (torch.float16, torch.bfloat16) else c)
+
+    def _moments(self, c: Tensor) -> tuple[Tensor, Tensor]:
         dt = c.dtype
         centred = c - self.c_mean.to(dt)
         out = self.net(centred / self.cc.diagonal().clamp_min(1e-12).sqrt().to(dt))
@@ -185,7 +208,7 @@ class GaussianProposal(nn.Module):
         y = check_features(y, self.y_dim, "y")
         check_same_batch(y, c, "y", "c")
         mean, log_std = self(c)
-        z = (y - mean) / log_std.exp()
+        z = (y.to(mean.dtype) - mean) / log_std.exp()
         return -(0.5 * z.pow(2) + log_std).sum(-1) - 0.5 * self.y_dim * math.log(2 * math.pi)
 
     def nll(self, y: Tensor, c: Tensor) -> Tensor:

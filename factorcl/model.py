@@ -28,7 +28,7 @@ Batch = Mapping[str, Any] | tuple | list
 #: Critic kinds: ``separable`` (the fast default) and ``concat`` (the paper's).
 CRITICS: tuple[str, ...] = ("separable", "concat")
 #: Conditionings of the SSL methods (on the augmented views); the first is the default.
-SSL_CONDITIONINGS: tuple[str, ...] = ("chain", "concat")
+SSL_CONDITIONINGS: tuple[str, ...] = ("sampled", "chain", "concat")
 #: Conditionings of the SUP methods (on labels); the first is the default.
 SUP_CONDITIONINGS: tuple[str, ...] = ("grouped", "concat", "chain")
 
@@ -39,11 +39,15 @@ class FactorCL(nn.Module):
     ``encoder1`` and ``encoder2`` map a batch of their modality to ``[B, dim1]`` and ``[B, dim2]``.
     ``method`` picks a row of :data:`factorcl.objectives.METHODS`; ``critic`` ("separable", the
     fast default, or "concat", the paper's) builds every term's critic. ``conditioning`` says how
-    the conditional terms condition on C. On the augmented views (SSL): "chain" (default),
-    I(Z1; Z2 | C) = I(Z1; Z2, C) - I(Z1; C), which estimates the conditional MI the objective
-    names, or "concat", the paper's critic on [Z1, Z1'] and [Z2, Z2'], which with in-batch
-    negatives estimates I(Z1, Z1'; Z2, Z2') instead (it rewards shared information in the unique
-    heads). On labels (SUP): "grouped" (default, exact for discrete labels), "concat" or "chain". ``augment1`` / ``augment2`` make the views X1', X2' of SSL methods on the
+    the conditional terms condition on C. On the augmented views (SSL): "sampled" (default),
+    I(Z1; Z2 | C) with each row's negatives drawn from a learned Gaussian q(Z2 | C) (see
+    :mod:`bounds.sampled`), valid when the views fix most of each input (I(Z; C) >> log B, where
+    the in-batch forms break); "chain", I(Z1; Z2, C) - I(Z1; C), a difference of two bounds
+    capped at log B, valid only while I(Z1; C) << log B; or "concat", the paper's critic on
+    [Z1, Z1'] and [Z2, Z2'], which with in-batch negatives estimates I(Z1, Z1'; Z2, Z2') instead
+    (it rewards shared information in the unique heads). On labels (SUP): "grouped" (default,
+    exact for discrete labels), "concat" or "chain". ``num_negatives`` is the number of sampled
+    negatives per row of "sampled". ``augment1`` / ``augment2`` make the views X1', X2' of SSL methods on the
     batch's device; ``augment2`` may be a unique augmentation taking ``cond=x1``. Batches that
     already carry ``x1_aug`` / ``x2_aug`` (augmented in data-loader workers) use those instead.
     ``critics`` replaces the critic of a term by name (e.g. CLIP's own logit for
@@ -75,6 +79,7 @@ class FactorCL(nn.Module):
         critics: Mapping[str, nn.Module] | None = None,
         concat_views: bool = True,
         symmetric_shared_keep: bool = False,
+        num_negatives: int = bounds.conditional.DEFAULT_NUM_NEGATIVES,
     ) -> None:
         super().__init__()
         self.objective: Objective = get_objective(method)
@@ -101,6 +106,7 @@ class FactorCL(nn.Module):
         self.supcon_temperature = float(supcon_temperature)
         self.concat_views = bool(concat_views)
         self.symmetric_shared_keep = bool(symmetric_shared_keep)
+        self.num_negatives = int(num_negatives)
         self.augment1 = None if augment1 == "batch" else augment1
         self.augment2 = None if augment2 == "batch" else augment2
         self._critic_args = dict(hidden_dim=critic_hidden, layers=critic_layers)
@@ -115,6 +121,7 @@ class FactorCL(nn.Module):
         )
         self.estimators = nn.ModuleDict(self._build_estimators(dict(critics or {}), include_diagonal))
         self._critic_cache: list[tuple[nn.Module, tuple, int]] = []
+        self._diagnostics: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------------------------- building
     def _critic(self, x_dim: int, y_dim: int) -> nn.Module:
@@ -140,6 +147,12 @@ class FactorCL(nn.Module):
             if self.conditioning == "chain":
                 main = pick(term, e, e + c)
                 kwargs["marginal_critic"] = pick(term + "_marginal", e, c)
+            elif self.conditioning == "sampled":
+                # f(z1 | c, z2 | c) on z standardised by q(z | c); K negatives from q(z2 | c), shared by the rows.
+                main = pick(term, e, e)
+                kwargs.update(proposal=bounds.GaussianProposal(c, e, self._critic_args["hidden_dim"]),
+                              x_proposal=bounds.GaussianProposal(c, e, self._critic_args["hidden_dim"]),
+                              correction_critic=pick(term + "_correction", c, e), num_negatives=self.num_negatives)
             elif self.conditioning == "grouped":
                 main = pick(term, e + k, e + k)
             else:  # concat: [z1, c1] against [z2, c2]
@@ -160,7 +173,7 @@ class FactorCL(nn.Module):
             if name in UPPER_BOUND_TERMS:
                 params += list(est.parameters())
             elif getattr(est, "has_critic_loss", False):
-                params += list(est.marginal_critic.parameters())
+                params += est.critic_loss_parameters()
         return params
 
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -280,6 +293,10 @@ class FactorCL(nn.Module):
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """(loss, metrics): the method's loss and every term's estimate in nats (detached 0-dim tensors).
 
+        Metrics named ``bracket/<term>`` are the bound diagnostics of each NCE-CLUB term: its value
+        minus the InfoNCE of its own critic's scores. Below 0 the critic is far from optimal and the
+        "upper bound" is not one (the trainer warns once).
+
         Also caches the detached inputs of the NCE-CLUB critics for :meth:`critic_loss`, so the
         critic steps never re-run the encoders.
 
@@ -301,10 +318,12 @@ class FactorCL(nn.Module):
         if self.objective.supcon:
             value = self._supcon(reps["z1"], reps["z2"], b["y"])
             return value, {"supcon": value.detach(), "loss": value.detach()}
+        self._diagnostics = {}
         values = self._terms(reps, views, b.get("y"))
         total = sum(SIGNS[name.rstrip("12")] * v for name, v in values.items())
         metrics = {name: v.detach() for name, v in values.items()}
         metrics["loss"] = total.detach()
+        metrics.update(self._diagnostics)
         return total, metrics
 
     def _terms(self, reps: dict[str, Tensor], views: dict[str, Tensor], y: Tensor | None) -> dict[str, Tensor]:
@@ -330,6 +349,9 @@ class FactorCL(nn.Module):
             u2g, off = gather(u2)
             out["unique_remove"] = est["unique_remove"](u1, u2g, offset=off)
             self._cache(est["unique_remove"], (u1, u2g), off)
+            with torch.no_grad():
+                critic_nce = bounds.infonce(est["unique_remove"].critic(u1.detach(), u2g.detach()), offset=off)
+            self._diagnostics["bracket/unique_remove"] = out["unique_remove"].detach() - critic_nce
         for term, (a, b_) in (("shared_remove", (s1, s2)), ("unique_cond_keep", (u1, u2))):
             if term not in est:
                 continue
@@ -343,6 +365,8 @@ class FactorCL(nn.Module):
                 c1, c2 = views[key1], views[key2]
                 if self.conditioning == "chain":  # the chain rule's condition belongs to the candidates
                     cx, cy = gather(c1)[0], gather(c2)[0]
+                elif self.conditioning == "sampled":  # one condition per local row; negatives from q
+                    cx, cy, bg, off = c1, c2, b_, 0
                 else:
                     cx, cy = c1, gather(c2)[0]
             if term == "shared_remove" and self.conditioning == "grouped":
@@ -353,6 +377,8 @@ class FactorCL(nn.Module):
                 out[term] = est[term](a, bg, cx, cy, offset=off)
             if term in UPPER_BOUND_TERMS or getattr(est[term], "has_critic_loss", False):
                 self._cache(est[term], (a, bg, cx, cy), off)
+            if getattr(est[term], "last_bracket", None) is not None:
+                self._diagnostics[f"bracket/{term}"] = est[term].last_bracket
         return out
 
     def _supcon(self, z1: Tensor, z2: Tensor, y: Tensor) -> Tensor:
@@ -379,6 +405,30 @@ class FactorCL(nn.Module):
         if not self._critic_cache:
             return torch.zeros((), device=self.device)
         return sum(est.critic_loss(*args, offset=off) for est, args, off in self._critic_cache)
+
+    def shared_scorer(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """A cross-modal scorer for :class:`augment.UniqueAugment` (Eq. 4.18) from the model's own
+        shared critic: ``scorer(x1 [B, ...], candidates [B, K, ...]) -> [B, K]``, the critic's score
+        of (Z_S1(x1_i), Z_S2(candidate_ik)), or of (Z1, Z2) without factorisation. Higher = the
+        candidate keeps more of what x1 refers to. Runs without gradients in eval mode.
+        """
+        if "shared_keep" not in self.estimators:
+            raise ValueError(f"method {self.objective.name!r} has no shared critic (shared_keep) to score with")
+        k1, k2 = ("s1", "s2") if self.objective.factorized else ("z1", "z2")
+
+        @torch.no_grad()
+        def scorer(x1: Tensor, candidates: Tensor) -> Tensor:
+            b, k = candidates.shape[:2]
+            was_training = self.training
+            self.eval()
+            try:
+                z1 = self.heads[k1](self._encode(1, x1, None))
+                z2 = self.heads[k2](self._encode(2, candidates.reshape(b * k, *candidates.shape[2:]), None))
+                return bounds.score_candidates(self.estimators["shared_keep"].critic, z1, z2.view(b, k, -1))
+            finally:
+                self.train(was_training)
+
+        return scorer
 
     @property
     def has_critic_step(self) -> bool:

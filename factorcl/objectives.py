@@ -68,6 +68,10 @@ METHODS: dict[str, Objective] = {
     o.name: o
     for o in (
         Objective("factorcl-ssl", _ALL, factorized=True, supervised=False),
+        # Ablations of FactorCL-SSL (which terms earn their place): no NCE-CLUB removal terms; no
+        # conditional lower bound I_NCE(Z_U1; Z_U2 | C).
+        Objective("factorcl-ssl-no-remove", _ALL - UPPER_BOUND_TERMS, factorized=True, supervised=False),
+        Objective("factorcl-ssl-no-cond", _ALL - {"unique_cond_keep"}, factorized=True, supervised=False),
         Objective("factorcl-sup", _ALL, factorized=True, supervised=True),
         Objective("ourcl-ssl", _ALL, factorized=False, supervised=False),
         Objective("ourcl-sup", _ALL, factorized=False, supervised=True),

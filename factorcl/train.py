@@ -18,6 +18,7 @@ import contextlib
 import csv
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +52,28 @@ from .distributed import (
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
+
+#: A bound diagnostic below minus this many nats triggers the trainer's one-time warning.
+BRACKET_TOLERANCE = 0.05
+
+
+def check_bounds(row: Mapping[str, float]) -> dict[str, str]:
+    """The broken bounds in one metrics row, as ``{key: explanation}``.
+
+    ``bracket/<term>`` below 0: that NCE-CLUB term is below the InfoNCE of its own critic, so the
+    critic is far from optimal and its "upper bound" is not one. ``shared_remove`` below 0: an
+    upper bound on a conditional MI, which is >= 0, reads negative.
+    """
+    broken: dict[str, str] = {}
+    for key, value in row.items():
+        if key.startswith("bracket/") and value < -BRACKET_TOLERANCE:
+            term = key.split("/", 1)[1]
+            broken[key] = (f"{term}: NCE-CLUB is {-value:.3f} nats below its own critic's InfoNCE, so the critic is "
+                           "far from optimal and the upper bound is not one (raise critic_steps or critic_lr)")
+    if row.get("shared_remove", 0.0) < -BRACKET_TOLERANCE:
+        broken["shared_remove"] = (f"shared_remove, an upper bound on a conditional MI (>= 0), reads "
+                                   f"{row['shared_remove']:.3f} nats: its critic is far from optimal")
+    return broken
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -500,6 +523,7 @@ class Trainer:
         bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()),
                    desc=getattr(getattr(model, "objective", None), "name", "train"), dynamic_ncols=True)
         history: list[dict[str, float]] = []
+        warned: set[str] = set()
         metrics: dict[str, float] = {}
         checkpoint_path: Path | None = resume_path if resumed else None
         start = time.perf_counter()
@@ -563,8 +587,12 @@ class Trainer:
                     history.append(row)
                     if is_main_process():
                         log.write(row)
+                        for key, why in check_bounds(row).items():
+                            if key not in warned:  # once per quantity and run: a warning, not a flood
+                                warned.add(key)
+                                warnings.warn(f"step {step}: {why}", bounds.BrokenBracketWarning, stacklevel=2)
                     bar.update(1)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()}, refresh=False)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if "/" not in k}, refresh=False)
                     for callback in self.callbacks:
                         callback(row)
                     due = cfg.checkpoint_every is not None and step % cfg.checkpoint_every == 0

@@ -247,3 +247,74 @@ def test_sampled_infonce_and_nce_club_closed_values():
     assert float(bounds.sampled_nce_club(s)) == pytest.approx((2 + 1) / 2 - 2 / 4)
     with pytest.raises(ValueError, match=r"\[B, 1 \+ K\]"):
         bounds.sampled_infonce(torch.zeros(3, 1))
+
+
+def _fit_proposal(q, sample, steps, batch, gen):
+    opt = torch.optim.Adam(q.parameters(), lr=5e-3)
+    for _ in range(steps):
+        y, c = sample(batch, gen)
+        loss = q.nll(y, c)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_gaussian_proposal_where_c_fixes_y_and_under_autocast():
+    """Y = 100 C + 0.1 V (R^2 ~ 1 - 1e-6): the fitted scale is the residual's (0.1), not shrunk by a
+    ridge or inflated by the first batch, and autocast (bf16) moves the mean by < 0.2 sigma."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 3, generator=gen)
+
+    def sample(b, g):
+        c = torch.randn(b, 3, generator=g)
+        return 100 * c @ a + 0.1 * torch.randn(b, 3, generator=g), c
+
+    q = bounds.GaussianProposal(3, 3, 32)
+    _fit_proposal(q, sample, 300, 64, gen)
+    assert q.residual_std.sub(0.1).abs().max() < 0.02
+    y, c = sample(2048, gen)
+    with torch.no_grad():
+        mean, log_std = q(c)
+        assert float(((y - mean) / log_std.exp()).pow(2).mean()) == pytest.approx(1.0, abs=0.2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast must not lower the fit's precision
+            mean16, log_std16 = q(c)
+    assert mean16.dtype == torch.float32
+    assert float(((mean16 - mean) / log_std.exp()).abs().max()) < 0.2
+
+
+def test_dim_c_above_the_batch_size_still_fits():
+    """dim c = 64 > B = 16: the ridge keeps the solve well posed and the out-of-sample residual keeps
+    the scale honest, so the NLL stays finite and ends near the true one."""
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    w = torch.randn(64, 2, generator=gen) / 8
+
+    def sample(b, g):
+        c = torch.randn(b, 64, generator=g)
+        return c @ w + 0.5 * torch.randn(b, 2, generator=g), c
+
+    q = bounds.GaussianProposal(64, 2, 32)
+    _fit_proposal(q, sample, 400, 16, gen)
+    y, c = sample(4096, gen)
+    true_nll = 2 * (0.5 * math.log(2 * math.pi * 0.25) + 0.5)
+    with torch.no_grad():
+        assert float(q.nll(y, c)) == pytest.approx(true_nll, abs=0.15)
+
+
+def test_score_candidates_matches_full_scores_and_trains_a_learnable_temperature():
+    torch.manual_seed(0)
+    x, cand = torch.randn(5, 3), torch.randn(5, 4, 2)
+    for critic in (bounds.SeparableCritic(3, 2, hidden_dim=16, learn_temperature=True),
+                   bounds.ConcatCritic(3, 2, hidden_dim=16)):
+        own = bounds.score_candidates(critic, x, cand)
+        full = critic(x, cand.reshape(20, 2)).view(5, 5, 4)
+        torch.testing.assert_close(own, full[torch.arange(5), torch.arange(5)])
+    critic = bounds.SeparableCritic(3, 2, hidden_dim=16, learn_temperature=True)
+    bounds.sampled_infonce(bounds.score_candidates(critic, x, cand)).backward()
+    assert critic.log_inv_temperature.grad is not None and critic.log_inv_temperature.grad.abs() > 0
+
+
+def test_sampled_needs_x_proposal_when_the_critic_cannot_see_c():
+    with pytest.raises(ValueError, match="needs x_proposal"):
+        bounds.ConditionalNCECLUB(small_critic(2, 2), "sampled", proposal=bounds.GaussianProposal(2, 2))

@@ -33,7 +33,7 @@ def _batches(rank: int | None) -> list[dict[str, torch.Tensor]]:
 
 
 def _model():
-    model = small_model("factorcl-ssl", augment1="batch", augment2="batch")
+    model = small_model("factorcl-ssl", augment1="batch", augment2="batch", conditioning="chain")  # exact: in-batch negatives
     model.encoder1[0].weight.requires_grad_(False)  # frozen parameters must be fine under DDP
     return model
 

@@ -28,7 +28,10 @@ def test_sweep_trains_ssl_once_and_sup_per_ratio_and_probes_everything():
     assert set(results.mi_bits["factorcl-ssl"]["u1"]) == {"w_1", "w_2", "w_s"}
     texts = [c["text"] for c in results.claims]
     assert any("unique_ratio 0 " in t for t in texts) and any("unique_ratio 1 " in t for t in texts)
-    assert any("Z_U1 carries more bits about w_1" in t for t in texts)
+    assert any("Z_U1 carries more MI about w_1" in t for t in texts)
+    assert any("Z_U1 carries more R^2 about w_1" in t for t in texts)
+    assert set(results.r2["factorcl-ssl"]["u1"]) == {"w_1", "w_2", "w_s"}
+    assert "R2(w_1)" in syn.format_r2_table(results)
     table = syn.format_accuracy_table(results)
     assert "FactorCL-SSL" in table and "SimCLR" in table and "+-" in table
     assert "I(Z; w_1)" in syn.format_mi_table(results)
@@ -101,3 +104,18 @@ def test_concat_critic_width_comes_from_the_config_and_the_cli(monkeypatch, tmp_
     with pytest.raises(Stop):
         cli_main(["synthetic", "--out", str(tmp_path / "r.json")])
     assert seen["cfg"].concat_critic_hidden == syn.SyntheticBenchmarkConfig().concat_critic_hidden
+
+
+def test_r2_probe_is_one_for_a_linear_copy_and_near_zero_for_independent_latents():
+    data = make_synthetic(num_samples=3000, seed=0)
+    tr, te = data.indices["train"], data.indices["test"]
+    mix = torch.randn(6, 6, generator=torch.Generator().manual_seed(0))
+    assert syn.r2_probe(data.w_1[tr] @ mix, data.w_1[tr], data.w_1[te] @ mix, data.w_1[te]) > 0.99
+    assert abs(syn.r2_probe(data.w_1[tr], data.w_2[tr], data.w_1[te], data.w_2[te])) < 0.02
+
+
+def test_claims_need_two_standard_deviations_across_seeds():
+    assert syn._decisive([0.5, 0.6, 0.55], "x", "")["passed"]
+    assert not syn._decisive([0.5, -0.4, 0.6], "x", "")["passed"]  # positive mean, but within the spread
+    one = syn._decisive([0.1], "x", "bits")
+    assert one["passed"] and "1 seed" in one["text"]

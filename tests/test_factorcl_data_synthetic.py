@@ -73,3 +73,45 @@ def test_labels_are_balanced_and_bad_arguments_fail():
 def test_nonlinear_transform_and_noise():
     d = make_synthetic(num_samples=300, transform="nonlinear", noise_std=0.1, seed=0)
     assert d.x1.shape == (300, 100) and torch.isfinite(d.x1).all()
+
+
+def test_nuisance_latents_and_their_optimal_augmentation():
+    """With nuisance_dim, x = [w, n_s, n_i] T; the augmentation redraws exactly the nuisance part."""
+    d = make_synthetic(num_samples=500, nuisance_dim=4, seed=0)
+    assert d.n_s.shape == d.n_1.shape == d.n_2.shape == (500, 4)
+    torch.testing.assert_close(make_synthetic(num_samples=500, seed=0).w_s, d.w_s)  # task latents unchanged
+    for modality, own in ((1, d.n_1), (2, d.n_2)):
+        x = (d.x1 if modality == 1 else d.x2)[:64]
+        before = x.clone()
+        aug = d.nuisance_augmentation(modality)
+        xa = aug(x, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(x, before)  # the input is not modified
+        t = d.transforms[modality - 1]
+        lat, lat_a = x.double() @ torch.linalg.pinv(t), xa.double() @ torch.linalg.pinv(t)
+        task = 10 + 6
+        torch.testing.assert_close(lat_a[:, :task], lat[:, :task], atol=1e-4, rtol=0)  # w_s, w_i kept
+        torch.testing.assert_close(lat[:, task : task + 4], d.n_s[:64].double(), atol=1e-4, rtol=0)
+        torch.testing.assert_close(lat[:, task + 4 :], own[:64].double(), atol=1e-4, rtol=0)
+        assert float((lat_a[:, task:] - lat[:, task:]).abs().mean()) > 0.3  # nuisance redrawn
+    with pytest.raises(ValueError, match="nuisance_dim > 0"):
+        make_synthetic(num_samples=100).nuisance_augmentation(1)
+    with pytest.raises(ValueError, match="transform='linear'"):
+        make_synthetic(num_samples=100, nuisance_dim=2, transform="nonlinear").nuisance_augmentation(1)
+    with pytest.raises(ValueError, match="nuisance_dim must be >= 0"):
+        make_synthetic(num_samples=100, nuisance_dim=-1)
+
+
+def test_synergy_label_needs_both_modalities():
+    """XOR of two unique directions: no single modality's latents predict it, both together do."""
+    data = make_synthetic(num_samples=6000, seed=0).relabel(label="synergy")
+    y = data.y
+    assert 0.45 < float(y.float().mean()) < 0.55
+    w1 = torch.cat([data.w_s, data.w_1], 1)
+    w2 = torch.cat([data.w_s, data.w_2], 1)
+    assert probe_acc(w1, y, data) < 0.6 and probe_acc(w2, y, data) < 0.6
+    # The product of the two signed projections is linear-separable once given as a feature.
+    gen = torch.Generator().manual_seed(10_007 * 1 + 29)
+    v1 = torch.randn(6, generator=gen, dtype=torch.float64)
+    v2 = torch.randn(6, generator=gen, dtype=torch.float64)
+    joint = ((data.w_1.double() @ v1) * (data.w_2.double() @ v2)).float().unsqueeze(1)
+    assert probe_acc(joint, y, data) > 0.95

@@ -36,10 +36,14 @@ def test_loss_is_the_signed_sum_of_the_terms(method):
     model = small_model(method)
     loss, metrics = model.loss(batch_of(data))
     loss = loss.detach()
-    expected = sum(SIGNS[name.rstrip("12")] * float(v) for name, v in metrics.items() if name != "loss")
+    diagnostics = {name for name in metrics if name.startswith("bracket/")}
+    values = {name: v for name, v in metrics.items() if name != "loss" and name not in diagnostics}
+    expected = sum(SIGNS[name.rstrip("12")] * float(v) for name, v in values.items())
     assert float(loss) == pytest.approx(expected, abs=1e-5)
-    terms = {name.rstrip("12") for name in metrics if name != "loss"}
+    terms = {name.rstrip("12") for name in values}
     assert terms == set(METHODS[method].terms)
+    # Every NCE-CLUB term reports its bracket diagnostic (value minus its own critic's InfoNCE).
+    assert diagnostics == {f"bracket/{t}" for t in ("shared_remove", "unique_remove") if t in terms}
     if "unique_keep" in terms:
         assert {"unique_keep1", "unique_keep2"} <= set(metrics)
 
@@ -68,9 +72,13 @@ def test_main_loss_never_trains_the_nce_club_critics():
     for name in ("encoder1", "encoder2", "heads", "estimators.shared_keep", "estimators.unique_cond_keep.critic"):
         grads = [p.grad for n, p in model.named_parameters() if n.startswith(name)]
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), name
-    # The chain rule's marginal critic (default SSL conditioning) is trained by the critic step only.
-    assert model.conditioning == "chain"
-    assert all(p.grad is None for p in model.estimators["unique_cond_keep"].marginal_critic.parameters())
+    # The sampled conditioning's proposals and correction critic (default SSL conditioning) are
+    # trained by the critic step only.
+    assert model.conditioning == "sampled"
+    cond_keep = model.estimators["unique_cond_keep"]
+    for part in (cond_keep.proposal, cond_keep.x_proposal, cond_keep.correction_critic):
+        assert all(p.grad is None for p in part.parameters())
+        assert {id(p) for p in part.parameters()} <= critic_ids
     # ... and the encoders do receive the upper bound's gradient through its frozen critic.
     model.zero_grad(set_to_none=True)
     b = batch_of(data)
@@ -185,3 +193,29 @@ def test_custom_critic_replaces_a_term():
     model = small_model("simclr", critics={"shared_keep": critic})
     assert model.estimators["shared_keep"].critic is critic
 
+
+
+def test_shared_scorer_drives_the_unique_augmentation():
+    """model.shared_scorer() scores candidates of x2 against x1 with the shared critic: it equals the
+    critic's score of (Z_S1(x1), Z_S2(candidate)), and UniqueAugment keeps the best candidate."""
+    import augment
+
+    data = small_data()
+    model = small_model("factorcl-ssl")
+    scorer = model.shared_scorer()
+    x1, x2 = data.x1[:6], data.x2[:6]
+    candidates = torch.stack([x2, x2 + 1.0, torch.zeros_like(x2)], dim=1)  # [6, 3, D]
+    scores = scorer(x1, candidates)
+    assert scores.shape == (6, 3) and not scores.requires_grad and model.training
+    with torch.no_grad():
+        model.eval()
+        reps = model.embed(x1, candidates[:, 1])
+        model.train()
+        critic = model.estimators["shared_keep"].critic
+        expected = torch.diagonal(critic(reps["s1"], reps["s2"]))
+    torch.testing.assert_close(scores[:, 1], expected)
+    unique = augment.UniqueAugment(lambda x: x + 0.5 * torch.randn_like(x), scorer, num_candidates=4)
+    out = unique(x2, cond=x1)
+    assert out.shape == x2.shape
+    with pytest.raises(ValueError, match="no shared critic"):
+        small_model("supcon").shared_scorer()

@@ -154,3 +154,29 @@ def test_encoder_lr_puts_the_encoders_in_their_own_group():
             assert not torch.equal(p, heads[n]), f"{n} did not train"
     with pytest.raises(ValueError, match="encoder_lr=-1"):
         TrainConfig(encoder_lr=-1)
+
+
+def test_check_bounds_names_each_broken_bound():
+    from factorcl.train import check_bounds
+
+    assert check_bounds({"shared_remove": 0.3, "bracket/shared_remove": 0.1, "bracket/unique_remove": 0.0}) == {}
+    broken = check_bounds({"shared_remove": -0.4, "bracket/unique_remove": -0.2, "unique_keep1": -3.0})
+    assert set(broken) == {"shared_remove", "bracket/unique_remove"}
+    assert "below its own critic's InfoNCE" in broken["bracket/unique_remove"]
+    assert "-0.400" in broken["shared_remove"]
+
+
+def test_fit_warns_once_per_broken_bound(monkeypatch):
+    import warnings
+
+    import bounds
+    import factorcl.train as train_module
+
+    monkeypatch.setattr(train_module, "check_bounds", lambda row: {"shared_remove": "broken for the test"})
+    data = small_data()
+    model = small_model("factorcl-ssl")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        factorcl.fit(model, loader_of(data), epochs=1, progress=False, device="cpu", seed=0)
+    mine = [w for w in caught if issubclass(w.category, bounds.BrokenBracketWarning)]
+    assert len(mine) == 1 and "broken for the test" in str(mine[0].message)

@@ -31,3 +31,17 @@ def test_own_model_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert (tmp_path / "runs" / "mine" / "checkpoint.pt").exists()
     assert isinstance(namespace["model"], factorcl.FactorCL)
+
+
+def test_bounds_example_runs():
+    """The plug-in bounds example, with its default critics, on random features."""
+    import bounds
+
+    code = python_block("## bounds: MI bounds to plug into your model")
+    gen = torch.Generator().manual_seed(0)
+    dims = {"x": 128, "y": 64, "z1": 128, "z2": 64}
+    namespace = {name: torch.randn(16, dim, generator=gen) for name, dim in dims.items()}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert isinstance(namespace["check"], bounds.BracketCheck)
+    assert namespace["critic"].normalize and namespace["scores"].abs().max() <= 10.0 + 1e-4
+    assert namespace["loss"].ndim == 0 and namespace["critic_loss"].requires_grad

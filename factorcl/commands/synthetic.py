@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ourcl", action="store_true", help="add the OurCL-SSL / OurCL-SUP ablations (no factorisation)")
     p.add_argument("--epochs", type=int, help="training epochs per model")
     p.add_argument("--samples", type=int, help="dataset size (70/10/20 train/val/test)")
-    p.add_argument("--label", choices=["linear", "nonlinear"], help="label function (default linear)")
+    p.add_argument("--label", choices=["linear", "nonlinear", "synergy"],
+                   help="label function (default linear; synergy: XOR of w_1 and w_2 directions, ignores the ratio)")
     p.add_argument("--transform", choices=["linear", "nonlinear"], help="latent-to-input transform (default linear)")
-    p.add_argument("--ssl-conditioning", choices=["chain", "concat"],
-                   help="how SSL methods condition on the views: chain (default) or concat (the paper's critic)")
+    p.add_argument("--ssl-conditioning", choices=["sampled", "chain", "concat"],
+                   help="how SSL methods condition on the views: sampled (default; negatives from a learned q(z2 | views)), chain or concat (the paper's critic)")
     p.add_argument("--no-mi-probe", action="store_true", help="skip the MI probing table")
     p.add_argument("--mi-steps", type=int, help="training steps of each MI-probing critic")
     p.add_argument("--batch-size", type=int, help="batch size (per process under torchrun; default 256)")
@@ -111,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     print(syn.format_accuracy_table(results))
     print()
     print(syn.format_mi_table(results))
+    print()
+    print(syn.format_r2_table(results))
     print()
     print(syn.format_claims(results))
     out = syn.write_json(results, args.out)
