@@ -93,8 +93,57 @@ def accuracy(model: FactorCL, data: SyntheticData, task: str) -> float:
 
 def fit(model: FactorCL, data: SyntheticData, args: argparse.Namespace, seed: int) -> None:
     loader = data.split("train").loader(args.batch_size, shuffle=True, drop_last=True, seed=seed)
+    extra = {} if args.critic_steps is None else {"critic_steps": args.critic_steps}
     Trainer(model, loader, epochs=args.epochs, lr=1e-3, device="cpu", seed=seed, progress=False,
-            tensorboard=False, critic_steps=args.critic_steps).fit()
+            tensorboard=False, **extra).fit()
+
+
+def plot(rows: dict[str, dict[str, list[float]]], path: Path) -> Path:
+    """Grouped bars: one group per task, one bar per method, +-1 std error bars over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5.0))
+    width = 0.8 / len(rows)
+    for i, (label, by_task) in enumerate(rows.items()):
+        xs, means, sds = [], [], []
+        for j, task in enumerate(TASKS):
+            vals = by_task.get(task)
+            if vals:
+                xs.append(j + (i - len(rows) / 2 + 0.5) * width)
+                means.append(statistics.mean(vals))
+                sds.append(statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        ax.bar(xs, means, width, yerr=sds, capsize=2, label=label)
+    ax.set_xticks(range(len(TASKS)), [f"unique_ratio {t}" if t != "synergy" else "synergy (XOR)" for t in TASKS])
+    ax.set_ylabel("linear-probe test accuracy (%)")
+    ax.set_ylim(40, 100)
+    ax.axhline(50, color="grey", lw=0.8, ls=":")
+    ax.set_title("Which FactorCL terms earn their place (synthetic data with nuisance latents)")
+    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def print_table(rows: dict[str, dict[str, list[float]]]) -> None:
+    """The markdown table: mean +- std over seeds per method and task."""
+    print("| method | unique_ratio 0 | 0.5 | 1 | synergy |")
+    print("|---|---|---|---|---|")
+    for label, by_task in rows.items():
+        cells = []
+        for task in TASKS:
+            vals = by_task.get(task)
+            if not vals:
+                cells.append("-")
+                continue
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.1f} +- {sd:.1f}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,14 +156,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--noise-std", type=float, default=0.15)
     p.add_argument("--drop-p", type=float, default=0.3)
     p.add_argument("--candidates", type=int, default=4)
-    p.add_argument("--critic-steps", type=int, default=1)
+    p.add_argument("--critic-steps", type=int, default=None, help="critic steps per main step (default: the trainer's)")
     p.add_argument("--no-sup", action="store_true", help="skip FactorCL-SUP and SupCon (one model per task each)")
+    p.add_argument("--sup-tasks", nargs="+", default=list(TASKS), choices=TASKS,
+                   help="the tasks FactorCL-SUP and SupCon are trained on (one model each)")
     p.add_argument("--out", default="benchmarks/figures/ablation.json")
+    p.add_argument("--plot", default="benchmarks/figures/ablation.png")
+    p.add_argument("--from-json", help="print the table and draw the plot of a finished run's JSON, train nothing")
     args = p.parse_args(argv)
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())["accuracy"]
+        print_table(rows)
+        print(f"plot: {plot(rows, Path(args.plot))}")
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows: dict[str, dict[str, list[float]]] = {}
     start = time.perf_counter()
-    total = len(args.seeds) * (len(SSL_ROWS) + (0 if args.no_sup else len(SUP_ROWS) * len(TASKS)))
+    total = len(args.seeds) * (len(SSL_ROWS) + (0 if args.no_sup else len(SUP_ROWS) * len(args.sup_tasks)))
     done = 0
     for seed in args.seeds:
         data = make_synthetic(num_samples=args.samples, nuisance_dim=args.nuisance_dim, seed=seed)
@@ -129,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.no_sup:
             continue
         for label, method in SUP_ROWS:
-            for task in TASKS:
+            for task in args.sup_tasks:
                 labelled = task_data(data, task)
                 model = build(method, labelled, "ind", args, seed)
                 fit(model, labelled, args, seed)
@@ -140,21 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"Linear-probe test accuracy (%), mean +- std over seeds {args.seeds}; {args.samples} samples, "
           f"nuisance_dim {args.nuisance_dim}, {args.epochs} epochs, X2' feature dropout {args.drop_p}")
-    print("| method | unique_ratio 0 | 0.5 | 1 | synergy |")
-    print("|---|---|---|---|---|")
-    for label, by_task in rows.items():
-        cells = []
-        for task in TASKS:
-            vals = by_task[task]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.mean(vals):.1f} +- {sd:.1f}")
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    print_table(rows)
     print(f"({time.perf_counter() - start:.0f} s)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"args": vars(args), "accuracy": rows}, indent=2))
     tmp.replace(out)
+    print(f"plot: {plot(rows, Path(args.plot))}")
 
 
 if __name__ == "__main__":

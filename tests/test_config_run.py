@@ -68,7 +68,7 @@ def test_load_yaml_overrides_and_roundtrip(tmp_path):
     assert cfg.train == {"lr": 1e-3, "epochs": 5}  # PyYAML reads 1e-3 as a string: accepted as a number
     assert cfg.model.method == "simclr" and cfg.out_dir == "somewhere" and cfg.probe.l2_grid == [1e-2, 0.0]
     assert cfg.trainer_config().epochs == 5 and cfg.trainer_config().out_dir == "somewhere"
-    assert cfg.train_value("batch_size") == 128 and cfg.train_value("critic_steps") == 1
+    assert cfg.train_value("batch_size") == 128 and cfg.train_value("critic_steps") == 3  # TrainConfig default
     saved = save_config(cfg, tmp_path / "saved.yaml")
     assert load_config(saved).to_dict() == cfg.to_dict()
     json_path = tmp_path / "run.json"

@@ -149,7 +149,7 @@ def pretrain_clip(
     tower_lr: float | None = None,
     weight_decay: float = 0.0,
     warmup_steps: int = 0,
-    critic_steps: int = 1,
+    critic_steps: int = 3,
     amp: str | None = "auto",
     accumulate: int = 1,
     grad_clip: float | None = None,

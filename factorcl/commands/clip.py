@@ -114,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                "(e.g. 1e-5 with --lr 1e-3 for new heads)")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--warmup-steps", type=int, default=0)
-    g.add_argument("--critic-steps", type=int, default=1)
+    g.add_argument("--critic-steps", type=int, default=3)
     g.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--grad-clip", type=float, default=None)
     g.add_argument("--resume", default=None, help="'auto' (OUT/train/checkpoint.pt if it exists) or a checkpoint path")
