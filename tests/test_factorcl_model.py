@@ -26,8 +26,13 @@ def test_every_method_loss_is_finite_and_decreases(method, critic, conditioning)
     result = factorcl.fit(model, loader, epochs=8, lr=3e-3, progress=False, tensorboard=False, device="cpu")
     losses = [row["loss"] for row in result.history]
     assert all(torch.isfinite(torch.tensor(losses)))
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert last < first - 0.1, f"{method}: loss {first:.3f} -> {last:.3f}"
+    # What the encoders maximise must rise: the lower-bound terms. The loss itself need not fall once
+    # a method has NCE-CLUB terms, since their critics (3 steps a batch) tighten the upper bounds,
+    # which raises them; SupCon has no terms, its loss must fall.
+    lower = [name for name in result.history[0] if SIGNS.get(name.rstrip("12")) == -1]
+    gains = [sum(row[n] for n in lower) if lower else -row["loss"] for row in result.history]
+    first, last = sum(gains[:5]) / 5, sum(gains[-5:]) / 5
+    assert last > first + 0.1, f"{method}: lower-bound terms {lower or ['-loss']} {first:.3f} -> {last:.3f}"
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "supcon"])
