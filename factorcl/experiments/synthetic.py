@@ -392,34 +392,32 @@ def format_accuracy_table(results: SyntheticResults) -> str:
 _REP_NAMES = {"s1": "Z_S1", "s2": "Z_S2", "u1": "Z_U1", "u2": "Z_U2", "z1": "Z_1", "z2": "Z_2"}
 
 
+def _probe_table(table: dict[str, dict[str, dict[str, list[float]]]], title: str, row_name: str, digits: int) -> str:
+    """One probe's table: a column per (method, representation), a row per latent, seed means."""
+    cols = [(spec, rep) for spec, reps in table.items() for rep in reps]
+    headers = [f"{display_name(spec)} {_REP_NAMES[rep]}" for spec, rep in cols]
+    width = max(12, *(len(h) + 2 for h in headers))
+    lines = [title, " " * 10 + "".join(h.rjust(width) for h in headers)]
+    for latent in LATENTS:
+        cells = "".join(f"{statistics.mean(table[spec][rep][latent]):>{width}.{digits}f}" for spec, rep in cols)
+        lines.append(row_name.format(latent).ljust(10) + cells)
+    return "\n".join(lines)
+
+
 def format_mi_table(results: SyntheticResults) -> str:
     """Table 4.1: bits about each latent in each learned representation."""
     if not results.mi_bits:
         return "MI probing: not run"
-    cols = [(spec, rep) for spec, reps in results.mi_bits.items() for rep in reps]
-    headers = [f"{display_name(spec)} {_REP_NAMES[rep]}" for spec, rep in cols]
-    width = max(12, *(len(h) + 2 for h in headers))
-    lines = [f"MI probing (bits; InfoNCE lower bound on held-out pairs, ceiling {results.mi_ceiling_bits:.1f} bits)",
-             " " * 10 + "".join(h.rjust(width) for h in headers)]
-    for latent in LATENTS:
-        cells = "".join(f"{statistics.mean(results.mi_bits[spec][rep][latent]):>{width}.2f}" for spec, rep in cols)
-        lines.append(f"I(Z; {latent})".ljust(10) + cells)
-    return "\n".join(lines)
+    title = f"MI probing (bits; InfoNCE lower bound on held-out pairs, ceiling {results.mi_ceiling_bits:.1f} bits)"
+    return _probe_table(results.mi_bits, title, "I(Z; {})", 2)
 
 
 def format_r2_table(results: SyntheticResults) -> str:
     """The R^2 probe: how much of each latent a linear decoder recovers from each representation."""
     if not results.r2:
         return "R^2 probing: not run"
-    cols = [(spec, rep) for spec, reps in results.r2.items() for rep in reps]
-    headers = [f"{display_name(spec)} {_REP_NAMES[rep]}" for spec, rep in cols]
-    width = max(12, *(len(h) + 2 for h in headers))
-    lines = ["Linear-decoding R^2 of each latent (held-out, mean over its dimensions; 1 = linearly recoverable)",
-             " " * 10 + "".join(h.rjust(width) for h in headers)]
-    for latent in LATENTS:
-        cells = "".join(f"{statistics.mean(results.r2[spec][rep][latent]):>{width}.3f}" for spec, rep in cols)
-        lines.append(f"R2({latent})".ljust(10) + cells)
-    return "\n".join(lines)
+    title = "Linear-decoding R^2 of each latent (held-out, mean over its dimensions; 1 = linearly recoverable)"
+    return _probe_table(results.r2, title, "R2({})", 3)
 
 
 def format_claims(results: SyntheticResults) -> str:
