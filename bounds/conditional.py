@@ -18,13 +18,14 @@
   critic measures the proposal's error D = E_c KL(p(y | c) || q(y | c)). InfoNCE estimates
   I_NCE^q(f) - I_NCE-CLUB^q(g), a lower bound on I(X; Y | C) capped at log(1 + K) (not at
   I(X; C)) when g is optimal; NCE-CLUB estimates I_NCE-CLUB^q(f) - I_NCE^q(g), an upper bound when
-  f is the optimal critic (which must lie in the critic family), for any q and g. See :mod:`bounds.sampled`. The critic scores x and y after each
-  is standardised by its proposal, (y - mu(c)) / sigma(c). By default (fast: one [B, K] matrix) it
-  does not see c itself, which assumes the dependence left in those residuals does not change with
-  c (exact for jointly Gaussian data); ``critic_sees_condition=True`` appends c to both sides,
-  the general critic f(x, y, c) the bounds' optimality statements need, at B * K critic inputs. The condition is taken per row
-  (x's B rows), so it needs no gathered candidates: under a process group the ranks' mean is
-  the global batch's value.
+  f is the optimal critic (which must lie in the critic family), for any q and g. See
+  :mod:`bounds.sampled`. The critic scores x and y after each is standardised by its proposal,
+  (y - mu(c)) / sigma(c). By default (fast: one [B, K] matrix) it does not see c itself, which
+  assumes the dependence left in those residuals does not change with c (exact for jointly
+  Gaussian data); ``critic_sees_condition=True`` appends c to both sides, the general critic
+  f(x, y, c) the bounds' optimality statements need, at B * K critic inputs. The condition is
+  taken per row (x's B rows), so it needs no gathered candidates: under a process group the
+  ranks' mean is the global batch's value.
 """
 
 from __future__ import annotations
@@ -291,7 +292,7 @@ class ConditionalInfoNCE(_Conditional):
     Maximising ``forward`` trains the critic. With ``chain``, the subtracted I_NCE(X; C) must not
     be trained by that maximisation (it would push its own critic down), so its critic is frozen
     in ``forward`` and trained by ``critic_loss`` instead; with ``sampled`` the same holds for
-    the proposal and the correction critic (whose value enters without gradient).
+    the proposal and the correction critic (frozen: the correction's gradient reaches the inputs only).
     """
 
     @property

@@ -179,10 +179,18 @@ class NCECLUB(nn.Module):
         super().__init__()
         self.critic = critic
         self.include_diagonal = bool(include_diagonal)
+        self.last_bracket: Tensor | None = None
 
     def forward(self, x: Tensor, y: Tensor, offset: int = 0) -> Tensor:
-        """The NCE-CLUB estimate (nats); gradients reach x and y, never the critic."""
-        return nce_club(call_frozen(self.critic, x, y), include_diagonal=self.include_diagonal, offset=offset)
+        """The NCE-CLUB estimate (nats); gradients reach x and y, never the critic.
+
+        Also sets ``last_bracket``: the estimate minus the InfoNCE of the same scores (detached);
+        below 0 the critic is far from optimal and the estimate is no upper bound.
+        """
+        scores = call_frozen(self.critic, x, y)
+        value = nce_club(scores, include_diagonal=self.include_diagonal, offset=offset)
+        self.last_bracket = (value - infonce(scores, offset=offset)).detach()
+        return value
 
     def critic_loss(self, x: Tensor, y: Tensor, offset: int = 0) -> Tensor:
         """-I_NCE on detached inputs: the loss that trains the critic, and only the critic."""

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_features, check_same_batch, check_tensor
+from .critics import mlp
 from .estimators import _upcast
 
 #: Floor on the proposal's standard deviation (in the units of y), so that a collapsing feature
@@ -118,8 +119,6 @@ class GaussianProposal(nn.Module):
     def __init__(self, c_dim: int, y_dim: int, hidden_dim: int = 256, layers: int = 1, momentum: float = 0.01,
                  ridge: float = 1.0) -> None:
         super().__init__()
-        from .critics import mlp  # the shared MLP builder (He init, zero biases)
-
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"momentum must be in (0, 1], got {momentum}")
         if ridge < 0:

@@ -349,9 +349,6 @@ class FactorCL(nn.Module):
             u2g, off = gather(u2)
             out["unique_remove"] = est["unique_remove"](u1, u2g, offset=off)
             self._cache(est["unique_remove"], (u1, u2g), off)
-            with torch.no_grad():
-                critic_nce = bounds.infonce(est["unique_remove"].critic(u1.detach(), u2g.detach()), offset=off)
-            self._diagnostics["bracket/unique_remove"] = out["unique_remove"].detach() - critic_nce
         for term, (a, b_) in (("shared_remove", (s1, s2)), ("unique_cond_keep", (u1, u2))):
             if term not in est:
                 continue
@@ -377,8 +374,9 @@ class FactorCL(nn.Module):
                 out[term] = est[term](a, bg, cx, cy, offset=off)
             if term in UPPER_BOUND_TERMS or getattr(est[term], "has_critic_loss", False):
                 self._cache(est[term], (a, bg, cx, cy), off)
-            if getattr(est[term], "last_bracket", None) is not None:
-                self._diagnostics[f"bracket/{term}"] = est[term].last_bracket
+        # Every NCE-CLUB estimator records its bracket (value minus its own scores' InfoNCE) as it runs.
+        for term in UPPER_BOUND_TERMS & out.keys():
+            self._diagnostics[f"bracket/{term}"] = est[term].last_bracket
         return out
 
     def _supcon(self, z1: Tensor, z2: Tensor, y: Tensor) -> Tensor:
