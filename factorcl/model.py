@@ -375,7 +375,9 @@ class FactorCL(nn.Module):
             if term in UPPER_BOUND_TERMS or getattr(est[term], "has_critic_loss", False):
                 self._cache(est[term], (a, bg, cx, cy), off)
         # Every NCE-CLUB estimator records its bracket (value minus its own scores' InfoNCE) as it runs.
-        for term in UPPER_BOUND_TERMS & out.keys():
+        # Sorted, not set order: the trainer averages metrics over ranks by position, and string
+        # hashing (so set order) differs between processes.
+        for term in sorted(UPPER_BOUND_TERMS & out.keys()):
             self._diagnostics[f"bracket/{term}"] = est[term].last_bracket
         return out
 
