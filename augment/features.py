@@ -141,6 +141,8 @@ class FeatureDropout(_FeatureAugmentation):
     by ``1 / (1 - p)``: the view keeps the input's scale.
     """
 
+    needs_float = True
+
     def __init__(self, p: float = 0.1, shared_over_time: bool = True, value: float = 0.0) -> None:
         self.p = check_probability(p, "p")
         self.shared_over_time = bool(shared_over_time)

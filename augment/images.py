@@ -30,6 +30,7 @@ __all__ = ["ImageAugment", "albumentations_pipeline", "PRESETS"]
 PRESETS = ("standard", "unique")
 _MAX_STRENGTH = 2.0
 _CPU_CHUNK = 32  # images per kornia call on CPU (see ImageAugment.forward)
+_RANGE_TOLERANCE = 1e-3  # how far outside [0, 1] an input may stray (resize overshoot, rounding) before it is refused
 
 
 def _check_preset(preset: object) -> str:
@@ -89,10 +90,11 @@ class ImageAugment(Augmentation):
 
     ``size=None`` keeps the input size; ``size=(H', W')`` (or an int) makes every output
     ``[B, 3, H', W']`` (random resized crop for ``"standard"``, plain resize for ``"unique"``).
-    Each sample gets its own random parameters. Outputs are clamped to [0, 1] and keep the input
-    dtype (half-precision inputs are processed in float32). On CPU large batches are processed in
-    chunks of 32 images (faster; kornia is mainly meant for GPU batches, albumentations in
-    data-loader workers is usually faster on CPU).
+    Each sample gets its own random parameters. Inputs outside [0, 1] (beyond a rounding
+    tolerance: e.g. [0, 255] images) are refused, since the output is clamped to [0, 1]. Outputs
+    keep the input dtype (half-precision inputs are processed in float32). On CPU large batches
+    are processed in chunks of 32 images (faster; kornia is mainly meant for GPU batches,
+    albumentations in data-loader workers is usually faster on CPU).
     """
 
     uses_cond = False
@@ -109,6 +111,11 @@ class ImageAugment(Augmentation):
         if x.shape[1] != 3:
             raise ValueError(f"{self.input_name} must be [B, 3, H, W] RGB images, got shape {shape_str(x.shape)}")
         check_floating(x, self.input_name)
+        lo, hi = torch.aminmax(x.detach())
+        if bool((lo < -_RANGE_TOLERANCE) | (hi > 1.0 + _RANGE_TOLERANCE)):  # one device sync for both ends
+            hint = "; divide [0, 255] images by 255" if float(hi) > 1.5 else ""
+            raise ValueError(f"{self.input_name} must be float images with values in [0, 1], got min {float(lo):.4g} "
+                             f"max {float(hi):.4g}{hint}")
 
     def _pipeline(self, h: int, w: int) -> Any:
         key = (h, w)

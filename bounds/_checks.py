@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor
 
@@ -48,16 +50,38 @@ def check_scores(scores: object, name: str = "scores") -> Tensor:
     return scores
 
 
+def as_offset(offset: object) -> int:
+    """``offset`` as an int >= 0: Python and numpy integers only (a float, string or bool is refused, not rounded)."""
+    expected = "offset must be an integer >= 0 (the column of row 0's positive)"
+    try:
+        if isinstance(offset, bool):
+            raise TypeError
+        value = operator.index(offset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{expected}, got {offset!r} ({type(offset).__name__})") from None
+    if value < 0:
+        raise ValueError(f"{expected}, got {value}")
+    return value
+
+
 def check_offset(scores: Tensor, offset: int, name: str = "scores") -> int:
     """Positives sit at scores[i, offset + i]: they must all fall inside the matrix."""
     b, n = scores.shape
-    offset = int(offset)
-    if offset < 0 or offset + b > n:
+    offset = as_offset(offset)
+    if offset + b > n:
         raise ValueError(
             f"offset={offset} puts the positives of {name} with shape {shape_str(scores)} outside the "
             f"matrix; expected 0 <= offset <= N - B = {n - b}"
         )
     return offset
+
+
+def check_negatives(scores: Tensor, name: str = "scores") -> None:
+    """A contrastive estimate needs a negative in every row: N >= 2 candidates, i.e. a batch of >= 2."""
+    n = scores.shape[1]
+    if n < 2:
+        raise ValueError(f"the batch size must be >= 2 for a contrastive estimate (in-batch negatives), got a batch "
+                         f"of {n} ({name} has shape {shape_str(scores)}: no negatives)")
 
 
 def check_features(t: object, dim: int | None, name: str) -> Tensor:

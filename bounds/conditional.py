@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_features, check_groups, check_offset, check_same_batch, check_scores, check_tensor
+from ._checks import as_offset, check_features, check_groups, check_offset, check_same_batch, check_scores, check_tensor
 from .estimators import _upcast, call_frozen, infonce, nce_club, positives, valid_row_mean
 from .sampled import sampled_infonce, sampled_nce_club, score_candidates
 
@@ -211,7 +211,7 @@ class _Conditional(nn.Module):
         bound statement holds; they spare the critic from learning to subtract E[y | c] where C
         fixes most of Y.
         """
-        b = x.shape[0]
+        b, offset = x.shape[0], as_offset(offset)
         if y.shape[0] < offset + b:
             raise ValueError(f"y must hold this rank's positives y[offset:offset + B] (offset={offset}, B={b}), "
                              f"got {y.shape[0]} rows")
@@ -263,6 +263,7 @@ class _Conditional(nn.Module):
     def _sampled_critic_loss(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None, offset: int,
                              train_main: bool) -> Tensor:
         x, y, cx, cy = _detach_all(x, y, cx, cy)
+        offset = as_offset(offset)
         c = self._chain_condition(x, cx, cy)
         loss = self.proposal.nll(y[offset : offset + x.shape[0]], c)
         if self.x_proposal is not None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ._checks import check_offset, check_scores
+from ._checks import check_negatives, check_offset, check_scores
 
 
 def _upcast(scores: Tensor) -> Tensor:
@@ -64,14 +64,13 @@ def nce_club(scores: Tensor, include_diagonal: bool = False, offset: int = 0) ->
     """
     scores = check_scores(scores)
     offset = check_offset(scores, offset)
+    check_negatives(scores)
     s = _upcast(scores)
     b, n = s.shape
     pos = positives(s, offset)
     if include_diagonal:
         neg_mean = s.mean()
     else:
-        if n < 2:
-            raise ValueError("scores must have at least 2 columns to hold negatives (N >= 2)")
         neg_mean = (s.sum() - pos.sum()) / (b * n - b)
     return (pos.mean() - neg_mean).to(scores.dtype)
 

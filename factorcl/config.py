@@ -573,13 +573,18 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"config file not found: {p}")
-    text = p.read_text()
+    from .data.files import read_utf8
+
+    text = read_utf8(p)
     try:
         data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"could not parse {p}: {exc}") from None
     if data is None:
-        data = {}
+        # An empty file is almost always a mistake (a failed copy, the wrong file): running the
+        # defaults would silently start a job the user did not ask for.
+        raise ConfigError(f"config file {p} is empty; write at least one section (data, encoders, model, train, "
+                          "probe, out_dir), e.g. 'data: {kind: synthetic}' for the built-in data")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{p} must hold a mapping of sections (data, encoders, model, train, probe, out_dir), "
                           f"got {type(data).__name__}")
@@ -622,20 +627,30 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | RunConfig,
 
 
 def save_config(cfg: RunConfig, path: str | os.PathLike) -> Path:
-    """Write a config as YAML (loadable by :func:`load_config`)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None))
-    return p
+    """Write a config as YAML (loadable by :func:`load_config`), atomically."""
+    from .fileio import atomic_write
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
+    return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def resolve_path(path: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> Path:
-    """An absolute data path: as given when absolute or found from the current folder, else from ``base_dir``."""
+    """An absolute data path: as given when absolute or found from the current folder, else from ``base_dir``.
+
+    A relative path found in neither is a FileNotFoundError listing every folder searched. (An
+    absolute path is returned as it is: the loader names it when it is missing.)
+    """
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists() or base_dir is None:
+    if p.is_absolute():
         return p.resolve()
-    alt = Path(base_dir) / p
-    return alt.resolve() if alt.exists() else p.resolve()
+    folders = {Path.cwd().resolve(): "the current folder"}
+    if base_dir is not None:
+        folders.setdefault(Path(base_dir).resolve(), "the config's folder")
+    for folder in folders:
+        if (folder / p).exists():
+            return (folder / p).resolve()
+    searched = " and ".join(f"{name} {folder}" for folder, name in folders.items())
+    raise FileNotFoundError(f"data file not found: {p} (relative paths are looked up in {searched})")
 
 
 __all__ = ["ConfigError", "DataConfig", "EncodersConfig", "ModelConfig", "ProbeConfig", "RunConfig", "apply_overrides",

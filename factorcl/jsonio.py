@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .fileio import atomic_write
 
 __all__ = ["to_jsonable", "write_json"]
 
@@ -38,18 +39,8 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON, creating parent folders; returns the path.
 
     Atomic: written to a temporary file in the same folder, then moved over ``path``, so a crash
-    never leaves a half-written file. Values are converted with :func:`to_jsonable`; any other
-    object is written as its ``str``.
+    never leaves a half-written file; the file follows the umask. Values are converted with
+    :func:`to_jsonable`; any other object is written as its ``str``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_jsonable(data), indent=2, allow_nan=False, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: f.write(text), binary=False)

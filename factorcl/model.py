@@ -86,6 +86,9 @@ class FactorCL(nn.Module):
         obj = self.objective
         if critic not in CRITICS:
             raise ValueError(f"critic must be one of {list(CRITICS)}, got {critic!r}")
+        for name, value in (("temperature", temperature), ("supcon_temperature", supcon_temperature)):
+            if not float(value) > 0:  # also refuses NaN
+                raise ValueError(f"{name} must be > 0, got {value}")
         if obj.supervised and (num_classes is None or int(num_classes) < 2):
             raise ValueError(f"method {obj.name!r} uses labels: num_classes must be an integer >= 2, got {num_classes!r}")
         if obj.needs_views and augment1 is None:

@@ -119,6 +119,10 @@ def linear_probe(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not l2_grid:
         raise ValueError("l2_grid must hold at least one L2 strength")
+    classes = torch.unique(ytr)
+    if classes.numel() < 2:
+        raise ValueError(f"train_labels hold a single class ({int(classes[0])}, all {ytr.shape[0]} rows): a linear "
+                         "probe needs at least 2 classes in the training split (its accuracy would mean nothing)")
     labels_seen = [ytr.max(), yte.max()] + ([yva.max()] if yva is not None else [])
     k = int(num_classes) if num_classes is not None else int(max(labels_seen).item()) + 1
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
@@ -169,11 +173,18 @@ def _split_batch(batch: Any) -> tuple[Tensor, Tensor, Tensor | None, dict[str, T
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: Iterable, device: torch.device | str | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+def extract_features(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
+                     progress: bool | str = False) -> tuple[dict[str, Tensor], Tensor | None]:
     """Run ``model.embed`` over a loader without gradients, in eval mode.
 
     Returns ({key: [N, d] features on the CPU}, labels [N] or None when the batches carry none).
+    ``progress`` shows a progress bar (a string is its label).
     """
+    if progress:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc=progress if isinstance(progress, str) else "features", leave=False,
+                      dynamic_ncols=True)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -118,15 +118,22 @@ def _probe_part(train: torch.Tensor, ytr: torch.Tensor, valid: torch.Tensor | No
         return result
     result = linear_probe(train, ytr, test, yte, val_fraction=probe.val_fraction, l2_grid=grid, **common).as_dict()
     result["selected_on"] = "val_fraction of train" if len(grid) > 1 else "fixed"
+    if probe.select == "valid" and valid is None and len(grid) > 1:
+        result["selected_on"] += " (the valid split is empty)"
     return result
 
 
-def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.device | str | None = None) -> dict[str, Any]:
+def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.device | str | None = None,
+             progress: bool = False) -> dict[str, Any]:
     """Linear-probe test accuracy of the frozen representation and its parts (see the module docstring).
 
     Returns ``{part: {accuracy, macro_f1, l2, val_accuracy, ...}}`` with parts ``all`` and, when
-    ``probe.ablation``, ``S``/``U1``/``U2`` (factorised) or ``Z1``/``Z2``.
+    ``probe.ablation``, ``S``/``U1``/``U2`` (factorised) or ``Z1``/``Z2``. An empty valid split
+    falls back to ``val_fraction`` of train (``selected_on`` says so); a train or test split that is
+    empty, or a train split with one class, is an error.
     """
+    import warnings
+
     from .probe import extract_features, representation_parts
 
     if not data.has_labels:
@@ -137,13 +144,23 @@ def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.dev
     labels: dict[str, torch.Tensor] = {}
     for name in ("train", "valid", "test"):
         ds = data.split(name)
-        if ds is None:
+        if ds is None or len(ds) == 0:
+            if name != "valid":
+                raise ValueError(f"the {name} split of {data.name} is empty: the linear probe needs train and test rows")
+            if probe.select == "valid":
+                warnings.warn(f"the valid split of {data.name} is empty: the probe's L2 is chosen on a "
+                              f"{probe.val_fraction} fraction of train instead", stacklevel=2)
             continue
-        f, y = extract_features(model, ds.loader(probe.batch_size, shuffle=False))
+        f, y = extract_features(model, ds.loader(probe.batch_size, shuffle=False),
+                                progress=f"probe: {name} features" if progress else False)
         feats[name], labels[name] = representation_parts(f), y
     k = max(2, int(data.num_classes or int(max(int(v.max()) for v in labels.values())) + 1))
     parts = list(feats["train"]) if probe.ablation else ["all"]
     out = {}
+    if progress:
+        from tqdm.auto import tqdm
+
+        parts = tqdm(parts, desc="probe: fitting", leave=False, dynamic_ncols=True)
     for part in parts:
         out[part] = _probe_part(feats["train"][part], labels["train"],
                                 feats.get("valid", {}).get(part), labels.get("valid"),
@@ -181,12 +198,10 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
     from .distributed import barrier, is_main_process
 
     cfg = load_config(config, overrides)
-    cfg = _absolute_config(cfg) if cfg.data.path else cfg
+    cfg = _absolute_config(cfg) if cfg.data.path and cfg.data.kind != "synthetic" else cfg
     out_dir = Path(cfg.out_dir)
     main = is_main_process()  # under torchrun every rank trains; rank 0 alone evaluates and writes
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / CONFIG_NAME)
+    earlier = _prepare_out_dir(cfg, out_dir) if main else {}
     start = time.perf_counter()
     data = data if data is not None else build_data(cfg)
     if verbose:
@@ -216,16 +231,110 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
         "config": str(out_dir / CONFIG_NAME),
         "protocol": _protocol_text(cfg),
     }
+    if earlier.get("config_changes"):
+        results["config_changes"] = earlier["config_changes"]
+    if verbose:
+        print(f"trained {cfg.model.method} on {data.name}: {result.step} steps in {result.seconds:.1f} s")
     if cfg.probe.enabled and data.has_labels:
-        probe = evaluate(model, data, cfg.probe)
+        probe = evaluate(model, data, cfg.probe, progress=verbose)
         results["probe"] = probe
         results["accuracy"] = probe["all"]["accuracy"]
     elif cfg.probe.enabled:
         results["note"] = "no labels in the data: probe skipped"
+    _keep_earlier_probe(results, earlier.get("results"))
     results["seconds"] = time.perf_counter() - start
     write_json(out_dir / RESULTS_NAME, results)
     barrier()
     return results
+
+
+#: Config sections a resume may not change: they decide the model, so the checkpoint would not fit it.
+MODEL_SECTIONS = ("model", "encoders")
+#: Files of a run folder that run_config writes besides fit's own.
+RUN_CONFIG_FILES = (CONFIG_NAME, RESULTS_NAME, PROBE_RESULTS_NAME)
+
+
+def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """Check out_dir before anything is written; write config.yaml for a new run. Returns the earlier run's state.
+
+    A new run into a folder that holds one is refused (``train.overwrite`` replaces it). A resume
+    keeps the original config.yaml: a changed model is refused, a changed schedule needs
+    ``train.allow_config_change`` and is saved as ``config.resumed-N.yaml`` and listed in results.json.
+    """
+    from . import checkpoint as ckpt_io
+
+    ckpt_io.check_writable_dir(out_dir)
+    names = ckpt_io.RUN_FILES + RUN_CONFIG_FILES
+    found = ckpt_io.existing_run_files(out_dir, names)
+    resume = cfg.train_value("resume")
+    if resume is None or not (out_dir / CONFIG_NAME).is_file():
+        if found and resume is None:
+            if not cfg.train_value("overwrite"):
+                ckpt_io.refuse_existing_run(out_dir, found)
+            ckpt_io.clear_run(out_dir, names)
+            for old in out_dir.glob("config.resumed-*.yaml"):
+                old.unlink()
+        save_config(cfg, out_dir / CONFIG_NAME)
+        return {}
+    earlier_cfg = load_config(out_dir / CONFIG_NAME)
+    earlier, now = _with_train_defaults(earlier_cfg), _with_train_defaults(cfg)
+    free = frozenset({"out_dir", "probe"}) | ckpt_io.FREE_TRAIN_KEYS
+    changes = ckpt_io.config_changes(earlier, now, free)
+    model_changes = {k: v for k, v in changes.items() if k.split(".")[0] in MODEL_SECTIONS}
+    if model_changes:
+        raise ckpt_io.ConfigChangedError(
+            f"config differs from the run in {out_dir} ({out_dir / CONFIG_NAME}) in the model: "
+            f"{ckpt_io.format_changes(model_changes)}. A resume must build the same model; to train a new one, "
+            "use --overwrite or another --out-dir")
+    state: dict[str, Any] = {}
+    if (out_dir / RESULTS_NAME).is_file():
+        import json
+
+        try:
+            state["results"] = json.loads((out_dir / RESULTS_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state["results"] = None
+    history = list((state.get("results") or {}).get("config_changes") or [])
+    if changes:
+        if not cfg.train_value("allow_config_change"):
+            raise ckpt_io.ConfigChangedError(
+                f"config differs from the run being resumed ({out_dir / CONFIG_NAME}): "
+                f"{ckpt_io.format_changes(changes)}. Resume with the run's settings, allow a schedule change with "
+                "--allow-config-change (it is recorded; config.yaml is kept), or start a new run in another --out-dir")
+        n = len(list(out_dir.glob("config.resumed-*.yaml"))) + 1
+        saved = save_config(cfg, out_dir / f"config.resumed-{n}.yaml")
+        history.append({"config": saved.name, "changes": {k: list(v) for k, v in changes.items()}})
+    state["config_changes"] = history
+    return state
+
+
+def _with_train_defaults(cfg: RunConfig) -> dict[str, Any]:
+    """The config as data with every ``train`` key filled in (an unset key compares as its default)."""
+    from dataclasses import fields
+
+    from .config import LOADER_KEYS
+    from .train import TrainConfig
+
+    data = cfg.to_dict()
+    keys = set(LOADER_KEYS) | {f.name for f in fields(TrainConfig)} | set(cfg.train)
+    data["train"] = {k: cfg.train_value(k) for k in sorted(keys) if k != "out_dir"}
+    return data
+
+
+def _keep_earlier_probe(results: dict[str, Any], earlier: Mapping[str, Any] | None) -> None:
+    """Never replace an earlier probe with less: keep it when this run did not probe.
+
+    When the model was not trained further (same step), the earlier probe still describes it and
+    stays as ``probe``/``accuracy``; otherwise it moves to ``earlier_probe`` with its step.
+    """
+    if not earlier or results.get("probe") is not None or earlier.get("probe") is None:
+        return
+    old_step = (earlier.get("train") or {}).get("steps")
+    if old_step == results["train"]["steps"]:
+        results["probe"], results["accuracy"] = earlier["probe"], earlier.get("accuracy")
+        results["probe_note"] = "probe from the earlier run of this checkpoint (this run did not probe)"
+    else:
+        results["earlier_probe"] = {"step": old_step, "accuracy": earlier.get("accuracy"), "probe": earlier["probe"]}
 
 
 def _protocol_text(cfg: RunConfig) -> str:

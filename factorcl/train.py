@@ -52,6 +52,7 @@ from .distributed import (
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
+SAFETENSORS_NAME = "model.safetensors"
 
 #: The critics' learning rate as a multiple of the main one when ``critic_lr`` is not set.
 CRITIC_LR_FACTOR = 10.0
@@ -83,6 +84,30 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; training stopped without overwriting the last good checkpoint."""
 
 
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be written (full disk); training goes on and tries again at the next one."""
+
+
+def _nonfinite_inputs(batch: Any, names: tuple[str, ...] = ("x1", "x2", "y")) -> list[str]:
+    """``x1 contains NaN at rows [3, 17]`` for each floating tensor of a batch with NaN/inf values."""
+    if isinstance(batch, Mapping):
+        items = list(batch.items())
+    elif isinstance(batch, (list, tuple)):
+        items = [(names[i] if i < len(names) else f"batch[{i}]", v) for i, v in enumerate(batch)]
+    else:
+        items = [("x", batch)]
+    found = []
+    for name, value in items:
+        if isinstance(value, Tensor) and value.is_floating_point() and value.numel():
+            bad = ~torch.isfinite(value.detach())
+            if bad.any():
+                rows = bad.reshape(bad.shape[0], -1).any(1).nonzero().flatten().tolist() if bad.dim() else [0]
+                kind = "NaN" if torch.isnan(value).any() else "inf"
+                more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
+                found.append(f"{name} contains {kind} at rows {rows[:8]}{more} of this batch")
+    return found
+
+
 @dataclass
 class TrainConfig:
     """Settings of :func:`fit`; every field can also be passed to it as a keyword."""
@@ -107,6 +132,9 @@ class TrainConfig:
     out_dir: str | None = None  # metrics.csv, checkpoint.pt, tensorboard/
     checkpoint_every: int | None = None  # in steps; None: at the end of every epoch
     resume: str | None = None  # a checkpoint path, or "auto": out_dir/checkpoint.pt if it exists
+    overwrite: bool = False  # replace a run already in out_dir (without it, fit refuses to touch one)
+    allow_config_change: bool = False  # resume with a different schedule (lr, epochs, seed, ...), recorded
+    safetensors: bool = True  # also write the final weights as out_dir/model.safetensors
     stop_after: int | None = None  # stop (and checkpoint) after this many steps; the schedule still spans all epochs
     progress: bool = True
     tensorboard: bool = True
@@ -126,6 +154,9 @@ class TrainConfig:
             "checkpoint_every": self.checkpoint_every is None or self.checkpoint_every >= 1,
             "stop_after": self.stop_after is None or self.stop_after >= 1,
         }
+        if self.resume is not None and self.overwrite:
+            raise ValueError(f"resume={self.resume!r} and overwrite=True exclude each other: resume continues the run "
+                             "in out_dir, overwrite replaces it")
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
@@ -368,10 +399,19 @@ class Trainer:
             "world_size": get_world_size(),
             "method": getattr(getattr(self.model, "objective", None), "name", None),
             "config": asdict(self.cfg),
+            "config_changes": self.config_changes,
+            "batches_per_epoch": self.batches_per_epoch,
+            "metrics": dict(self.last_metrics),
         }
 
-    def _save(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict) -> Path | None:
-        """Write the checkpoint (rank 0) and return its path on every rank once it is complete."""
+    def _save(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict, final: bool = False) -> Path | None:
+        """Write the checkpoint (rank 0) and return its path on every rank once it is complete.
+
+        A full disk does not lose the run: before the last checkpoint it warns and returns None
+        (training goes on with the model in memory, and the next checkpoint tries again); at the
+        last one it raises :class:`~factorcl.checkpoint.CheckpointWriteError`, which names the path,
+        the space needed and the last good checkpoint.
+        """
         if self.out_dir is None:
             return None
         path = self.out_dir / CHECKPOINT_NAME
@@ -387,12 +427,28 @@ class Trainer:
                 ckpt_io.save_atomic(state, path)
             except BaseException as exc:  # tell the other ranks before raising, so that none waits forever
                 error = exc
-        # Also the barrier after the write: no rank goes on (and may read the file) before it is complete.
-        if any_rank(error is not None, self.device):
-            if error is not None:
-                raise error
-            raise RuntimeError(f"rank 0 failed to write the checkpoint {path}; see its error")
-        return path
+        # 0: written, 1: disk full, 2: another error. Also the barrier after the write: no rank goes
+        # on (and may read the file) before it is complete.
+        code = 0 if error is None else 1 if isinstance(error, ckpt_io.CheckpointWriteError) else 2
+        code = broadcast_int(code, self.device) if is_distributed() else code
+        if code == 0:
+            self.last_saved = (path, step)
+            return path
+        if code == 1:
+            last = (f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
+                    if self.last_saved else "no checkpoint of this run was written yet")
+            if not final:
+                if is_main_process():
+                    warnings.warn(f"step {step}: {error}; training goes on with the model in memory and tries again "
+                                  f"at the next checkpoint ({last})", CheckpointWarning, stacklevel=3)
+                return None
+            reason = error if error is not None else f"rank 0 could not write {path}: the disk is full"
+            message = (f"{reason}. Training finished (step {step}) but its last checkpoint could not be written; "
+                       f"{last}. Free space and resume, or save the model (still in memory) elsewhere")
+            raise ckpt_io.CheckpointWriteError(message) from error
+        if error is not None:
+            raise error
+        raise RuntimeError(f"rank 0 failed to write the checkpoint {path}; see its error")
 
     def _rng_entry(self, epoch_rng: dict) -> dict[str, Any]:
         return {"rng": rng_state(), "epoch_rng": epoch_rng,
@@ -409,6 +465,13 @@ class Trainer:
                 f"{get_world_size()}; resume with the same number of processes (the data order, the per-rank "
                 "RNG states and the global batch depend on it)"
             )
+        mismatch = ckpt_io.state_dict_mismatch(state["model"], self.model.state_dict())
+        if mismatch:
+            raise ckpt_io.ConfigChangedError(
+                f"config differs from the run in {path.parent}: its checkpoint was written by a different model "
+                f"({'; '.join(mismatch)}). A resume must build the same model (method, critic, embed_dim, encoders); "
+                "to train a new one, use --overwrite (overwrite=True) or another out_dir")
+        self._check_resume_config(path, state)
         ranks = state.get("rank_rng")
         if ranks is not None:  # this rank's own RNG states (the top-level ones are rank 0's)
             state = {**state, **ranks[get_rank()]}
@@ -421,6 +484,55 @@ class Trainer:
         self.main_scaler.load_state_dict(state["main_scaler"])
         self.critic_scaler.load_state_dict(state["critic_scaler"])
         return state
+
+    def _export_weights(self, step: int) -> None:
+        """out_dir/model.safetensors: the weights alone, loadable without pickle (rank 0; a full disk warns)."""
+        if self.out_dir is None or not self.cfg.safetensors or not is_main_process():
+            return
+        path = self.out_dir / SAFETENSORS_NAME
+        method = getattr(getattr(self.model, "objective", None), "name", None)
+        try:
+            ckpt_io.save_safetensors(self.model.state_dict(), path, {"step": str(step), "method": str(method)})
+        except ckpt_io.CheckpointWriteError as exc:
+            warnings.warn(f"{exc}; the weights are in {CHECKPOINT_NAME}", CheckpointWarning, stacklevel=3)
+
+    def _check_out_dir(self, resume_path: Path | None) -> None:
+        """Before any training: out_dir is a writable folder, and a run already in it is never replaced silently."""
+        if self.out_dir is None:
+            return
+        error: BaseException | None = None
+        if is_main_process():
+            try:
+                ckpt_io.check_writable_dir(self.out_dir)
+                found = ckpt_io.existing_run_files(self.out_dir)
+                if resume_path is None and found:
+                    if not self.cfg.overwrite:
+                        ckpt_io.refuse_existing_run(self.out_dir, found)
+                    ckpt_io.clear_run(self.out_dir)
+            except Exception as exc:  # raised below on every rank, so that none waits in a collective
+                error = exc
+        if is_distributed() and any_rank(error is not None, self.device) and error is None:
+            raise RuntimeError(f"rank 0 refused out_dir {self.out_dir}; see its error")
+        if error is not None:
+            raise error
+
+    def _check_resume_config(self, path: Path, state: Mapping[str, Any]) -> None:
+        """Refuse a resume with a changed schedule unless ``allow_config_change``; record allowed changes."""
+        self.config_changes = list(state.get("config_changes") or [])
+        changes = ckpt_io.config_changes(state.get("config") or {}, asdict(self.cfg))
+        saved_batches = state.get("batches_per_epoch")
+        if saved_batches is not None and saved_batches != self.batches_per_epoch:
+            changes["batches_per_epoch (batch size or data)"] = (saved_batches, self.batches_per_epoch)
+        if not changes:
+            return
+        if not self.cfg.allow_config_change:
+            raise ckpt_io.ConfigChangedError(
+                f"config differs from the run being resumed ({path}): {ckpt_io.format_changes(changes)}. Resume "
+                "with the run's settings, allow the change with --allow-config-change (allow_config_change=True; "
+                "it is recorded), or start a new run in another out_dir")
+        self.config_changes.append({"step": int(state["step"]), "changes": {k: list(v) for k, v in changes.items()}})
+        warnings.warn(f"resuming {path} at step {state['step']} with a changed config: "
+                      f"{ckpt_io.format_changes(changes)} (recorded in the checkpoint's config_changes)", stacklevel=3)
 
     def _optimizer_step(self, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params: list) -> None:
         if self.cfg.grad_clip is not None:
@@ -501,8 +613,15 @@ class Trainer:
         self.main_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.critic_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
 
+        self.config_changes: list[dict[str, Any]] = []
+        self.last_saved: tuple[Path, int] | None = None
+        self.last_metrics: dict[str, float] = {}
         resume_path = self._resume_path()
+        self._check_out_dir(resume_path)
         resumed = self._restore(resume_path) if resume_path is not None else None
+        if resumed is not None:
+            self.last_saved = (resume_path, int(resumed["step"]))
+            self.last_metrics = dict(resumed.get("metrics") or {})
         # After the restore (DDP broadcasts rank 0's parameters at wrap time; they already agree).
         self.ddp = wrap_loss_ddp(model, exclude=self.critic_params, device=self.device,
                                  find_unused_parameters=cfg.find_unused_parameters)
@@ -524,17 +643,16 @@ class Trainer:
             for gen, state in zip(_loader_generators(self.loader), resumed.get("loader_rng", [])):
                 gen.set_state(state)
 
-        if self.out_dir is not None and is_main_process():
-            self.out_dir.mkdir(parents=True, exist_ok=True)
         log = _MetricsLog(self.out_dir if is_main_process() else None, step if resumed else None, cfg.tensorboard)
         bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()),
                    desc=getattr(getattr(model, "objective", None), "name", "train"), dynamic_ncols=True)
         history: list[dict[str, float]] = []
         warned: set[str] = set()
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float] = dict(self.last_metrics)  # a finished run resumed returns its last metrics
         checkpoint_path: Path | None = resume_path if resumed else None
         start = time.perf_counter()
         last_saved_step = step if resumed else -1
+        position = (epoch, skip)  # (epoch, batch_in_epoch) of the latest save point
         stop = False
         try:
             while epoch < cfg.epochs and not stop:
@@ -568,10 +686,13 @@ class Trainer:
                         if self._nonfinite(loss):
                             values = {k: round(float(v), 4) for k, v in terms.items()}
                             where = f" on rank {get_rank()} (or another rank)" if is_distributed() else ""
+                            inputs = _nonfinite_inputs(batch)
+                            cause = (f"The inputs are not finite: {'; '.join(inputs)}. Fix or drop those rows"
+                                     if inputs else "Lower the learning rate, or set grad_clip")
                             raise NonFiniteLossError(
                                 f"loss is {float(loss.detach())}{where} at step {step + 1} (epoch {epoch}, "
                                 f"batch {index}); term estimates {values}. Training stopped and {self._last_good()}. "
-                                "Check the inputs for NaN/inf, lower the learning rate, or set grad_clip."
+                                f"{cause}."
                             )
                         self.main_scaler.scale(loss / cfg.accumulate).backward()
                     critic_value = self._critic_steps() if self.critic_opt is not None else float("nan")
@@ -591,6 +712,7 @@ class Trainer:
                     critic_value = values[-1]
                     row = {"step": step, "epoch": epoch, "lr": lr, **metrics, "critic_loss": critic_value,
                            "time_s": time.perf_counter() - start}
+                    self.last_metrics = metrics
                     history.append(row)
                     if is_main_process():
                         log.write(row)
@@ -609,17 +731,24 @@ class Trainer:
                             # Exhaust the finished iterator first: samplers draw from their
                             # generator on exhaustion, as an uninterrupted run's epoch does.
                             next(iterator, None)
-                        checkpoint_path = self._save(step, epoch, index + 1, epoch_rng) or checkpoint_path
-                        last_saved_step = step
+                        position = (epoch, index + 1)
+                        saved = self._save(step, *position, epoch_rng)
+                        if saved is not None:
+                            checkpoint_path, last_saved_step = saved, step
                     if stop:
                         break
                 if not stop:
+                    position = (epoch, self.batches_per_epoch)
                     if cfg.checkpoint_every is None and last_saved_step != step:
-                        checkpoint_path = self._save(step, epoch, self.batches_per_epoch, epoch_rng) or checkpoint_path
-                        last_saved_step = step
+                        saved = self._save(step, *position, epoch_rng)
+                        if saved is not None:
+                            checkpoint_path, last_saved_step = saved, step
                     epoch, skip = epoch + 1, 0
             if last_saved_step != step:
-                checkpoint_path = self._save(step, epoch - 1, self.batches_per_epoch, epoch_rng) or checkpoint_path
+                # The last checkpoint, or the retry of one that failed (final: a full disk now raises).
+                checkpoint_path = self._save(step, *position, epoch_rng, final=True) or checkpoint_path
+            if history or not (self.out_dir is None or (self.out_dir / SAFETENSORS_NAME).exists()):
+                self._export_weights(step)
         finally:
             bar.close()
             log.close()

@@ -195,6 +195,7 @@ def test_unlabelled_arrays_train_without_probe_and_sup_needs_labels(tmp_path):
     results = run_config(cfg)
     assert results["probe"] is None and "no labels" in results["note"]
     cfg["model"]["method"] = "supcon"
+    cfg["out_dir"] = str(tmp_path / "r-supcon")
     with pytest.raises(ValueError, match="supervised but the data has no labels"):
         run_config(cfg)
 

@@ -2,9 +2,11 @@
 
 A file holds one pair per row (``.jsonl``/``.ndjson``: one JSON object per line; ``.json``: one
 array of objects): ``image`` (a path, relative to the file's folder unless absolute),
-``caption`` and optionally ``label`` (integers or class names). Rows are checked when the dataset
-is made: a missing image file or an empty caption raises an error naming the file and the row,
-or, with ``skip_missing=True``, the row is dropped and counted (``dataset.skipped``).
+``caption`` and optionally ``label`` (integers or class names). The file must be UTF-8. Rows are
+checked when the dataset is made, every image header included (PIL's ``verify``, in a thread pool
+for many files): a missing or unreadable image file or an empty caption raises an error naming the
+file and the row, or, with ``skip_missing=True``, the row is dropped and counted by reason
+(``dataset.skipped``).
 
 Batches follow FactorCL's modality order for CLIP (documented in :mod:`factorcl.clip`):
 ``x1`` = caption token ids ``[B, L]`` (the modality augmented independently) and ``x2`` = images
@@ -16,10 +18,12 @@ image tower (:class:`factorcl.clip.ImageTower`), so augmentations run on [0, 1] 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +32,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.files import read_utf8
+
 __all__ = [
     "CaptionCollate",
     "CaptionRecord",
     "ImageCaptionDataset",
+    "SKIP_REASONS",
+    "check_images",
     "image_transform",
     "make_loader",
     "read_records",
@@ -39,6 +47,11 @@ __all__ = [
 ]
 
 IMAGE_KEY, TEXT_KEY = "x2", "x1"
+
+#: Why :func:`read_records` drops a row with ``skip_missing=True`` (the keys of ``dataset.skipped``).
+SKIP_REASONS = ("missing_image", "bad_image", "empty_caption", "missing_label")
+_MISSING = "file not found"
+_POOL_FROM = 64  # distinct image files from which the header checks run in a thread pool
 
 
 @dataclass(frozen=True)
@@ -60,15 +73,17 @@ def _columns(rows: list[tuple[int, int | None, dict[str, Any]]]) -> list[str]:
 def _rows(path: Path) -> tuple[list[tuple[int, int | None, dict[str, Any]]], list[str]]:
     """(row number, line number or None, fields) of every data row, and the column names."""
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".json", ".jsonl", ".ndjson"):
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv, .jsonl or .json")
+    content = read_utf8(path)
     if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            columns = list(reader.fieldnames or [])
-            rows = [(i, reader.line_num, row) for i, row in enumerate(reader, start=1)]
+        reader = csv.DictReader(io.StringIO(content, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        columns = list(reader.fieldnames or [])
+        rows = [(i, reader.line_num, row) for i, row in enumerate(reader, start=1)]
         return rows, columns
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(content)
         except json.JSONDecodeError as exc:
             hint = " (one object per line is JSON Lines: name the file .jsonl)" if exc.msg == "Extra data" else ""
             raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}){hint}") from None
@@ -81,21 +96,42 @@ def _rows(path: Path) -> tuple[list[tuple[int, int | None, dict[str, Any]]], lis
                 raise ValueError(f"{path}: element {i} of the array must be a JSON object, got {type(obj).__name__}")
             rows.append((i, None, obj))
         return rows, _columns(rows)
-    if suffix in (".jsonl", ".ndjson"):
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for line_no, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    raise ValueError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
-                rows.append((len(rows) + 1, line_no, obj))
-        return rows, _columns(rows)
-    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv, .jsonl or .json")
+    rows = []
+    for line_no, text in enumerate(io.StringIO(content, newline=None), start=1):  # lines as a text file reads them
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
+        rows.append((len(rows) + 1, line_no, obj))
+    return rows, _columns(rows)
+
+
+def _image_problem(path: Path) -> str | None:
+    """None when ``path`` is an image file PIL can open and verify; else why not (``_MISSING`` or PIL's reason)."""
+    from PIL import Image
+
+    if not path.is_file():
+        return _MISSING
+    try:
+        with Image.open(path) as img:
+            img.verify()  # reads the header and checks the structure without decoding the pixels
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ... for broken files
+        return f"{type(exc).__name__}: {exc}".split("\n", 1)[0]
+    return None
+
+
+def check_images(paths: Iterable[Path]) -> dict[Path, str | None]:
+    """Each distinct path -> None when it is a readable image, else why not; a thread pool checks many files."""
+    unique = list(dict.fromkeys(paths))
+    if len(unique) < _POOL_FROM:
+        return {p: _image_problem(p) for p in unique}
+    # Mostly file reads, which release the GIL: more threads than cores.
+    with ThreadPoolExecutor(max_workers=min(32, 4 * (os.cpu_count() or 1))) as pool:
+        return dict(zip(unique, pool.map(_image_problem, unique)))
 
 
 def read_records(
@@ -107,10 +143,12 @@ def read_records(
 ) -> tuple[list[CaptionRecord], dict[str, int]]:
     """Check and read the rows of a CSV/TSV/JSONL/JSON image-caption file.
 
-    Returns the records and the counts of skipped rows (``missing_image``, ``empty_caption``,
-    ``missing_label``). Without ``skip_missing`` the first bad row raises FileNotFoundError
-    (image) or ValueError (caption, label), naming the file and the row. Labels are used when the
-    file has ``label_column``; every row then needs one.
+    Every image is checked up front (it exists, and PIL can open and verify its header). Returns
+    the records and the counts of skipped rows by reason (:data:`SKIP_REASONS`: ``missing_image``,
+    ``bad_image``, ``empty_caption``, ``missing_label``). Without ``skip_missing`` the first bad
+    row raises FileNotFoundError (missing image) or ValueError (unreadable image, caption, label),
+    naming the file and the row. Labels are used when the file has ``label_column``; every row
+    then needs one.
     """
     path = Path(path)
     if not path.is_file():
@@ -121,7 +159,14 @@ def read_records(
             raise ValueError(f"{path} has no {col!r} column; its columns are {columns}")
     use_labels = label_column is not None and label_column in columns
     base = path.parent
-    skipped = {"missing_image": 0, "empty_caption": 0, "missing_label": 0}
+
+    def image_path(raw: Any) -> Path:
+        image = Path(str(raw or "")).expanduser()
+        return image if image.is_absolute() else base / image
+
+    problems = check_images(image_path(f.get(image_column)) for _, _, f in rows if f.get(image_column))
+    skipped = {reason: 0 for reason in SKIP_REASONS}
+    first_bad: str | None = None  # the first unreadable image, for the warning
     records: list[CaptionRecord] = []
     for row, line, fields in rows:
         where = f"row {row} of {path}" if line is None else f"row {row} (line {line}) of {path}"
@@ -133,14 +178,21 @@ def read_records(
                 skipped["empty_caption"] += 1
                 continue
             raise ValueError(f"empty caption in {where}; fix the row or pass skip_missing=True (--skip-missing) to drop it")
-        image = Path(str(raw_image or "")).expanduser()
-        image = image if image.is_absolute() else base / image
-        if not raw_image or not image.is_file():
+        image = image_path(raw_image)
+        problem = problems[image] if raw_image else _MISSING
+        if problem == _MISSING:
             if skip_missing:
                 skipped["missing_image"] += 1
                 continue
             raise FileNotFoundError(f"image file not found: {image} ({image_column}={raw_image!r} in {where}); "
                                     "pass skip_missing=True (--skip-missing) to drop such rows")
+        if problem is not None:
+            if skip_missing:
+                skipped["bad_image"] += 1
+                first_bad = first_bad or f"{image} ({where}): {problem}"
+                continue
+            raise ValueError(f"not a readable image: {image} ({image_column}={raw_image!r} in {where}): {problem}; "
+                             "replace the file or pass skip_missing=True (--skip-missing) to drop such rows")
         label = None
         if use_labels:
             label = fields.get(label_column)
@@ -154,7 +206,8 @@ def read_records(
     dropped = sum(skipped.values())
     if dropped:
         parts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in skipped.items() if n)
-        warnings.warn(f"{path}: skipped {dropped} of {len(rows)} rows ({parts})", stacklevel=2)
+        example = f"; first unreadable image: {first_bad}" if first_bad else ""
+        warnings.warn(f"{path}: skipped {dropped} of {len(rows)} rows ({parts}){example}", stacklevel=2)
     if not records:
         raise ValueError(f"{path} has no usable rows ({len(rows)} rows, {dropped} skipped)")
     return records, skipped

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Subset
+from tqdm.auto import tqdm
 
 from ..device import autocast, resolve_amp, select_device
 from ..model import FactorCL
@@ -31,10 +33,14 @@ from .towers import ImageTower, TextTower
 __all__ = ["clip_features", "factorcl_features", "probe_clip", "probe_features"]
 
 
-def _run(loader: Iterable, device: torch.device, amp: str | None, encode) -> tuple[dict[str, Tensor], Tensor | None]:
+def _run(loader: Iterable, device: torch.device, amp: str | None, encode, progress: bool,
+         desc: str) -> tuple[dict[str, Tensor], Tensor | None]:
+    """The one feature-extraction loop: ``encode(tokens, images)`` per batch, a progress bar over the batches."""
     feats: dict[str, list[Tensor]] = {}
     labels: list[Tensor] = []
-    for batch in loader:
+    total = len(loader) if hasattr(loader, "__len__") else None
+    for batch in tqdm(loader, total=total, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True,
+                      leave=False):
         if not isinstance(batch, Mapping) or TEXT_KEY not in batch or IMAGE_KEY not in batch:
             raise ValueError(f"batches must be dicts with {TEXT_KEY!r} (tokens) and {IMAGE_KEY!r} (images), "
                              "as factorcl.clip.make_loader yields")
@@ -51,9 +57,12 @@ def _run(loader: Iterable, device: torch.device, amp: str | None, encode) -> tup
 
 @torch.no_grad()
 def clip_features(
-    bundle: ClipBundle, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None
+    bundle: ClipBundle, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None,
+    progress: bool = True, desc: str = "features",
 ) -> tuple[dict[str, Tensor], Tensor | None]:
-    """``({"image": [N, D], "text": [N, D]}, labels)``: the towers' L2-normalised embeddings, in eval mode."""
+    """``({"image": [N, D], "text": [N, D]}, labels)``: the towers' L2-normalised embeddings, in eval mode.
+
+    ``progress`` shows a bar over the batches (labelled ``desc``)."""
     clip = bundle.model
     device = torch.device(device) if device is not None else next(clip.parameters()).device
     clip.to(device)
@@ -62,17 +71,21 @@ def clip_features(
     clip.eval()
     try:
         return _run(loader, device, amp, lambda t, i: {"image": F.normalize(image(i).float(), dim=-1),
-                                                        "text": F.normalize(text(t).float(), dim=-1)})
+                                                        "text": F.normalize(text(t).float(), dim=-1)},
+                    progress, desc)
     finally:
         clip.train(was)
 
 
 @torch.no_grad()
 def factorcl_features(
-    model: FactorCL, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None
+    model: FactorCL, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None,
+    progress: bool = True, desc: str = "features",
 ) -> tuple[dict[str, Tensor], Tensor | None]:
     """The FactorCL representation (``s1, s2, u1, u2`` or ``z1, z2``) plus the towers' own ``image``/``text``
-    embeddings (L2-normalised), from one pass of the towers per batch, in eval mode."""
+    embeddings (L2-normalised), from one pass of the towers per batch, in eval mode.
+
+    ``progress`` shows a bar over the batches (labelled ``desc``)."""
     device = torch.device(device) if device is not None else model.device
     model.to(device)
     was = model.training
@@ -86,7 +99,7 @@ def factorcl_features(
         return reps
 
     try:
-        return _run(loader, device, amp, encode)
+        return _run(loader, device, amp, encode, progress, desc)
     finally:
         model.train(was)
 
@@ -135,6 +148,7 @@ def probe_clip(
     skip_missing: bool | None = None,
     model: FactorCL | None = None,
     recorded_split: Mapping[str, Any] | None = None,
+    progress: bool = True,
     **dataset_kwargs: Any,
 ) -> dict[str, Any]:
     """Linear probe on a labelled image-caption file, held-out split (stratified, seeded).
@@ -146,6 +160,7 @@ def probe_clip(
     other values are a ValueError, and the re-made split must hold out exactly the recorded rows
     (see :func:`factorcl.clip.split.probe_split_settings`); elsewhere None means
     :data:`~factorcl.clip.split.SPLIT_DEFAULTS`. ``results["split"]`` says which split was used.
+    ``progress`` shows a bar over the batches of the feature extraction.
     """
     from .data import ImageCaptionDataset, make_loader
     from .split import check_same_held_out, held_out_split, probe_split_settings, split_record
@@ -165,10 +180,9 @@ def probe_clip(
         check_same_held_out(recorded_split, split, data)
     loaders = [make_loader(Subset(dataset, idx), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers)
                for idx in (train_idx, test_idx)]
-    if model is None:
-        (ftr, ytr), (fte, yte) = (clip_features(bundle, ld, device=dev, amp=amp_mode) for ld in loaders)
-    else:
-        (ftr, ytr), (fte, yte) = (factorcl_features(model, ld, device=dev, amp=amp_mode) for ld in loaders)
+    extract = partial(clip_features, bundle) if model is None else partial(factorcl_features, model)
+    (ftr, ytr), (fte, yte) = (extract(ld, device=dev, amp=amp_mode, progress=progress, desc=f"features ({name})")
+                              for ld, name in zip(loaders, ("train", "held-out")))
     return {
         "data": {"path": str(data), "pairs": len(dataset), "skipped": dataset.skipped, "train": len(train_idx),
                  "test": len(test_idx), "classes": dataset.classes},

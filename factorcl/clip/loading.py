@@ -24,6 +24,8 @@ from typing import Any
 
 from torch import nn
 
+from ..data.files import read_utf8, unreadable
+
 __all__ = [
     "ClipBundle",
     "TokenIds",
@@ -97,7 +99,7 @@ def read_config(config: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str
         if not path.is_file():
             raise FileNotFoundError(f"model config file not found: {path}")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_utf8(path))
         except json.JSONDecodeError as exc:
             raise ValueError(f"model config {path} is not valid JSON: {exc}") from exc
         where = f"model config {path}"
@@ -248,11 +250,11 @@ def load_clip(
         if pretrained is not None:
             raise ValueError("a pretrained tag needs a built-in model name, not a local config; "
                              "use checkpoint= for local weights")
-        with registered_config(model_cfg, name) as reg:
-            clip = open_clip.create_model(reg, pretrained=weights, device=device, precision=precision,
-                                          force_preprocess_cfg=preprocess or None)
-            tokenizer = open_clip.get_tokenizer(reg)
         where = "dict" if isinstance(config, Mapping) else str(config)
+        with registered_config(model_cfg, name) as reg:
+            clip = _create_model(reg, weights, f"the model config {where}", device=device, precision=precision,
+                                 force_preprocess_cfg=preprocess or None)
+            tokenizer = open_clip.get_tokenizer(reg)
         return ClipBundle(clip, reg, model_cfg, open_clip.get_model_preprocess_cfg(clip), tokenizer, builtin=False,
                           source=f"checkpoint {weights}" if weights else f"config {where} (random init)")
 
@@ -276,11 +278,31 @@ def load_clip(
             hint = f" Close matches: {', '.join(close)}." if close else ""
             raise ValueError(f"unknown pretrained tag {pretrained!r} for {arch!r} (and no such file).{hint} "
                              f"Tags for {arch}: {', '.join(tags) or 'none'}")
-    clip = open_clip.create_model(arch, pretrained=pretrained or weights, device=device, precision=precision)
+    if weights is not None:
+        clip = _create_model(arch, weights, f"the architecture {arch!r}", device=device, precision=precision)
+    else:
+        clip = open_clip.create_model(arch, pretrained=pretrained, device=device, precision=precision)
     tokenizer = open_clip.get_tokenizer(arch)
     source = f"pretrained tag {pretrained}" if pretrained else (f"checkpoint {weights}" if weights else "random init")
     return ClipBundle(clip, arch, open_clip.get_model_config(arch), open_clip.get_model_preprocess_cfg(clip), tokenizer,
                       builtin=True, source=source)
+
+
+def _create_model(arch: str, weights: str | None, shown: str, **kwargs: Any) -> nn.Module:
+    """``open_clip.create_model`` from a local checkpoint; a damaged or mismatched file is a ValueError naming it."""
+    import open_clip
+
+    try:
+        return open_clip.create_model(arch, pretrained=weights, **kwargs)
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise
+    except Exception as exc:
+        if weights is None:  # random init: nothing of the user's was read
+            raise
+        if "Error(s) in loading state_dict" in str(exc):
+            detail = " ".join(str(exc).split("\n", 2)[:2]).strip()[:300]
+            raise ValueError(f"CLIP checkpoint {weights} does not fit {shown}: {detail}") from exc
+        raise unreadable(weights, "checkpoint", exc) from exc
 
 
 def _embed_dim(clip: nn.Module) -> int:

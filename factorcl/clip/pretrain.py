@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from .loading import ClipBundle, load_clip
 from .towers import ClipLogitCritic, ImageTower, TextTower, lock_towers, set_grad_checkpointing
 from .views import IMAGE_AUGS, ClipTextAugment, ImageTextScorer, image_augmentation
 
-__all__ = ["CONDITIONINGS", "CRITICS", "SHARED_CRITICS", "ClipFactorCLConfig", "build_clip_factorcl", "pretrain_clip"]
+__all__ = ["CONDITIONINGS", "CRITICS", "SHARED_CRITICS", "ClipFactorCLConfig", "build_clip_factorcl", "pretrain_clip",
+           "train_summary"]
 
 SHARED_CRITICS: tuple[str, ...] = ("clip", "learned")
 # FactorCL's conditioning choices over all methods, for the command line (FactorCL checks them per method).
@@ -154,6 +155,7 @@ def pretrain_clip(
     accumulate: int = 1,
     grad_clip: float | None = None,
     resume: str | None = None,
+    overwrite: bool = False,
     checkpoint_every: int | None = None,
     stop_after: int | None = None,
     seed: int = 0,
@@ -163,6 +165,7 @@ def pretrain_clip(
     skip_missing: bool = False,
     device: str = "auto",
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
     image_column: str = "image",
     caption_column: str = "caption",
     label_column: str | None = "label",
@@ -180,6 +183,9 @@ def pretrain_clip(
     ``out_dir/export`` (:func:`export_clip_factorcl`), runs the linear probe (train split ->
     held-out split) and writes ``out_dir/results.json``. ``build`` takes
     :class:`ClipFactorCLConfig` fields (method, shared_critic, image_aug, lock_text, ...).
+    ``overwrite`` lets training replace an earlier run's checkpoint in ``out_dir/train``
+    (:class:`factorcl.TrainConfig`). ``log`` (e.g. ``print``) gets the training summary
+    (:func:`train_summary`) as soon as training and export are done, before the probe starts.
     Returns the results dict.
     """
     from ..device import select_device
@@ -213,7 +219,7 @@ def pretrain_clip(
     result = fit(factor, loader, epochs=epochs, lr=lr, encoder_lr=tower_lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                  critic_steps=critic_steps, amp=amp, accumulate=accumulate, grad_clip=grad_clip, device=str(dev),
                  seed=seed, out_dir=str(out_dir / "train"), resume=resume, checkpoint_every=checkpoint_every,
-                 stop_after=stop_after, progress=progress)
+                 stop_after=stop_after, progress=progress, overwrite=overwrite)
     if not is_main_process():
         barrier()  # under torchrun every rank trains; rank 0 alone exports, probes and writes
         return {"rank": get_rank(), "train": {"steps": result.step, "seconds": result.seconds}}
@@ -233,14 +239,21 @@ def pretrain_clip(
                   "checkpoint": None if result.checkpoint is None else str(result.checkpoint)},
         "export": {k: str(v) for k, v in exported.items()},
     }
+    if log is not None:
+        for line in train_summary(results):
+            log(line)
     if probe and test_idx:
+        if log is not None:
+            log(f"linear probe: features of {len(train_idx)} train and {len(test_idx)} held-out pairs")
         start = time.perf_counter()
         eval_kwargs = dict(batch_size=batch_size, num_workers=num_workers)
         train_eval = make_loader(train_set, bundle.tokenizer, shuffle=False, **eval_kwargs)
         test_eval = make_loader(Subset(dataset, test_idx), bundle.tokenizer, shuffle=False, **eval_kwargs)
         amp_mode = _eval_amp(amp, dev)
-        ftr, ytr = factorcl_features(factor, train_eval, device=dev, amp=amp_mode)
-        fte, yte = factorcl_features(factor, test_eval, device=dev, amp=amp_mode)
+        ftr, ytr = factorcl_features(factor, train_eval, device=dev, amp=amp_mode, progress=progress,
+                                     desc="features (train)")
+        fte, yte = factorcl_features(factor, test_eval, device=dev, amp=amp_mode, progress=progress,
+                                     desc="features (held-out)")
         results["probe"] = probe_features(ftr, ytr, fte, yte, device=dev, num_classes=dataset.num_classes)
         results["probe_seconds"] = time.perf_counter() - start
     else:
@@ -250,6 +263,19 @@ def pretrain_clip(
     write_json(out_dir / "results.json", results)
     barrier()
     return results
+
+
+def train_summary(results: Mapping[str, Any]) -> list[str]:
+    """The lines that report a finished training run of :func:`pretrain_clip`: skipped rows, steps, metrics, export."""
+    train, export = results["train"], results["export"]
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in train["final_metrics"].items())
+    lines = [f"trained {train['steps']} steps in {train['seconds']:.1f} s; final metrics {metrics}",
+             f"open_clip checkpoint: {export['checkpoint']} (heads: {export['heads']})"]
+    skipped = {k: n for k, n in results["data"]["skipped"].items() if n}
+    if skipped:
+        counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in skipped.items())
+        lines.insert(0, f"skipped rows of {results['data']['path']}: {counts}")
+    return lines
 
 
 def _eval_amp(amp: str | None, device: torch.device) -> str | None:

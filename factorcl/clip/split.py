@@ -52,11 +52,16 @@ def held_out_split(dataset: ImageCaptionDataset, test_fraction: float, seed: int
 def split_record(
     dataset: ImageCaptionDataset, test_idx: Sequence[int], seed: int, test_fraction: float, skip_missing: bool
 ) -> dict[str, Any]:
-    """What identifies a split: its settings, the data file's SHA-256 and the held-out rows' SHA-256."""
+    """What identifies a split: its settings, the data file's SHA-256 and the held-out rows' SHA-256.
+
+    ``skipped`` (the rows ``skip_missing`` dropped, by reason) says why a re-made split may differ
+    on the same file: an image that went missing or became unreadable since.
+    """
     return {
         "seed": int(seed),
         "test_fraction": float(test_fraction) if test_idx else 0.0,
         "skip_missing": bool(skip_missing),
+        "skipped": dict(dataset.skipped),
         "data_sha256": _file_sha256(dataset.path),
         "test_rows": len(test_idx),
         "test_rows_sha256": _rows_sha256(dataset, test_idx),
@@ -96,5 +101,8 @@ def probe_split_settings(
 def check_same_held_out(recorded: Mapping[str, Any], record: Mapping[str, Any], data: str | os.PathLike) -> None:
     """The re-made split must hold out exactly the recorded rows."""
     if record["test_rows_sha256"] != recorded["test_rows_sha256"]:
+        skipped = ""
+        if "skipped" in recorded and record.get("skipped") != recorded["skipped"]:
+            skipped = f"; rows skipped now {record.get('skipped')}, at training {recorded['skipped']}"
         raise ValueError(f"the held-out rows of {data} differ from the ones recorded at training "
-                         f"({record['test_rows']} vs {recorded['test_rows']} rows): the split cannot be re-made")
+                         f"({record['test_rows']} vs {recorded['test_rows']} rows{skipped}): the split cannot be re-made")

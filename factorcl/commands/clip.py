@@ -6,9 +6,10 @@ open_clip checkpoint + heads, linear probe on a held-out split, results JSON) an
 open_clip is imported only when a subcommand runs (the choices below come from modules that do
 not import it).
 
-Only the errors a user can fix (``ValueError``, ``FileNotFoundError``: bad arguments, files, data)
-are printed as one ``error:`` line with exit status 2; anything else is a bug or an environment
-failure and raises with its traceback.
+Only the errors a user can fix (``ValueError``: bad arguments, files, data; ``OSError``: missing
+or unwritable files, an ``--out`` that already holds a run; a loss that became NaN) are printed as
+one ``error:`` line with exit status 2, as ``factorcl train`` does; anything else is a bug or an
+environment failure and raises with its traceback.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from ..clip.pretrain import CONDITIONINGS, CRITICS, SHARED_CRITICS
 from ..clip.split import SPLIT_DEFAULTS
 from ..clip.views import IMAGE_AUGS, TEXT_AUGS
 from ..objectives import METHODS
+from ..train import NonFiniteLossError
 
-_USER_ERRORS = (ValueError, FileNotFoundError)
+_USER_ERRORS = (ValueError, OSError, NonFiniteLossError)
 
 
 def _amp(value: str) -> str | None:
@@ -46,8 +48,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--caption-column", default="caption")
     g.add_argument("--label-column", default="label")
     g.add_argument("--skip-missing", action="store_true", default=None,
-                   help="drop rows with a missing image file or an empty caption (counted) instead of failing "
-                        "(probe --export: default as recorded at training)")
+                   help="drop rows with a missing or unreadable image file, an empty caption or a missing label "
+                        "(counted by reason in results.json) instead of failing (probe --export: default as "
+                        "recorded at training)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--test-fraction", type=float, default=None,
@@ -58,6 +61,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         "on the training file the one recorded at training")
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
     g.add_argument("--amp", default="auto", type=_amp, help="auto (bf16 on CUDA), bf16, fp16 or none")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (training, feature extraction)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -118,10 +122,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--grad-clip", type=float, default=None)
     g.add_argument("--resume", default=None, help="'auto' (OUT/train/checkpoint.pt if it exists) or a checkpoint path")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT/train (without it, train refuses to touch one)")
     g.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: every epoch)")
     g.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this many steps")
     g.add_argument("--no-probe", action="store_true", help="skip the linear probe")
-    g.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
 
     probe = sub.add_parser("probe", help="linear probe on image+caption features: zero-shot baseline, or an export")
@@ -183,11 +188,7 @@ def _train(args: argparse.Namespace) -> int:
             return _fail(str(exc))
     if not is_main_process():
         return 0
-    train = results["train"]
-    print(f"trained {train['steps']} steps in {train['seconds']:.1f} s; final metrics "
-          + ", ".join(f"{k} {v:.4f}" for k, v in train["final_metrics"].items()))
-    print(f"open_clip checkpoint: {results['export']['checkpoint']} (heads: {results['export']['heads']})")
-    _print_probe(results.get("probe"))
+    _print_probe(results.get("probe"))  # the training summary was printed before the probe started
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
 
@@ -199,10 +200,11 @@ def _pretrain(args: argparse.Namespace, split: dict[str, Any]) -> dict[str, Any]
         args.data, args.out, model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
         config=args.config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, tower_lr=args.tower_lr,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, critic_steps=args.critic_steps,
-        amp=args.amp, accumulate=args.accumulate, grad_clip=args.grad_clip, resume=args.resume,
+        amp=args.amp, accumulate=args.accumulate, grad_clip=args.grad_clip, resume=args.resume, overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, seed=split["seed"],
         num_workers=args.workers, test_fraction=split["test_fraction"], probe=not args.no_probe,
         skip_missing=split["skip_missing"], device=args.device, progress=not args.no_progress,
+        log=lambda line: print(line, flush=True),
         image_column=args.image_column, caption_column=args.caption_column, label_column=args.label_column or None,
         method=args.method, shared_critic=args.shared_critic, image_aug=args.image_aug,
         image_aug_strength=args.image_aug_strength, num_candidates=args.num_candidates, text_aug=args.text_aug,
@@ -235,7 +237,7 @@ def _probe(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, num_workers=args.workers, device=args.device, amp=args.amp,
                              skip_missing=args.skip_missing, model=model, recorded_split=recorded,
                              image_column=args.image_column, caption_column=args.caption_column,
-                             label_column=args.label_column)
+                             label_column=args.label_column, progress=not args.no_progress)
     except _USER_ERRORS as exc:
         return _fail(str(exc))
     split = results["split"]

@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--work-dir", help="keep each model's checkpoint in WORK_DIR/<seed>/<method>[/<ratio>]")
     p.add_argument("--resume", action="store_true",
                    help="continue the runs found in --work-dir (finished runs are loaded, not retrained)")
+    p.add_argument("--overwrite", action="store_true", help="replace the runs found in --work-dir")
     # Stops the sweep after N steps of a run, as if interrupted (for testing --resume).
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", default="factorcl_synthetic/results.json", help="JSON results path")
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         concat_critic_hidden=args.concat_critic_hidden,
         work_dir=args.work_dir,
         resume=args.resume or None,
+        overwrite=args.overwrite,
         stop_after=args.stop_after,
     )
     mode = "full sweep" if args.full else "quick sweep (--full for the whole benchmark)"

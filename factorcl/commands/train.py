@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="training device (overrides train.device): auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--epochs", type=int, help="overrides train.epochs")
     p.add_argument("--resume", action="store_true", help="resume from out_dir/checkpoint.pt when it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in out_dir (without it, train refuses to touch one)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: accept a changed schedule (lr, epochs, batch size, seed, ...); the change is "
+                        "recorded in results.json and config.resumed-N.yaml, config.yaml is kept")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_main)
 
@@ -30,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..run import format_probe, run_config
+    from ..train import NonFiniteLossError
 
     overrides = list(args.overrides)
     if args.out_dir:
@@ -40,6 +46,10 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     if args.resume:
         overrides.append("train.resume=auto")
+    if args.overwrite:
+        overrides.append("train.overwrite=true")
+    if args.allow_config_change:
+        overrides.append("train.allow_config_change=true")
     if args.quiet:
         overrides.append("train.progress=false")
     from ..distributed import distributed_session, is_main_process
@@ -47,13 +57,11 @@ def _main(args: argparse.Namespace) -> int:
     with distributed_session():  # under torchrun: every rank trains, rank 0 evaluates and writes
         try:
             results = run_config(args.config, overrides, verbose=is_main_process())
-        except (ConfigError, ValueError, FileNotFoundError) as exc:
+        except (ConfigError, ValueError, OSError, NonFiniteLossError) as exc:
             print(f"factorcl train: error: {exc}", file=sys.stderr)
             return 2
     if not is_main_process() or results is None:
         return 0
-    train = results["train"]
-    print(f"trained {results['method']} on {results['dataset']}: {train['steps']} steps in {train['seconds']:.1f} s")
     if results["probe"]:
         print(format_probe(results["probe"]))
     elif results.get("note"):

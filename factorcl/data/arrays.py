@@ -10,7 +10,6 @@ class labels [N]), ``mask1`` / ``mask2`` (bool [N, T], True = valid step, for se
 from __future__ import annotations
 
 import math
-import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +22,12 @@ from torch import Tensor
 
 from augment.base import shape_str  # one shape format for every error message
 
+from .files import PathLike, check_file, read_npz, read_torch
 from .pairs import PairDataset
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 ARRAY_KEYS = ("x1", "x2", "y", "mask1", "mask2", "split")
-
-PathLike = str | os.PathLike
 
 
 @dataclass
@@ -88,14 +86,6 @@ class SplitDataset:
 
 
 # ------------------------------------------------------------------------------------- helpers
-def check_file(path: PathLike) -> Path:
-    """The path as a Path; FileNotFoundError naming it when it is not a file."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"data file not found: {p}")
-    return p
-
-
 def split_sizes(n: int, fractions: Sequence[float], what: str = "splits") -> tuple[int, int, int]:
     """Row counts (train, valid, test) for ``n`` rows and (train, valid, test) fractions.
 
@@ -145,9 +135,58 @@ def to_tensor(a: Any, dtype: torch.dtype | None = None) -> Tensor:
     return t if dtype is None else t.to(dtype)
 
 
+def _preview(values: np.ndarray, k: int = 3) -> str:
+    """``('cat', 'dog', ...)``: the first distinct values of an array, for a message."""
+    flat = values.ravel()
+    first = list(dict.fromkeys(flat[:1000].tolist()))[:k]
+    more = ", ..." if len(set(flat.tolist())) > len(first) else ""
+    return "(" + ", ".join(repr(v) for v in first) + more + ")"
+
+
+def check_numeric(a: np.ndarray, what: str, expected: str = "numbers") -> None:
+    """ValueError unless ``a`` holds numbers (bool, int or float); strings are quoted in the message.
+
+    ``what`` names the array and its file (``"y in pairs.npz"``), ``expected`` what it should hold.
+    """
+    kind = a.dtype.kind
+    if kind in "biuf":
+        return
+    strings = kind in "US" or (kind == "O" and a.size > 0
+                               and all(isinstance(v, (str, bytes)) for v in a.ravel()[:1000].tolist()))
+    if strings:
+        raise ValueError(f"{what} holds strings {_preview(a)}; expected {expected}")
+    raise ValueError(f"{what} must hold {expected}, got dtype {a.dtype}")
+
+
+def check_finite(a: Tensor | np.ndarray, what: str,
+                 fix: str = "clean NaN or inf values (e.g. np.nan_to_num) or drop those rows") -> None:
+    """ValueError naming the first rows of ``a`` ([N, ...]) that hold NaN or inf.
+
+    E.g. ``x1 in pairs.npz contains NaN at rows [3, 17]; ...``: ``what`` names the array and its
+    file, ``fix`` says what to do.
+    """
+    t = a if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a))
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return
+    bad_rows = ~finite.reshape(t.shape[0], -1).all(dim=1) if t.dim() else ~finite.reshape(1)
+    rows = bad_rows.nonzero().flatten()
+    nan, inf = bool(torch.isnan(t).any()), bool(torch.isinf(t).any())
+    kind = "NaN and inf" if nan and inf else "NaN" if nan else "inf"
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    raise ValueError(f"{what} contains {kind} at rows {rows[:5].tolist()}{more}; {fix}")
+
+
 def labels_to_long(y: Any, where: str) -> Tensor:
-    """Integer class labels ``[N]`` (long) from ``[N]`` or ``[N, 1]`` integer-valued numbers."""
-    t = y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
+    """Integer class labels ``[N]`` (long) from ``[N]`` or ``[N, 1]`` integer-valued numbers.
+
+    ``where`` names the labels and their file (``"y in pairs.npz"``).
+    """
+    expected = "integer class ids 0..K-1 (map class names to integers)"
+    if not isinstance(y, Tensor):
+        y = np.asarray(y)
+        check_numeric(y, where, expected)
+    t = y if isinstance(y, Tensor) else torch.as_tensor(y)
     if t.dim() == 2 and t.shape[1] == 1:
         t = t.reshape(-1)
     if t.dim() != 1:
@@ -155,7 +194,8 @@ def labels_to_long(y: Any, where: str) -> Tensor:
     if t.dtype == torch.bool:
         return t.long()
     if t.is_floating_point():
-        if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
+        check_finite(t, where, f"expected {expected}")
+        if not bool((t == t.round()).all()):
             raise ValueError(f"{where} must hold integer class labels (0, 1, ...), got non-integer values")
         t = t.long()
     elif t.is_complex() or not t.dtype.is_signed and t.dtype != torch.uint8:
@@ -167,8 +207,9 @@ def labels_to_long(y: Any, where: str) -> Tensor:
 
 
 def _check_x(x: Any, name: str, where: str) -> Tensor:
-    if isinstance(x, np.ndarray) and x.dtype.kind in "OUS":
-        raise ValueError(f"{name} in {where} must be a numeric array, got dtype {x.dtype}")
+    if not isinstance(x, Tensor):
+        x = np.asarray(x)
+        check_numeric(x, f"{name} in {where}")
     t = to_tensor(x)
     if t.dim() < 2:
         raise ValueError(f"{name} in {where} must be [N, d], [N, T, d] or [N, C, H, W], got shape {shape_str(t.shape)}")
@@ -199,13 +240,9 @@ def _read_arrays(path: Path) -> dict[str, Any]:
     """The arrays of a ``.npz`` (no pickles) or ``.pt`` (a dict of tensors / arrays) file."""
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        except ValueError as exc:  # object arrays need pickle: refuse, say why
-            raise ValueError(f"could not read {path}: {exc} (store strings as fixed-width unicode, not objects)") from exc
+        return read_npz(path)
     if suffix in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = read_torch(path)
         if not isinstance(obj, Mapping):
             raise ValueError(f"{path} must hold a dict with keys x1, x2 (optional y, mask1, mask2, split), "
                              f"got {type(obj).__name__}")
@@ -245,9 +282,8 @@ def pair_fields(arrays: Mapping[str, Any], where: str) -> dict[str, Tensor]:
         key = f"mask{i}"
         if arrays.get(key) is not None:
             fields[key] = _check_mask(arrays[key], fields[f"x{i}"], key, f"x{i}", where)
-    for key, t in fields.items():
-        if key.startswith("x") and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{key} in {where} contains NaN or inf values: clean them (e.g. np.nan_to_num) first")
+    for key in ("x1", "x2"):
+        check_finite(fields[key], f"{key} in {where}")
     return fields
 
 

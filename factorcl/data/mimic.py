@@ -27,7 +27,6 @@ the series has no padding, so no masks are attached.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,7 +36,8 @@ import torch
 
 from augment.base import shape_str
 
-from .arrays import PathLike, SplitDataset, check_file, check_fractions, shuffled_split, to_tensor
+from .arrays import SplitDataset, check_fractions, check_numeric, shuffled_split, to_tensor
+from .files import PathLike, check_file, read_pickle
 from .pairs import PairDataset
 
 FILE_NAME = "im.pk"  # the name MultiBench ships the file under
@@ -75,8 +75,7 @@ def _array(data: Mapping[str, Any], key: str, ndim: int, layout: str, src: str) 
     a = np.asarray(data[key])
     if a.ndim != ndim:
         raise ValueError(f"{key!r} in {src} must be {layout} ({ndim}-D), got shape {shape_str(a.shape)}")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{key!r} in {src} must be numeric, got dtype {a.dtype}")
+    check_numeric(a, f"{key!r} in {src}")
     return a
 
 
@@ -129,8 +128,7 @@ def load_mimic(
         data, src = path, "data"
     else:
         p = check_file(path)
-        with p.open("rb") as f:
-            data = pickle.load(f)
+        data = read_pickle(p)
         src = p.name
     if not isinstance(data, Mapping):
         raise ValueError(f"{src} must hold a dict with keys ep_tdata, adm_features_all, adm_labels_all, y_icd9, "

@@ -34,7 +34,6 @@ Pickles can run code when loaded: only load files you trust.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,8 @@ import torch
 
 from augment.base import shape_str
 
-from .arrays import PathLike, SplitDataset, check_file, to_tensor
+from .arrays import SplitDataset, check_finite, check_numeric, to_tensor
+from .files import PathLike, check_file, read_pickle
 from .pairs import PairDataset
 
 MODALITIES = ("vision", "audio", "text")
@@ -119,15 +119,16 @@ def _sanitize(a: np.ndarray, audio: bool) -> tuple[int, int]:
 
 def _labels(raw: Any, n: int, s: str, src: str) -> np.ndarray:
     lab = np.asarray(raw)
-    if lab.dtype.kind not in "biuf":
-        raise ValueError(f"{s}['labels'] in {src} must be numeric, got dtype {lab.dtype}")
+    check_numeric(lab, f"{s}['labels'] in {src}", "numbers (sentiment scores, or 0/1 or -1/1 classes)")
     if lab.ndim == 0 or lab.shape[0] != n:
         rows = "a scalar" if lab.ndim == 0 else f"{lab.shape[0]} rows"
         raise ValueError(f"{s}['labels'] in {src} has {rows} but {s}['text'] has {n}")
     if lab.size != n:
         raise ValueError(f"{s}['labels'] in {src} must be [N], [N, 1] or [N, 1, 1] (one value per sample), got shape "
                          f"{shape_str(lab.shape)}")
-    return lab.reshape(n).astype(np.float64)
+    lab = lab.reshape(n).astype(np.float64)
+    check_finite(lab, f"{s}['labels'] in {src}", "every sample needs a label")
+    return lab
 
 
 def _process_split(split: Mapping[str, Any], s: str, src: str, kind: str, modalities: tuple[str, str],
@@ -144,8 +145,7 @@ def _process_split(split: Mapping[str, Any], s: str, src: str, kind: str, modali
             a = np.asarray(a)
         if a.ndim != 3:
             raise ValueError(f"{s}[{key!r}] in {src} must be [N, T, d] (3-D), got shape {shape_str(a.shape)}")
-        if a.dtype.kind not in "biuf":
-            raise ValueError(f"{s}[{key!r}] in {src} must be numeric, got dtype {a.dtype}")
+        check_numeric(a, f"{s}[{key!r}] in {src}")
         seqs[key] = a
     n, t = seqs["text"].shape[:2]
     for key, a in seqs.items():
@@ -217,8 +217,7 @@ def load_multibench(
         data, src, owned = path, "data", False
     else:
         p = check_file(path)
-        with p.open("rb") as f:
-            data = pickle.load(f)
+        data = read_pickle(p)
         src, owned = p.name, True
         if dataset is None:
             dataset = infer_dataset(p)

@@ -50,7 +50,15 @@ DISPLAY = {
     "supcon": "SupCon",
 }
 RATIOS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-FULL_METHODS = ("factorcl-ssl", "factorcl-ssl:concat", "factorcl-sup", "simclr", "cross+self", "supcon")
+FULL_METHODS = (
+    "factorcl-ssl",
+    "factorcl-ssl:concat",
+    "factorcl-sup",
+    "simclr",
+    "cross+self",
+    "cross+self+fact",
+    "supcon",
+)
 OURCL_METHODS = ("ourcl-ssl", "ourcl-sup")
 LATENTS = ("w_1", "w_2", "w_s")
 
@@ -85,6 +93,7 @@ class SyntheticBenchmarkConfig:
     progress: bool = True
     work_dir: str | None = None  # keep each model's checkpoint in work_dir/<seed>/<method>[/<ratio>]
     resume: bool = False  # continue the runs found in work_dir (finished runs are loaded, not retrained)
+    overwrite: bool = False  # replace the runs found in work_dir (without resume or overwrite, they are refused)
     stop_after: int | None = None  # stop the sweep after this many steps of a run (tests interrupted runs)
 
     def __post_init__(self) -> None:
@@ -92,6 +101,9 @@ class SyntheticBenchmarkConfig:
             raise ValueError(f"ratios must be values in [0, 1], got {self.ratios}")
         if not self.seeds:
             raise ValueError("seeds must hold at least one seed")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: resume continues the runs in work_dir, "
+                             "overwrite replaces them")
         if self.resume and not self.work_dir:
             raise ValueError("resume needs work_dir, the folder that holds the runs' checkpoints")
         if self.stop_after is not None and self.stop_after < 1:
@@ -314,7 +326,8 @@ def run_synthetic_benchmark(cfg: SyntheticBenchmarkConfig) -> SyntheticResults:
                                       progress=False, tensorboard=False,
                                       callbacks=[lambda row: (bar.update(1), counted.append(1))],
                                       out_dir=None if out_dir is None else str(out_dir),
-                                      resume="auto" if cfg.resume else None, stop_after=cfg.stop_after)
+                                      resume="auto" if cfg.resume else None, overwrite=cfg.overwrite,
+                                      stop_after=cfg.stop_after)
                     done = trainer.fit()
                     bar.update(done.step - len(counted))  # the steps a resumed run did before
                     results.train_seconds.setdefault(spec, []).append(time.perf_counter() - t0)
