@@ -1,8 +1,8 @@
-"""Small helpers shared by the benchmark scripts: device choice, timing, tables, JSON.
+"""The helpers every benchmark script shares: device choice, timing, tables, JSON.
 
-Depends only on torch and the installed factorcl package, so every script under ``benchmarks/`` can
-import it, whether it runs as ``python benchmarks/x.py`` (this folder is then ``sys.path[0]``) or is
-loaded from a test. JSON goes through :func:`factorcl.jsonio.write_json` (atomic, NaN -> null).
+Depends only on torch and the installed factorcl package. Device choice is
+:func:`factorcl.device.select_device`, JSON goes through :func:`factorcl.jsonio.write_json` (atomic,
+NaN -> null). How the scripts import this module: see ``benchmarks/__init__.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from factorcl.device import select_device
 from factorcl.jsonio import write_json
 
 __all__ = [
@@ -46,13 +47,15 @@ def apply_preset(args: argparse.Namespace, quick: Mapping[str, Any], full: Mappi
 
 
 def pick_device(name: str | None = "auto") -> torch.device:
-    """``"auto"`` (or None): CUDA when available, else CPU; anything else is passed to torch.device."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
-    return device
+    """The ``--device`` flag as a device, chosen by :func:`factorcl.device.select_device`.
+
+    ``"auto"`` (or None): CUDA, then MPS, then CPU; anything else is passed to torch.device. A device
+    this machine lacks ends the script with a one-line message instead of a traceback.
+    """
+    try:
+        return select_device(name or "auto")
+    except ValueError as exc:
+        raise SystemExit(f"--device {name}: {exc}") from None
 
 
 def synchronize(device: torch.device | str) -> None:
@@ -60,6 +63,8 @@ def synchronize(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def time_fn(fn: Callable[[], Any], device: torch.device | str, warmup: int = 1, repeats: int = 5) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import copy
 import math
 
 import numpy as np
-
 import torch
 from torch import Tensor, nn
 
@@ -44,7 +43,7 @@ class PublishedConcatCritic(nn.Module):
         self.net = bounds.mlp(x_dim + y_dim, hidden_dim, 1, layers, activation)
 
     @classmethod
-    def from_concat(cls, critic: bounds.ConcatCritic) -> "PublishedConcatCritic":
+    def from_concat(cls, critic: bounds.ConcatCritic) -> PublishedConcatCritic:
         """A tiled twin of ``critic``: a copy of its MLP (same weights, device and dtype)."""
         out = cls(critic.x_dim, critic.y_dim, hidden_dim=1, layers=0)
         out.net = copy.deepcopy(critic.net)

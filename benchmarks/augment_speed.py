@@ -11,8 +11,9 @@
 
 Times are medians over repeats after warm-up, in ms per batch; speedup = loop time / vectorised
 time. ``--device cuda`` runs the sequence part on a GPU (the reference loop then launches small
-kernels per sample, as the published code did). Both sides run with the same number of CPU threads (``--threads``, default 1, also applied
-to OpenCV) so the comparison is per core and stable on a shared machine.
+kernels per sample, as the published code did). Both sides run with the same number of CPU threads
+(``--threads``, default 1, also applied to OpenCV) so the comparison is per core and stable on a
+shared machine. Timing, tables and JSON are :mod:`_common`'s.
 
 Usage: ``python benchmarks/augment_speed.py [--quick] [--out FILE.json]``.
 """
@@ -20,10 +21,8 @@ Usage: ``python benchmarks/augment_speed.py [--quick] [--out FILE.json]``.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import platform
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +30,11 @@ import numpy as np
 import torch
 
 import augment
+
+if __package__:  # imported as benchmarks.augment_speed (see benchmarks/__init__.py)
+    from . import _common
+else:  # run as python benchmarks/augment_speed.py: this folder is sys.path[0]
+    import _common
 
 # ---------------------------------------------------------------------------------------------
 # The per-sample reference (as in the published FactorCL code: one [T, D] sample at a time)
@@ -84,20 +88,8 @@ def ref_augment_single(x_batch: torch.Tensor) -> torch.Tensor:
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int, device: str = "cpu") -> float:
-    def sync() -> None:
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    """The median of :func:`_common.time_fn` (ms per call)."""
+    return _common.time_fn(fn, device, warmup=warmup, repeats=repeats)["median_ms"]
 
 
 def bench_sequences(shape: Sequence[int], repeats: int, warmup: int, device: str = "cpu") -> list[dict[str, Any]]:
@@ -117,10 +109,15 @@ def bench_sequences(shape: Sequence[int], repeats: int, warmup: int, device: str
     ]
     rows = []
     for name, loop, vec in cases:
-        loop_ms = median_ms(lambda: loop(x), repeats, warmup, device)
-        vec_ms = median_ms(lambda: vec(x, generator=gen), repeats, warmup, device)
+        loop_ms = median_ms(functools.partial(loop, x), repeats, warmup, device)
+        vec_ms = median_ms(functools.partial(vec, x, generator=gen), repeats, warmup, device)
         rows.append({"name": name, "loop_ms": loop_ms, "vectorised_ms": vec_ms, "speedup": loop_ms / vec_ms})
     return rows
+
+
+def per_sample(pipeline: Callable[..., dict[str, Any]], images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """An albumentations pipeline applied to one HWC uint8 image at a time."""
+    return [pipeline(image=im)["image"] for im in images]
 
 
 def bench_images(n: int, size: int, repeats: int, warmup: int) -> list[dict[str, Any]]:
@@ -137,36 +134,33 @@ def bench_images(n: int, size: int, repeats: int, warmup: int) -> list[dict[str,
     for preset in augment.PRESETS:
         kornia_aug = augment.ImageAugment(preset, size=size)
         albu = augment.albumentations_pipeline(preset, size=size, seed=0)
-        kornia_ms = median_ms(lambda: kornia_aug(batch, generator=gen), repeats, warmup)
-        albu_ms = median_ms(lambda: [albu(image=im)["image"] for im in images], repeats, warmup)
-        rows.append(
-            {"preset": preset, "kornia_ms": kornia_ms, "albumentations_ms": albu_ms, "kornia_speedup": albu_ms / kornia_ms}
-        )
+        kornia_ms = median_ms(functools.partial(kornia_aug, batch, generator=gen), repeats, warmup)
+        albu_ms = median_ms(functools.partial(per_sample, albu, images), repeats, warmup)
+        rows.append({"preset": preset, "kornia_ms": kornia_ms, "albumentations_ms": albu_ms,
+                     "kornia_speedup": albu_ms / kornia_ms})
     return rows
 
 
-def format_table(result: dict[str, Any]) -> str:
+def format_result(result: dict[str, Any]) -> str:
+    """The two tables (sequences, images), each under a line that says what was measured."""
     cfg = result["config"]
     b, t, d = cfg["sequence_shape"]
-    lines = [
-        f"Sequences [{b}, {t}, {d}] on {cfg['sequence_device']} ({cfg['threads']} CPU thread(s)), median ms per batch "
-        f"over {cfg['repeats']} repeats",
-        f"{'augmentation':<28}{'per-sample loop':>17}{'vectorised':>12}{'speedup':>10}",
-    ]
-    for r in result["sequences"]:
-        lines.append(f"{r['name']:<28}{r['loop_ms']:>17.2f}{r['vectorised_ms']:>12.2f}{r['speedup']:>9.1f}x")
+    sequences = _common.format_table(
+        ["augmentation", "per-sample loop", "vectorised", "speedup"],
+        [[r["name"], r["loop_ms"], r["vectorised_ms"], f"{r['speedup']:.1f}x"] for r in result["sequences"]],
+    )
     n, s = cfg["images"], cfg["image_size"]
-    lines += [
-        "",
-        f"Images: {n} RGB {s}x{s} on CPU ({cfg['threads']} thread(s)), median ms per batch "
-        f"over {cfg['image_repeats']} repeats",
-        f"{'preset':<12}{'kornia batch':>14}{'albumentations loop':>21}{'kornia speedup':>16}",
-    ]
-    for r in result["images"]:
-        lines.append(
-            f"{r['preset']:<12}{r['kornia_ms']:>14.1f}{r['albumentations_ms']:>21.1f}{r['kornia_speedup']:>15.2f}x"
-        )
-    return "\n".join(lines)
+    images = _common.format_table(
+        ["preset", "kornia batch", "albumentations loop", "kornia speedup"],
+        [[r["preset"], r["kornia_ms"], r["albumentations_ms"], f"{r['kornia_speedup']:.2f}x"]
+         for r in result["images"]],
+        floatfmt=".1f",
+    )
+    seq_title = (f"Sequences [{b}, {t}, {d}] on {cfg['sequence_device']} ({cfg['threads']} CPU thread(s)), "
+                 f"median ms per batch over {cfg['repeats']} repeats")
+    img_title = (f"Images: {n} RGB {s}x{s} on CPU ({cfg['threads']} thread(s)), median ms per batch "
+                 f"over {cfg['image_repeats']} repeats")
+    return "\n".join([seq_title, sequences, "", img_title, images])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -227,10 +221,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "sequences": bench_sequences(seq_shape, repeats, warmup, args.device),
         "images": bench_images(n_img, img_size, img_repeats, warmup),
     }
-    print(format_table(result))
+    print(format_result(result))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        _common.write_json(args.out, result)
     return result
 
 

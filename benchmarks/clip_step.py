@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -37,10 +36,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # find _common when loaded by path
-    sys.path.insert(0, _HERE)
-import _common  # noqa: E402
+if __package__:  # imported as benchmarks.clip_step (see benchmarks/__init__.py)
+    from . import _common
+else:  # run as python benchmarks/clip_step.py: this folder is sys.path[0]
+    import _common
 
 TARGET_RATIO = 2.3
 FULL = {"model": "ViT-B-32", "batch_size": 256, "amp": "bf16", "warmup": 3, "repeats": 10}

@@ -49,11 +49,12 @@ import torch
 
 import bounds
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # find _common / _published when loaded by path
-    sys.path.insert(0, _HERE)
-import _common  # noqa: E402
-from _published import PublishedConcatCritic  # noqa: E402
+if __package__:  # imported as benchmarks.critic_speed (see benchmarks/__init__.py)
+    from . import _common
+    from ._published import PublishedConcatCritic
+else:  # run as python benchmarks/critic_speed.py: this folder is sys.path[0]
+    import _common
+    from _published import PublishedConcatCritic
 
 IMPLS = ("naive", "concat", "separable")
 LABELS = {"naive": "naive tiled", "concat": "ConcatCritic", "separable": "SeparableCritic"}

@@ -3,11 +3,12 @@
 NCE-CLUB is an upper bound only for a near-optimal critic. For each setting of ``critic_steps``
 (critic updates per main step) and the critic learning rate, FactorCL-SSL is trained on the
 synthetic data with nuisance latents (the views of ``benchmarks/ablation.py``). Then the features
-each NCE-CLUB critic sees are frozen (cached from ``model.loss`` on train batches, and on held-out
-test batches), a copy of the critic is trained on the frozen train features until its InfoNCE stops
-rising (``--converge-steps`` Adam steps), and both are read on the held-out features. The gap
-(converged minus trained InfoNCE, nats) says how far from optimal the critic was when the encoders
-used it; the table also gives the accuracy of the run (unique_ratio 0.5) and its step time.
+each NCE-CLUB critic sees are frozen (``model.critic_inputs`` after ``model.loss`` on train
+batches, and on held-out test batches), a copy of the critic is trained on the frozen train
+features until its InfoNCE stops rising (``--converge-steps`` Adam steps), and both are read on
+the held-out features. The gap (converged minus trained InfoNCE, nats) says how far from optimal
+the critic was when the encoders used it; the table also gives the accuracy of the run
+(unique_ratio 0.5) and its step time.
 
     python benchmarks/critic_study.py          # 3 x 3 settings, 1 seed (about 15 min on 2 cores)
 """
@@ -25,7 +26,10 @@ import bounds
 from factorcl.data.synthetic import make_synthetic
 from factorcl.train import Trainer
 
-from ablation import accuracy, build  # noqa: E402  (benchmarks/ is the script's folder)
+if __package__:  # imported as benchmarks.critic_study (see benchmarks/__init__.py)
+    from .ablation import accuracy, build
+else:  # run as python benchmarks/critic_study.py: this folder is sys.path[0]
+    from ablation import accuracy, build
 
 TERMS = ("unique_remove", "shared_remove")
 
@@ -47,9 +51,9 @@ def cached_inputs(model, loader, batches: int) -> dict[str, list[tuple]]:
             break
         with torch.no_grad():
             model.loss(batch)
-        for est, args, off in model._critic_cache:
-            if id(est) in names:
-                out[names[id(est)]].append((args, off))
+        for item in model.critic_inputs:
+            if id(item.estimator) in names:
+                out[names[id(item.estimator)]].append((item.args, item.offset))
     return out
 
 

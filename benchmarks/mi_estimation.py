@@ -58,10 +58,10 @@ from bounds.distributions import (
     student_t_mi_correction,
 )
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # find _common when loaded by path
-    sys.path.insert(0, _HERE)
-import _common  # noqa: E402
+if __package__:  # imported as benchmarks.mi_estimation (see benchmarks/__init__.py)
+    from . import _common
+else:  # run as python benchmarks/mi_estimation.py: this folder is sys.path[0]
+    import _common
 
 LEVELS = (2.0, 4.0, 6.0, 8.0, 10.0)
 DISTRIBUTIONS = ("gaussian", "student-t", "asinh-gaussian")

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -47,12 +46,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # find _common when loaded by path
-    sys.path.insert(0, _HERE)
-import _common  # noqa: E402
+from factorcl.data import mimic, multibench
 
-from factorcl.data import mimic, multibench  # noqa: E402
+if __package__:  # imported as benchmarks.multibench (see benchmarks/__init__.py)
+    from . import _common
+else:  # run as python benchmarks/multibench.py: this folder is sys.path[0]
+    import _common
 
 DATASETS = ("mimic", "mosei", "mosi", "humor", "sarcasm")  # the table's column order
 COLUMN = {"mimic": "MIMIC", "mosei": "MOSEI", "mosi": "MOSI", "humor": "UR-FUNNY", "sarcasm": "MUSTARD"}
@@ -273,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        [[m, *(f"{PAPER[m][d]:.2f}" for d in cols)] for m in args.methods if m in PAPER]))
             fact = [m for m in args.methods if m in FACTORISED]
             if fact:
-                print("\nAblation: probe on one part of the factorised representation (%; paper Table 4.4 is factorcl-sup)")
+                print("\nAblation: probe on one part of the factorised representation "
+                      "(%; paper Table 4.4 is factorcl-sup)")
                 rows = []
                 for m in fact:
                     for part in ("S", "U1", "U2"):

@@ -20,21 +20,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import augment
+import bounds
+import factorcl
+from bounds.critics import mlp
 
-import _common  # noqa: E402
-from _published import PublishedFactorCLSSL, published_train_step  # noqa: E402
-
-import augment  # noqa: E402
-import bounds  # noqa: E402
-import factorcl  # noqa: E402
-from bounds.critics import mlp  # noqa: E402
+if __package__:  # imported as benchmarks.step_time (see benchmarks/__init__.py)
+    from . import _common
+    from ._published import PublishedFactorCLSSL, published_train_step
+else:  # run as python benchmarks/step_time.py: this folder is sys.path[0]
+    import _common
+    from _published import PublishedFactorCLSSL, published_train_step
 
 IMPLS = ("published", "ours-concat", "ours-separable", "ours-default")
 TARGETS = {"ours-concat": 2.0, "ours-separable": 50.0}

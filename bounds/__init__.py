@@ -20,6 +20,7 @@ from .conditional import (
     ConditionalInfoNCE,
     ConditionalNCECLUB,
     concat_condition,
+    conditional_estimator,
     grouped_infonce,
     grouped_nce_club,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "check_bracket",
     "club",
     "concat_condition",
+    "conditional_estimator",
     "critic_from_name",
     "distributions",
     "grouped_infonce",

@@ -30,7 +30,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ from torch import Tensor, nn
 
 from ._checks import as_offset, check_features, check_groups, check_offset, check_same_batch, check_scores, check_tensor
 from .estimators import _upcast, call_frozen, infonce, nce_club, positives, valid_row_mean
-from .sampled import sampled_infonce, sampled_nce_club, score_candidates
+from .sampled import GaussianProposal, sampled_infonce, sampled_nce_club, score_candidates
 
 CONDITIONINGS = ("grouped", "concat", "chain", "sampled")
 
@@ -398,6 +399,62 @@ class ConditionalNCECLUB(_Conditional):
         if self.conditioning != "chain":
             return loss
         return loss - infonce(self._marginal_scores(x, cx, cy, frozen=False), offset=offset)
+
+
+def conditional_estimator(
+    kind: str,
+    conditioning: str,
+    x_dim: int,
+    y_dim: int,
+    cx_dim: int,
+    cy_dim: int | None,
+    make_critic: Callable[[int, int], nn.Module],
+    *,
+    num_classes: int | None = None,
+    proposal_hidden: int = 256,
+    num_negatives: int = DEFAULT_NUM_NEGATIVES,
+    include_diagonal: bool = False,
+    critics: Mapping[str, nn.Module] | None = None,
+) -> _Conditional:
+    """A conditional estimator with every critic it needs, sized for its conditioning.
+
+    ``kind`` is ``infonce`` (:class:`ConditionalInfoNCE`) or ``nce_club`` (:class:`ConditionalNCECLUB`).
+    ``cx_dim`` / ``cy_dim`` are the widths of the x side's and the y side's condition (one-hot
+    labels count ``num_classes``); ``cy_dim=None`` means both sides share one condition (a label).
+    ``make_critic(a_dim, b_dim)`` builds a critic; ``critics`` replaces one by role
+    (``critic``, ``marginal_critic``, ``correction_critic``). The widths each conditioning needs:
+
+    - ``grouped`` / ``concat``: the critic scores [x, c_x] against [y, c_y];
+    - ``chain``: the critic scores x against [y, c] and the marginal critic x against c, where c
+      is the whole condition (both sides' when they differ);
+    - ``sampled``: the critic scores standardised x against standardised y; the proposals q(y | c)
+      and q(x | c) and the correction critic g(c, y) see c.
+    """
+    if kind not in ("infonce", "nce_club"):
+        raise ValueError(f"kind must be 'infonce' or 'nce_club', got {kind!r}")
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"conditioning must be one of {list(CONDITIONINGS)}, got {conditioning!r}")
+    given = dict(critics or {})
+    unknown = sorted(set(given) - {"critic", "marginal_critic", "correction_critic"})
+    if unknown:
+        raise ValueError(f"critics has unknown roles {unknown}; the roles are critic, marginal_critic, correction_critic")
+    pick = lambda role, a, b: given.pop(role, None) or make_critic(a, b)  # noqa: E731
+    c_dim = cx_dim if cy_dim is None else cx_dim + cy_dim  # the whole condition
+    kwargs: dict[str, Any] = {"conditioning": conditioning, "num_classes": num_classes}
+    # Built in this order (main critic first) so that the random initialisation is reproducible.
+    if conditioning == "chain":
+        critic = pick("critic", x_dim, y_dim + c_dim)
+        kwargs["marginal_critic"] = pick("marginal_critic", x_dim, c_dim)
+    elif conditioning == "sampled":
+        critic = pick("critic", x_dim, y_dim)
+        kwargs.update(proposal=GaussianProposal(c_dim, y_dim, proposal_hidden),
+                      x_proposal=GaussianProposal(c_dim, x_dim, proposal_hidden),
+                      correction_critic=pick("correction_critic", c_dim, y_dim), num_negatives=num_negatives)
+    else:  # grouped, concat: the condition appended to each side
+        critic = pick("critic", x_dim + cx_dim, y_dim + (cx_dim if cy_dim is None else cy_dim))
+    if kind == "nce_club":
+        return ConditionalNCECLUB(critic, include_diagonal=include_diagonal, **kwargs)
+    return ConditionalInfoNCE(critic, **kwargs)
 
 
 def _standardize(proposal: nn.Module, y: Tensor, c: Tensor) -> Tensor:

@@ -1,13 +1,14 @@
 """FactorCL: factorized contrastive learning of shared and unique multimodal information.
 
 - :class:`FactorCL`: the model on any two encoders, one class for every method of the
-  objective table (:data:`METHODS`).
+  objective table (:data:`METHODS`); its settings are a :class:`FactorCLConfig`.
 - :func:`fit` / :class:`Trainer`: the training loop (main step + NCE-CLUB critic steps).
 - :func:`linear_probe`, :func:`extract_features`, :func:`probe_ablation`: evaluation.
 """
 
 from . import data
 from .model import FactorCL
+from .model_config import FactorCLConfig
 from .objectives import METHODS, SIGNS, TERMS, Objective, get_objective
 from .probe import ProbeResult, extract_features, linear_probe, probe_ablation
 from .train import NonFiniteLossError, TrainConfig, Trainer, TrainResult, fit
@@ -19,6 +20,7 @@ __all__ = [
     "SIGNS",
     "TERMS",
     "FactorCL",
+    "FactorCLConfig",
     "NonFiniteLossError",
     "Objective",
     "ProbeResult",

@@ -17,7 +17,6 @@ for the reference.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import types
@@ -30,13 +29,12 @@ from typing import Any
 
 import yaml
 
+from .model_config import FactorCLConfig, SettingError
+
 DATA_KINDS = ("multibench", "mimic", "arrays", "synthetic")
 PROBE_SELECT = ("valid", "val_fraction")
 #: Keys of the ``train`` section that configure the data loader (the rest are TrainConfig fields).
 LOADER_KEYS: dict[str, Any] = {"batch_size": 128, "drop_last": True, "num_workers": 0}
-#: FactorCL arguments set from the model section (the rest may go in ``model.options``).
-_MODEL_ARGS = ("method", "critic", "conditioning", "embed_dim", "head_layers", "critic_hidden", "critic_layers",
-               "critic_embed", "temperature", "supcon_temperature", "augment1", "augment2")
 
 
 class ConfigError(ValueError):
@@ -72,23 +70,36 @@ class EncodersConfig:
     x2: Any = "auto"
 
 
-@dataclass
-class ModelConfig:
-    """FactorCL settings; ``augment1`` / ``augment2`` are augmentation specs (see :func:`build_augment`)."""
+#: Model-section defaults that differ from :class:`FactorCLConfig`'s (configs written before keep their meaning).
+RUN_MODEL_DEFAULTS: dict[str, Any] = {"embed_dim": 64}
+#: FactorCL settings the run takes from the data, not from the config.
+_FROM_DATA = ("num_classes",)
 
-    method: str = "factorcl-ssl"
-    critic: str = "separable"
-    conditioning: str | None = None
-    embed_dim: int = 64
-    head_layers: int = 0
-    critic_hidden: int = 512
-    critic_layers: int = 1
-    critic_embed: int = 128
-    temperature: float = 0.1
-    supcon_temperature: float = 0.07
-    augment1: Any = "auto"
-    augment2: Any = None  # None: the same spec as augment1 (built for X2's shape)
-    options: dict = field(default_factory=dict)  # any other FactorCL keyword argument
+
+def _model_section() -> type:
+    """``ModelConfig``: the fields of :class:`FactorCLConfig` (minus what the data decides) plus the
+    augmentation specs; built from FactorCLConfig so that the two can never drift apart."""
+    specs: list[tuple[str, Any, Any]] = [
+        (f.name, f.type, field(default=RUN_MODEL_DEFAULTS.get(f.name, f.default)))
+        for f in dataclasses.fields(FactorCLConfig) if f.name not in _FROM_DATA
+    ]
+    specs += [("augment1", "Any", field(default="auto")),
+              ("augment2", "Any", field(default=None)),  # None: the same spec as augment1 (built for X2's shape)
+              ("options", "dict", field(default_factory=dict))]  # older configs' place for FactorCL settings
+
+    def factorcl_config(self, num_classes: int | None = None) -> FactorCLConfig:
+        """The :class:`FactorCLConfig` of this section (``num_classes`` comes from the data)."""
+        values = {name: getattr(self, name) for name in FactorCLConfig.field_names() if name not in _FROM_DATA}
+        return FactorCLConfig(**values, num_classes=num_classes)
+
+    cls = dataclasses.make_dataclass("ModelConfig", specs, namespace={"factorcl_config": factorcl_config})
+    cls.__module__ = __name__
+    cls.__doc__ = ("The model section: every FactorCLConfig setting (num_classes comes from the data); "
+                   "``augment1`` / ``augment2`` are augmentation specs (see :func:`build_augment`).")
+    return cls
+
+
+ModelConfig = _model_section()
 
 
 @dataclass
@@ -228,6 +239,21 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _merge_model_options(m: Any) -> None:
+    """Older configs set some FactorCL settings under ``model.options``: move them into the section."""
+    allowed = [n for n in FactorCLConfig.field_names() if n not in _FROM_DATA]
+    for key, value in dict(m.options).items():
+        if key not in allowed:
+            raise ConfigError(f"unknown config key 'model.options.{key}'{_suggest(str(key), allowed)} "
+                              f"(allowed: {', '.join(allowed)})")
+        default = RUN_MODEL_DEFAULTS.get(key, getattr(FactorCLConfig, key))
+        if getattr(m, key) != default and getattr(m, key) != value:
+            raise ConfigError(f"config key 'model.options.{key}' and 'model.{key}' both set it: set it once, "
+                              f"as 'model.{key}'")
+        setattr(m, key, value)
+    m.options = {}
+
+
 def _train_defaults() -> dict[str, Any]:
     from .train import TrainConfig
 
@@ -340,15 +366,14 @@ def _validate(cfg: RunConfig) -> RunConfig:
     except ValueError as exc:
         raise ConfigError(f"config key 'model.method': {exc}") from None
     m.method = objective.name
-    _one_of(m.critic, ("separable", "concat"), "model.critic")
-    for key in ("embed_dim", "critic_hidden", "critic_embed", "critic_layers"):
-        if getattr(m, key) < (0 if key == "critic_layers" else 1):
-            raise ConfigError(f"config key 'model.{key}' must be positive, got {getattr(m, key)}")
-    if m.head_layers < 0:
-        raise ConfigError(f"config key 'model.head_layers' must be >= 0, got {m.head_layers}")
-    for key in ("temperature", "supcon_temperature"):
-        if getattr(m, key) <= 0:
-            raise ConfigError(f"config key 'model.{key}' must be > 0, got {getattr(m, key)}")
+    _merge_model_options(m)
+    try:  # validated once, by FactorCLConfig itself (labels come from the data: any valid count here)
+        m.factorcl_config(num_classes=2 if objective.supervised else None)
+    except SettingError as exc:
+        text, key = str(exc), exc.key
+        if text.startswith(key + " "):  # "critic must be one of ..." -> "config key 'model.critic' must be ..."
+            raise ConfigError(f"config key 'model.{key}' {text[len(key) + 1:]}") from None
+        raise ConfigError(f"config key 'model.{key}': {text}") from None
     for key in ("augment1", "augment2"):
         try:
             check_augment_spec(getattr(m, key), f"model.{key}")
@@ -357,16 +382,6 @@ def _validate(cfg: RunConfig) -> RunConfig:
     if objective.needs_views and is_none_augment(m.augment1):
         raise ConfigError(f"config key 'model.augment1' is {m.augment1!r}, but method {objective.name!r} needs "
                           "augmented views: use 'auto' or an augmentation")
-    from .model import FactorCL
-
-    allowed = [p for p in inspect.signature(FactorCL.__init__).parameters
-               if p not in ("self", "encoder1", "encoder2", "dim1", "dim2", "num_classes", "critics", *_MODEL_ARGS)]
-    for key in m.options:
-        if key in _MODEL_ARGS:
-            raise ConfigError(f"config key 'model.options.{key}': set it as 'model.{key}'")
-        if key not in allowed:
-            raise ConfigError(f"unknown config key 'model.options.{key}'{_suggest(str(key), allowed)} "
-                              f"(allowed: {', '.join(allowed)})")
 
     cfg.train = _check_train(cfg.train)
 

@@ -10,6 +10,8 @@ device and under ``torchrun``. The gradient conventions (see ``docs/distributed.
 - averaging parameter gradients over ranks (what DistributedDataParallel does, and
   :func:`average_gradients`) then gives exactly the gradient of one process on the
   concatenated batch.
+
+Data: :func:`distributed_loader` shards a DataLoader over the ranks (the Trainer calls it).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 
 # ------------------------------------------------------------------------------ process group
 
@@ -351,6 +354,52 @@ def wrap_loss_ddp(model: nn.Module, exclude: Sequence[nn.Parameter] = (), device
     return DistributedDataParallel(wrapper, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
 
+# ------------------------------------------------------------------------------ data loaders
+def distributed_loader(loader: Any, seed: int = 0) -> Any:
+    """``loader`` sharded over the ranks of the process group (``loader`` itself without one).
+
+    A DataLoader over a map-style dataset with the default sampler (shuffled or not) is re-built
+    over a :class:`~torch.utils.data.DistributedSampler` (``drop_last=True``: every rank gets the
+    same number of samples, so the same number of batches of the same sizes) with the same batch
+    size, which is per rank: the global batch is ``batch_size * world_size``. Its order follows
+    ``seed`` and the epoch, the same on every rank. Loaders that already shard (a
+    DistributedSampler, an IterableDataset, anything that is not a DataLoader) are returned as they
+    are; a custom sampler raises.
+    """
+    if not is_distributed() or not isinstance(loader, DataLoader):
+        return loader
+    inner = getattr(loader.batch_sampler, "sampler", None)
+    if isinstance(loader.sampler, DistributedSampler) or isinstance(inner, DistributedSampler):
+        return loader
+    if isinstance(loader.dataset, IterableDataset):
+        return loader  # the dataset shards itself; the Trainer checks that every rank has as many batches
+    if loader.batch_size is None or not isinstance(loader.sampler, (RandomSampler, SequentialSampler)):
+        kind = type(loader.batch_sampler if loader.batch_size is None else loader.sampler).__name__
+        raise ValueError(f"under torch.distributed the loader must be sharded over the ranks, but it uses a custom "
+                         f"{kind}: build it over a torch.utils.data.DistributedSampler (or use the default sampler, "
+                         "which the Trainer replaces by one)")
+    sampler = DistributedSampler(loader.dataset, num_replicas=get_world_size(), rank=get_rank(),
+                                 shuffle=isinstance(loader.sampler, RandomSampler), seed=seed, drop_last=True)
+    kwargs: dict[str, Any] = dict(batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
+                                  num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                                  pin_memory=loader.pin_memory, timeout=loader.timeout,
+                                  worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers)
+    if loader.num_workers > 0:
+        kwargs.update(prefetch_factor=loader.prefetch_factor, multiprocessing_context=loader.multiprocessing_context)
+    if getattr(loader, "pin_memory_device", ""):
+        kwargs["pin_memory_device"] = loader.pin_memory_device
+    # No generator: worker seeds then come from each rank's own (seed + rank) RNG, so ranks augment differently.
+    return DataLoader(loader.dataset, **kwargs)
+
+
+def loader_seed(loader: Any, seed: int | None) -> int:
+    """The shuffle seed of a re-built distributed loader: the loader's own generator seed, else the run's seed."""
+    gen = getattr(loader, "generator", None)
+    if isinstance(gen, torch.Generator):
+        return int(gen.initial_seed()) % (2**63)
+    return 0 if seed is None else int(seed)
+
+
 __all__ = [
     "all_gather_object",
     "any_rank",
@@ -360,6 +409,7 @@ __all__ = [
     "broadcast_parameters",
     "check_same_size",
     "cleanup",
+    "distributed_loader",
     "gather_no_grad",
     "gather_with_grad",
     "get_local_rank",
@@ -370,6 +420,7 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "launched_distributed",
+    "loader_seed",
     "mean_over_ranks",
     "sum_over_ranks",
     "wrap_loss_ddp",

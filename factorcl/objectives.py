@@ -84,6 +84,58 @@ METHODS: dict[str, Objective] = {
 }
 
 
+@dataclass(frozen=True)
+class TermSpec:
+    """One estimator of a method's loss, expanded from the table: what it scores and how it counts.
+
+    ``x`` and ``y`` name representations (``s1``, ``u2``, ``z1``, ...); ``y`` may also be
+    ``view:<key>`` (that representation of the augmented view) or ``label`` (the one-hot label).
+    ``condition`` is None, ``views`` (the augmented views' ``condition_keys`` representations) or
+    ``label``. ``sign`` is +1 for an upper bound added to the loss, -1 for a lower bound subtracted.
+    """
+
+    name: str  # the estimator's key: shared_keep, unique_keep1, unique_keep2, ...
+    term: str  # the row of the table: shared_keep, unique_keep, ...
+    kind: str  # infonce | nce_club | conditional_infonce | conditional_nce_club
+    x: str
+    y: str
+    condition: str | None = None
+    condition_keys: tuple[str, str] | None = None
+
+    @property
+    def sign(self) -> int:
+        """+1: added to the loss (an upper bound to minimise); -1: subtracted (a lower bound to maximise)."""
+        return SIGNS[self.term]
+
+    @property
+    def upper_bound(self) -> bool:
+        """Whether the term is an NCE-CLUB estimate (its critics are trained by the critic step)."""
+        return self.term in UPPER_BOUND_TERMS
+
+
+def term_specs(objective: Objective) -> tuple[TermSpec, ...]:
+    """The estimators of a method, in the order they are built and evaluated (the table, expanded once)."""
+    fact, sup = objective.factorized, objective.supervised
+    s1, s2 = ("s1", "s2") if fact else ("z1", "z2")
+    u1, u2 = ("u1", "u2") if fact else ("z1", "z2")
+    condition = "label" if sup else "views"
+    specs: list[TermSpec] = []
+    if "shared_keep" in objective.terms:
+        specs.append(TermSpec("shared_keep", "shared_keep", "infonce", s1, s2))
+    if "unique_keep" in objective.terms:
+        for i, u in ((1, u1), (2, u2)):
+            specs.append(TermSpec(f"unique_keep{i}", "unique_keep", "infonce", u, "label" if sup else f"view:{u}"))
+    if "unique_remove" in objective.terms:
+        specs.append(TermSpec("unique_remove", "unique_remove", "nce_club", u1, u2))
+    if "shared_remove" in objective.terms:
+        specs.append(TermSpec("shared_remove", "shared_remove", "conditional_nce_club", s1, s2, condition,
+                              None if sup else (s1, s2)))
+    if "unique_cond_keep" in objective.terms:
+        specs.append(TermSpec("unique_cond_keep", "unique_cond_keep", "conditional_infonce", u1, u2, condition,
+                              None if sup else (u1, u2)))
+    return tuple(specs)
+
+
 def get_objective(method: str) -> Objective:
     """The objective of a method by name (case-insensitive); unknown names list the valid ones."""
     key = str(method).lower().replace("_", "-").replace(" ", "")

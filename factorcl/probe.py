@@ -1,17 +1,33 @@
-"""Linear-probe evaluation of frozen representations (multinomial logistic regression on torch)."""
+"""Linear-probe evaluation of frozen representations (multinomial logistic regression on torch).
+
+The one evaluation path of the package (``factorcl train``/``probe``, ``factorcl clip``, the
+synthetic benchmark):
+
+- :func:`extract_features`: the feature-extraction loop (``encode(model, batch)`` per batch, eval
+  mode, no gradients; features gathered on the CPU);
+- :func:`representation_parts`: the parts of Table 4.4 (``all``, ``S``, ``U1``, ``U2`` or ``Z1``, ``Z2``);
+- :func:`probe_parts`: the probe driver, one :func:`linear_probe` per named feature set, on the
+  device it is given (the training device).
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .batch import Batch
+from .train import to_device
 
 DEFAULT_L2_GRID: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0)
+#: ``encode(model, batch) -> {key: [B, d] features}``, one batch of :func:`extract_features` (on its device).
+Encode = Callable[[nn.Module, Any], Mapping[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -163,27 +179,43 @@ def linear_probe(
     )
 
 
-def _split_batch(batch: Any) -> tuple[Tensor, Tensor, Tensor | None, dict[str, Tensor]]:
+def _batch_labels(batch: Any) -> Any:
+    """A batch's labels ``y`` (dict key or third tuple item), or None."""
     if isinstance(batch, Mapping):
-        masks = {k: batch[k] for k in ("mask1", "mask2") if batch.get(k) is not None}
-        return batch["x1"], batch["x2"], batch.get("y"), masks
-    if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
-        return batch[0], batch[1], batch[2] if len(batch) == 3 else None, {}
-    raise ValueError("batches must be dicts with 'x1', 'x2' (and 'y') or tuples (x1, x2[, y])")
+        return batch.get("y")
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        return batch[2]
+    return None
+
+
+def embed_batch(model: nn.Module, batch: Any) -> Mapping[str, Tensor]:
+    """The default ``encode`` of :func:`extract_features`: ``model.embed(x1, x2, **masks)`` on one batch."""
+    b = Batch.from_any(batch)
+    return model.embed(b.x1, b.x2, **b.masks())
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
+def extract_features(model: nn.Module, loader: Iterable, *, encode: Encode | None = None,
+                     device: torch.device | str | None = None,
                      progress: bool | str = False) -> tuple[dict[str, Tensor], Tensor | None]:
-    """Run ``model.embed`` over a loader without gradients, in eval mode.
+    """Run ``encode(model, batch)`` over a loader without gradients, with ``model`` in eval mode.
 
-    Returns ({key: [N, d] features on the CPU}, labels [N] or None when the batches carry none).
-    ``progress`` shows a progress bar (a string is its label).
+    The feature-extraction loop of every evaluation (``factorcl train``/``probe``, the CLIP probes,
+    the synthetic benchmark). Each batch (a dict with ``x1``, ``x2``, optional ``y``, ``mask1``,
+    ``mask2``, or a tuple ``(x1, x2[, y])``) is moved to ``device`` (default: the model's) and
+    passed to ``encode`` (default :func:`embed_batch`, i.e. ``model.embed``), which returns
+    ``{key: [B, d]}``. The caller's train/eval mode is restored afterwards.
+
+    Returns ({key: [N, d] float32 features on the CPU}, labels [N] or None when the batches carry
+    none). The features are gathered on the CPU so that a large split does not have to fit in
+    accelerator memory next to the model; the probe driver (:func:`probe_parts`) moves each
+    feature set to the probing device when it fits. ``progress`` shows a bar over the batches (a
+    string is its label).
     """
+    encode = embed_batch if encode is None else encode
     if progress:
-        from tqdm.auto import tqdm
-
-        loader = tqdm(loader, desc=progress if isinstance(progress, str) else "features", leave=False,
+        loader = tqdm(loader, total=len(loader) if hasattr(loader, "__len__") else None,
+                      desc=progress if isinstance(progress, str) else "features", unit="batch", leave=False,
                       dynamic_ncols=True)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -192,9 +224,8 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
     labels: list[Tensor] = []
     try:
         for batch in loader:
-            x1, x2, y, masks = _split_batch(batch)
-            reps = model.embed(x1.to(device), x2.to(device), **{k: v.to(device) for k, v in masks.items()})
-            for key, value in reps.items():
+            y = _batch_labels(batch)
+            for key, value in encode(model, to_device(batch, device)).items():
                 feats.setdefault(key, []).append(value.float().cpu())
             if y is not None:
                 labels.append(torch.as_tensor(y).reshape(-1).cpu())
@@ -219,10 +250,50 @@ def representation_parts(features: Mapping[str, Tensor]) -> dict[str, Tensor]:
     raise ValueError(f"features must hold s1, s2, u1, u2 or z1, z2, got {sorted(features)}")
 
 
+def probe_parts(
+    train: Mapping[str, Tensor],
+    train_labels: Tensor | None,
+    test: Mapping[str, Tensor],
+    test_labels: Tensor | None,
+    *,
+    valid: Mapping[str, Tensor] | None = None,
+    valid_labels: Tensor | None = None,
+    device: torch.device | str | None = None,
+    progress: bool | str = False,
+    **settings: Any,
+) -> dict[str, ProbeResult]:
+    """One :func:`linear_probe` per named feature set: the probe driver of every evaluation.
+
+    ``train[name]`` ([N_train, d]) fits the probe of ``name`` and ``test[name]`` scores it; with
+    ``valid`` (same names) the L2 strength is chosen on ``valid[name]``, otherwise on the
+    ``val_fraction`` of train that ``settings`` set (see :func:`linear_probe`, whose keywords
+    ``settings`` are: ``val_fraction``, ``l2_grid``, ``num_classes``, ``max_iter``, ``seed``).
+    Each set is moved to ``device`` (default: where it is) just before its probe, so L-BFGS runs
+    there. ``progress`` shows a bar over the sets (a string is its label). For example
+    ``probe_parts({"all": xtr}, ytr, {"all": xte}, yte, device="cuda", max_iter=100)["all"].accuracy``.
+    """
+    if train_labels is None or test_labels is None:
+        raise ValueError("the linear probe needs labels: the batches carry no 'y'")
+    if valid is not None and (valid_labels is None or set(valid) != set(train)):
+        raise ValueError("valid must hold the same feature sets as train, with valid_labels")
+
+    def to(x: Tensor | None) -> Tensor | None:
+        return x if x is None or device is None else x.to(device)
+
+    names: Iterable[str] = list(train)
+    if progress:
+        names = tqdm(names, desc=progress if isinstance(progress, str) else "probes", leave=False, dynamic_ncols=True)
+    return {name: linear_probe(to(train[name]), train_labels, to(test[name]), test_labels,
+                               val_features=None if valid is None else to(valid[name]),
+                               val_labels=None if valid is None else valid_labels, **settings)
+            for name in names}
+
+
 def probe_ablation(
     train: Mapping[str, Tensor], train_labels: Tensor, test: Mapping[str, Tensor], test_labels: Tensor, **kwargs: Any
 ) -> dict[str, ProbeResult]:
-    """Linear probe on the whole representation and on each part (S / U1 / U2, as in Table 4.4)."""
-    train_parts, test_parts = representation_parts(train), representation_parts(test)
-    return {name: linear_probe(train_parts[name], train_labels, test_parts[name], test_labels, **kwargs)
-            for name in train_parts}
+    """Linear probe on the whole representation and on each part (S / U1 / U2, as in Table 4.4).
+
+    ``kwargs`` go to :func:`probe_parts` (``device``, ``valid``/``valid_labels``, probe settings).
+    """
+    return probe_parts(representation_parts(train), train_labels, representation_parts(test), test_labels, **kwargs)

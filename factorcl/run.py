@@ -8,9 +8,10 @@ run. It writes into ``out_dir``:
 - ``results.json``: test accuracy of the linear probe on the whole representation and on each
   part (S, U1, U2 for factorised methods; Z1, Z2 otherwise), data summary, training summary.
 
-Probe protocol: features of the frozen model (eval mode); a multinomial logistic regression is fit
-on the TRAIN split's features, its L2 strength chosen by accuracy on the VALID split (or on a
-held-out fraction of train, ``probe.select: val_fraction``), and it is scored on the TEST split.
+Probe protocol (:mod:`factorcl.probe`, on the training device): features of the frozen model
+(eval mode); a multinomial logistic regression is fit on the TRAIN split's features, its L2
+strength chosen by accuracy on the VALID split (or on a held-out fraction of train,
+``probe.select: val_fraction``), and it is scored on the TEST split.
 The published code scored one experiment on its training data; nothing here ever does.
 
 :func:`probe_run` (``factorcl probe``) rebuilds the model from ``config.yaml``, loads the
@@ -98,29 +99,20 @@ def build_model(config: RunConfig, data: SplitDataset, for_eval: bool = False) -
         if not data.has_labels or data.num_classes is None:
             raise ValueError(f"method {objective.name!r} is supervised but the data has no labels 'y'")
         num_classes = max(2, data.num_classes)
-    return FactorCL(enc1, enc2, dim1, dim2, method=objective.name, critic=m.critic, conditioning=m.conditioning,
-                    augment1=aug1, augment2=aug2, num_classes=num_classes, embed_dim=m.embed_dim,
-                    head_layers=m.head_layers, critic_hidden=m.critic_hidden, critic_layers=m.critic_layers,
-                    critic_embed=m.critic_embed, temperature=m.temperature, supcon_temperature=m.supcon_temperature,
-                    **m.options)
+    return FactorCL(enc1, enc2, dim1, dim2, m.factorcl_config(num_classes), augment1=aug1, augment2=aug2)
 
 
 # ----------------------------------------------------------------------------------- evaluation
-def _probe_part(train: torch.Tensor, ytr: torch.Tensor, valid: torch.Tensor | None, yva: torch.Tensor | None,
-                test: torch.Tensor, yte: torch.Tensor, probe: Any, num_classes: int) -> dict[str, Any]:
-    from .probe import linear_probe
-
-    common = dict(num_classes=num_classes, max_iter=probe.max_iter, seed=probe.seed)
+def _probe_settings(probe: Any, has_valid: bool) -> tuple[dict[str, Any], bool, str]:
+    """(linear_probe settings, whether the valid split chooses the L2, ``selected_on``) of a probe config."""
     grid = list(probe.l2_grid)
-    if probe.select == "valid" and valid is not None and len(grid) > 1:
-        result = linear_probe(train, ytr, test, yte, l2_grid=grid, val_features=valid, val_labels=yva, **common).as_dict()
-        result["selected_on"] = "valid"
-        return result
-    result = linear_probe(train, ytr, test, yte, val_fraction=probe.val_fraction, l2_grid=grid, **common).as_dict()
-    result["selected_on"] = "val_fraction of train" if len(grid) > 1 else "fixed"
-    if probe.select == "valid" and valid is None and len(grid) > 1:
-        result["selected_on"] += " (the valid split is empty)"
-    return result
+    settings = dict(l2_grid=grid, max_iter=probe.max_iter, seed=probe.seed)
+    if probe.select == "valid" and has_valid and len(grid) > 1:
+        return settings, True, "valid"
+    selected_on = "val_fraction of train" if len(grid) > 1 else "fixed"
+    if probe.select == "valid" and not has_valid and len(grid) > 1:
+        selected_on += " (the valid split is empty)"
+    return {**settings, "val_fraction": probe.val_fraction}, False, selected_on
 
 
 def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.device | str | None = None,
@@ -130,16 +122,17 @@ def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.dev
     Returns ``{part: {accuracy, macro_f1, l2, val_accuracy, ...}}`` with parts ``all`` and, when
     ``probe.ablation``, ``S``/``U1``/``U2`` (factorised) or ``Z1``/``Z2``. An empty valid split
     falls back to ``val_fraction`` of train (``selected_on`` says so); a train or test split that is
-    empty, or a train split with one class, is an error.
+    empty, or a train split with one class, is an error. Features and probes run on ``device``
+    (default: the model's device; ``factorcl train`` passes the training device).
     """
     import warnings
 
-    from .probe import extract_features, representation_parts
+    from .probe import extract_features, probe_parts, representation_parts
 
     if not data.has_labels:
         raise ValueError("the data has no labels 'y': a linear probe needs them (set probe.enabled: false)")
-    if device is not None:
-        model.to(device)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
     feats: dict[str, dict[str, torch.Tensor]] = {}
     labels: dict[str, torch.Tensor] = {}
     for name in ("train", "valid", "test"):
@@ -151,21 +144,16 @@ def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.dev
                 warnings.warn(f"the valid split of {data.name} is empty: the probe's L2 is chosen on a "
                               f"{probe.val_fraction} fraction of train instead", stacklevel=2)
             continue
-        f, y = extract_features(model, ds.loader(probe.batch_size, shuffle=False),
+        f, y = extract_features(model, ds.loader(probe.batch_size, shuffle=False), device=device,
                                 progress=f"probe: {name} features" if progress else False)
-        feats[name], labels[name] = representation_parts(f), y
+        parts = representation_parts(f)
+        feats[name], labels[name] = (parts if probe.ablation else {"all": parts["all"]}), y
     k = max(2, int(data.num_classes or int(max(int(v.max()) for v in labels.values())) + 1))
-    parts = list(feats["train"]) if probe.ablation else ["all"]
-    out = {}
-    if progress:
-        from tqdm.auto import tqdm
-
-        parts = tqdm(parts, desc="probe: fitting", leave=False, dynamic_ncols=True)
-    for part in parts:
-        out[part] = _probe_part(feats["train"][part], labels["train"],
-                                feats.get("valid", {}).get(part), labels.get("valid"),
-                                feats["test"][part], labels["test"], probe, k)
-    return out
+    settings, on_valid, selected_on = _probe_settings(probe, "valid" in feats)
+    valid = dict(valid=feats["valid"], valid_labels=labels["valid"]) if on_valid else {}
+    results = probe_parts(feats["train"], labels["train"], feats["test"], labels["test"], **valid, device=device,
+                          progress="probe: fitting" if progress else False, num_classes=k, **settings)
+    return {part: {**r.as_dict(), "selected_on": selected_on} for part, r in results.items()}
 
 
 def _absolute_config(config: RunConfig) -> RunConfig:
@@ -192,10 +180,9 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
     ``KEY=VALUE`` strings or a mapping of dotted keys. ``data`` skips loading (already built for
     this config). Returns the results dict (also in ``results.json``).
     """
-    from .device import seed_everything
-    from .train import fit
-
+    from .device import seed_everything, select_device
     from .distributed import barrier, is_main_process
+    from .train import fit
 
     cfg = load_config(config, overrides)
     cfg = _absolute_config(cfg) if cfg.data.path and cfg.data.kind != "synthetic" else cfg
@@ -236,7 +223,7 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
     if verbose:
         print(f"trained {cfg.model.method} on {data.name}: {result.step} steps in {result.seconds:.1f} s")
     if cfg.probe.enabled and data.has_labels:
-        probe = evaluate(model, data, cfg.probe, progress=verbose)
+        probe = evaluate(model, data, cfg.probe, device=select_device(cfg.train_value("device")), progress=verbose)
         results["probe"] = probe
         results["accuracy"] = probe["all"]["accuracy"]
     elif cfg.probe.enabled:

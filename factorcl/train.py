@@ -1,58 +1,67 @@
 """Training loop: one main step, then ``critic_steps`` NCE-CLUB critic steps on the cached features.
 
-Two AdamW optimizers (main: encoders, heads, lower-bound critics; critic: NCE-CLUB critics), a
-cosine schedule with linear warm-up, gradient clipping, AMP, per-step CSV metrics (and
-TensorBoard when installed), atomic checkpoints and exact resume.
+A cosine schedule with linear warm-up, gradient clipping, AMP, per-step CSV metrics (and
+TensorBoard when installed; :mod:`factorcl.metrics_log`), atomic checkpoints and exact resume
+(:class:`factorcl.checkpoint.RunState`). :meth:`Trainer.fit` reads as setup -> epoch -> micro-step
+-> optimizer step -> after-step.
+
+Two AdamW optimizers, because the two sets of parameters are trained by different losses at
+different times. The main one (encoders, heads, lower-bound critics) minimises the objective
+``model.loss``, which runs the NCE-CLUB critics frozen; the critic one trains those critics alone on
+their own loss ``model.critic_loss()`` (their InfoNCE, maximised) over the features the last
+``model.loss`` cached. Under gradient accumulation the main optimizer steps once per window of
+``accumulate`` micro-batches, but the critic steps run on every micro-batch: each micro-batch's
+forward replaces the cached features, so stepping the critics only at the window's end would train
+them on one micro-batch in ``accumulate``. Separate optimizers also give the critics their own
+Adam moments, learning rate (``critic_lr``, by default ``CRITIC_LR_FACTOR`` x ``lr``), schedule and
+grad scaler, and keep the critic steps from ever touching the main gradients being accumulated.
 
 Under torch.distributed (``torchrun``; see ``docs/distributed.md``): the main step runs through
 DistributedDataParallel over ``model.loss`` (``no_sync`` on accumulation micro-batches), with the
 NCE-CLUB critics left out of DDP; the critic steps all-reduce (mean) those critics' gradients
-themselves. A plain DataLoader is re-built over a DistributedSampler (same per-rank batch size);
-rank 0 alone shows progress and writes metrics and checkpoints; checkpoints keep every rank's RNG
-states so that a resume with the same world size continues exactly on every rank.
+themselves. A plain DataLoader is re-built over a DistributedSampler (same per-rank batch size;
+:func:`factorcl.distributed.distributed_loader`); rank 0 alone shows progress and writes metrics
+and checkpoints; checkpoints keep every rank's RNG states so that a resume with the same world
+size continues exactly on every rank.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
 import bounds
 
 from . import checkpoint as ckpt_io
-from .device import autocast, resolve_amp, rng_state, seed_everything, select_device, set_rng_state
+from .checkpoint import CHECKPOINT_NAME, METRICS_NAME, SAFETENSORS_NAME, CheckpointWarning
+from .device import autocast, resolve_amp, seed_everything, select_device, set_rng_state
 from .distributed import (
-    all_gather_object,
     any_rank,
     average_gradients,
     broadcast_int,
     check_same_size,
+    distributed_loader,
     get_rank,
-    get_world_size,
     init_distributed,
     is_distributed,
     is_main_process,
     launched_distributed,
+    loader_seed,
     mean_over_ranks,
     wrap_loss_ddp,
 )
-
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.csv"
-SAFETENSORS_NAME = "model.safetensors"
+from .metrics_log import MetricsLog
 
 #: The critics' learning rate as a multiple of the main one when ``critic_lr`` is not set.
 CRITIC_LR_FACTOR = 10.0
@@ -82,10 +91,6 @@ def check_bounds(row: Mapping[str, float]) -> dict[str, str]:
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; training stopped without overwriting the last good checkpoint."""
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint could not be written (full disk); training goes on and tries again at the next one."""
 
 
 def _nonfinite_inputs(batch: Any, names: tuple[str, ...] = ("x1", "x2", "y")) -> list[str]:
@@ -186,61 +191,6 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """The torch.Generators that decide a loader's order (its own, its sampler's), without duplicates."""
-    found: list[torch.Generator] = []
-    for owner in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        gen = getattr(owner, "generator", None)
-        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
-            found.append(gen)
-    return found
-
-
-def distributed_loader(loader: Any, seed: int = 0) -> Any:
-    """``loader`` sharded over the ranks of the process group (``loader`` itself without one).
-
-    A DataLoader over a map-style dataset with the default sampler (shuffled or not) is re-built
-    over a :class:`~torch.utils.data.DistributedSampler` (``drop_last=True``: every rank gets the
-    same number of samples, so the same number of batches of the same sizes) with the same batch
-    size, which is per rank: the global batch is ``batch_size * world_size``. Its order follows
-    ``seed`` and the epoch, the same on every rank. Loaders that already shard (a
-    DistributedSampler, an IterableDataset, anything that is not a DataLoader) are returned as they
-    are; a custom sampler raises.
-    """
-    if not is_distributed() or not isinstance(loader, DataLoader):
-        return loader
-    inner = getattr(loader.batch_sampler, "sampler", None)
-    if isinstance(loader.sampler, DistributedSampler) or isinstance(inner, DistributedSampler):
-        return loader
-    if isinstance(loader.dataset, IterableDataset):
-        return loader  # the dataset shards itself; the Trainer checks that every rank has as many batches
-    if loader.batch_size is None or not isinstance(loader.sampler, (RandomSampler, SequentialSampler)):
-        kind = type(loader.batch_sampler if loader.batch_size is None else loader.sampler).__name__
-        raise ValueError(f"under torch.distributed the loader must be sharded over the ranks, but it uses a custom "
-                         f"{kind}: build it over a torch.utils.data.DistributedSampler (or use the default sampler, "
-                         "which the Trainer replaces by one)")
-    sampler = DistributedSampler(loader.dataset, num_replicas=get_world_size(), rank=get_rank(),
-                                 shuffle=isinstance(loader.sampler, RandomSampler), seed=seed, drop_last=True)
-    kwargs: dict[str, Any] = dict(batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
-                                  num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                                  pin_memory=loader.pin_memory, timeout=loader.timeout,
-                                  worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers)
-    if loader.num_workers > 0:
-        kwargs.update(prefetch_factor=loader.prefetch_factor, multiprocessing_context=loader.multiprocessing_context)
-    if getattr(loader, "pin_memory_device", ""):
-        kwargs["pin_memory_device"] = loader.pin_memory_device
-    # No generator: worker seeds then come from each rank's own (seed + rank) RNG, so ranks augment differently.
-    return DataLoader(loader.dataset, **kwargs)
-
-
-def _loader_seed(loader: Any, seed: int | None) -> int:
-    """The shuffle seed of a re-built distributed loader: the loader's own generator seed, else the run's seed."""
-    gen = getattr(loader, "generator", None)
-    if isinstance(gen, torch.Generator):
-        return int(gen.initial_seed()) % (2**63)
-    return 0 if seed is None else int(seed)
-
-
 def _lr_lambda(cfg: TrainConfig, total: int):
     def fn(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -254,49 +204,32 @@ def _lr_lambda(cfg: TrainConfig, total: int):
     return fn
 
 
-class _MetricsLog:
-    """metrics.csv (one row per step; rows past a resumed step are dropped) and TensorBoard."""
 
-    def __init__(self, out_dir: Path | None, resume_step: int | None, tensorboard: bool) -> None:
-        self.path = out_dir / METRICS_NAME if out_dir is not None else None
-        self.columns: list[str] | None = None
-        self.writer = None
-        if self.path is not None and resume_step is not None and self.path.exists():
-            with self.path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= resume_step]
-            if rows:
-                self.columns = list(rows[0].keys())
-            with self.path.open("w", newline="") as f:
-                if self.columns:
-                    w = csv.DictWriter(f, fieldnames=self.columns)
-                    w.writeheader()
-                    w.writerows(rows)
-        elif self.path is not None and self.path.exists():
-            self.path.unlink()
-        if out_dir is not None and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+@dataclass
+class _Progress:
+    """Where a run is: what flows from setup through the epochs to the result."""
 
-                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
-            except Exception:  # tensorboard not installed: CSV only
-                self.writer = None
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    skip: int = 0  # batches of ``epoch`` already done (a mid-epoch resume)
+    resumed: dict[str, Any] | None = None  # the checkpoint resumed from, until its epoch's iterator is made
+    position: tuple[int, int] = (0, 0)  # (epoch, batch_in_epoch) of the latest save point
+    epoch_rng: dict[str, Any] | None = None  # the RNG states the current epoch's data order was drawn from
+    last_saved_step: int = -1
+    checkpoint: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # the last step's (a finished run resumed: its last)
+    history: list[dict[str, float]] = field(default_factory=list)
+    warned: set[str] = field(default_factory=set)  # the broken bounds already warned about
+    stop: bool = False
+    start: float = 0.0
 
-    def write(self, row: dict[str, float]) -> None:
-        if self.path is not None:
-            if self.columns is None:
-                self.columns = list(row.keys())
-                with self.path.open("w", newline="") as f:
-                    csv.DictWriter(f, fieldnames=self.columns).writeheader()
-            with self.path.open("a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(row)
-        if self.writer is not None:
-            for key, value in row.items():
-                if key not in ("step", "epoch"):
-                    self.writer.add_scalar(key, value, int(row["step"]))
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+class _MicroStep(NamedTuple):
+    """What one micro-step hands on to the step's metrics row."""
+
+    loss: Tensor
+    terms: dict[str, Tensor]
+    critic_loss: float  # the last critic step's loss (NaN without critic steps)
 
 
 class Trainer:
@@ -326,7 +259,7 @@ class Trainer:
         self.device = select_device(config.device)
         if is_distributed():
             self.device = self._rank_device(self.device)
-            loader = distributed_loader(loader, broadcast_int(_loader_seed(loader, config.seed), self.device))
+            loader = distributed_loader(loader, broadcast_int(loader_seed(loader, config.seed), self.device))
         self.loader = loader
         try:
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
@@ -335,7 +268,8 @@ class Trainer:
         # Ranks with different numbers of batches would leave the others waiting in a collective.
         check_same_size(self.batches_per_epoch, "number of batches per epoch", self.device)
         if self.batches_per_epoch == 0:
-            raise ValueError("loader is empty: the dataset has fewer samples than one batch (check batch_size and drop_last)")
+            raise ValueError("loader is empty: the dataset has fewer samples than one batch "
+                             "(check batch_size and drop_last)")
         self.amp = resolve_amp(config.amp, self.device)
         self.out_dir = Path(config.out_dir) if config.out_dir else None
         self.ddp: nn.Module | None = None
@@ -350,7 +284,6 @@ class Trainer:
                              "train on device='cuda' (or 'auto'), or initialise the group with backend='gloo'")
         return device
 
-    # --------------------------------------------------------------------------------- helpers
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.batches_per_epoch / self.cfg.accumulate)
@@ -359,227 +292,7 @@ class Trainer:
     def total_steps(self) -> int:
         return self.cfg.epochs * self.steps_per_epoch
 
-    def _resume_path(self) -> Path | None:
-        if self.cfg.resume is None:
-            return None
-        if self.cfg.resume == "auto":
-            if self.out_dir is None:
-                raise ValueError("resume='auto' needs out_dir")
-            path = self.out_dir / CHECKPOINT_NAME
-        else:
-            path = Path(self.cfg.resume)
-        found = path.is_file()
-        if is_distributed():
-            # Every rank reads the checkpoint: a file that only some ranks see would split the job.
-            seen = all_gather_object(found)
-            if len(set(seen)) > 1:
-                have = [r for r, f in enumerate(seen) if f]
-                lack = [r for r, f in enumerate(seen) if not f]
-                raise ValueError(f"checkpoint {path} exists for ranks {have} but not for ranks {lack}: every rank "
-                                 "loads it on resume, so out_dir must be on a file system that every node shares")
-        if self.cfg.resume == "auto" and not found:
-            return None
-        return path
-
-    def _state(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "main_opt": self.main_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict() if self.critic_opt else None,
-            "main_sched": self.main_sched.state_dict(),
-            "critic_sched": self.critic_sched.state_dict() if self.critic_sched else None,
-            "main_scaler": self.main_scaler.state_dict(),
-            "critic_scaler": self.critic_scaler.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "rng": rng_state(),
-            "loader_rng": [g.get_state() for g in _loader_generators(self.loader)],
-            "epoch_rng": epoch_rng,
-            "world_size": get_world_size(),
-            "method": getattr(getattr(self.model, "objective", None), "name", None),
-            "config": asdict(self.cfg),
-            "config_changes": self.config_changes,
-            "batches_per_epoch": self.batches_per_epoch,
-            "metrics": dict(self.last_metrics),
-        }
-
-    def _save(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict, final: bool = False) -> Path | None:
-        """Write the checkpoint (rank 0) and return its path on every rank once it is complete.
-
-        A full disk does not lose the run: before the last checkpoint it warns and returns None
-        (training goes on with the model in memory, and the next checkpoint tries again); at the
-        last one it raises :class:`~factorcl.checkpoint.CheckpointWriteError`, which names the path,
-        the space needed and the last good checkpoint.
-        """
-        if self.out_dir is None:
-            return None
-        path = self.out_dir / CHECKPOINT_NAME
-        # Every rank's RNG states, so that a resume continues exactly on every rank (ranks draw
-        # different augmentations and data-loader worker seeds).
-        ranks = all_gather_object(self._rng_entry(epoch_rng)) if is_distributed() else None
-        error: BaseException | None = None
-        if is_main_process():
-            try:
-                state = self._state(step, epoch, batch_in_epoch, epoch_rng)
-                if ranks is not None:
-                    state["rank_rng"] = ranks
-                ckpt_io.save_atomic(state, path)
-            except BaseException as exc:  # tell the other ranks before raising, so that none waits forever
-                error = exc
-        # 0: written, 1: disk full, 2: another error. Also the barrier after the write: no rank goes
-        # on (and may read the file) before it is complete.
-        code = 0 if error is None else 1 if isinstance(error, ckpt_io.CheckpointWriteError) else 2
-        code = broadcast_int(code, self.device) if is_distributed() else code
-        if code == 0:
-            self.last_saved = (path, step)
-            return path
-        if code == 1:
-            last = (f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
-                    if self.last_saved else "no checkpoint of this run was written yet")
-            if not final:
-                if is_main_process():
-                    warnings.warn(f"step {step}: {error}; training goes on with the model in memory and tries again "
-                                  f"at the next checkpoint ({last})", CheckpointWarning, stacklevel=3)
-                return None
-            reason = error if error is not None else f"rank 0 could not write {path}: the disk is full"
-            message = (f"{reason}. Training finished (step {step}) but its last checkpoint could not be written; "
-                       f"{last}. Free space and resume, or save the model (still in memory) elsewhere")
-            raise ckpt_io.CheckpointWriteError(message) from error
-        if error is not None:
-            raise error
-        raise RuntimeError(f"rank 0 failed to write the checkpoint {path}; see its error")
-
-    def _rng_entry(self, epoch_rng: dict) -> dict[str, Any]:
-        return {"rng": rng_state(), "epoch_rng": epoch_rng,
-                "loader_rng": [g.get_state() for g in _loader_generators(self.loader)]}
-
-    def _restore(self, path: Path) -> dict[str, Any]:
-        state = ckpt_io.load(path, map_location=self.device)
-        method = getattr(getattr(self.model, "objective", None), "name", None)
-        if state.get("method") not in (None, method):
-            raise ValueError(f"checkpoint {path} was written by method {state['method']!r}, but the model is {method!r}")
-        if state.get("world_size", 1) != get_world_size():
-            raise ValueError(
-                f"checkpoint {path} was written with world size {state['world_size']}, but this run has "
-                f"{get_world_size()}; resume with the same number of processes (the data order, the per-rank "
-                "RNG states and the global batch depend on it)"
-            )
-        mismatch = ckpt_io.state_dict_mismatch(state["model"], self.model.state_dict())
-        if mismatch:
-            raise ckpt_io.ConfigChangedError(
-                f"config differs from the run in {path.parent}: its checkpoint was written by a different model "
-                f"({'; '.join(mismatch)}). A resume must build the same model (method, critic, embed_dim, encoders); "
-                "to train a new one, use --overwrite (overwrite=True) or another out_dir")
-        self._check_resume_config(path, state)
-        ranks = state.get("rank_rng")
-        if ranks is not None:  # this rank's own RNG states (the top-level ones are rank 0's)
-            state = {**state, **ranks[get_rank()]}
-        self.model.load_state_dict(state["model"])
-        self.main_opt.load_state_dict(state["main_opt"])
-        self.main_sched.load_state_dict(state["main_sched"])
-        if self.critic_opt is not None and state["critic_opt"] is not None:
-            self.critic_opt.load_state_dict(state["critic_opt"])
-            self.critic_sched.load_state_dict(state["critic_sched"])
-        self.main_scaler.load_state_dict(state["main_scaler"])
-        self.critic_scaler.load_state_dict(state["critic_scaler"])
-        return state
-
-    def _export_weights(self, step: int) -> None:
-        """out_dir/model.safetensors: the weights alone, loadable without pickle (rank 0; a full disk warns)."""
-        if self.out_dir is None or not self.cfg.safetensors or not is_main_process():
-            return
-        path = self.out_dir / SAFETENSORS_NAME
-        method = getattr(getattr(self.model, "objective", None), "name", None)
-        try:
-            ckpt_io.save_safetensors(self.model.state_dict(), path, {"step": str(step), "method": str(method)})
-        except ckpt_io.CheckpointWriteError as exc:
-            warnings.warn(f"{exc}; the weights are in {CHECKPOINT_NAME}", CheckpointWarning, stacklevel=3)
-
-    def _check_out_dir(self, resume_path: Path | None) -> None:
-        """Before any training: out_dir is a writable folder, and a run already in it is never replaced silently."""
-        if self.out_dir is None:
-            return
-        error: BaseException | None = None
-        if is_main_process():
-            try:
-                ckpt_io.check_writable_dir(self.out_dir)
-                found = ckpt_io.existing_run_files(self.out_dir)
-                if resume_path is None and found:
-                    if not self.cfg.overwrite:
-                        ckpt_io.refuse_existing_run(self.out_dir, found)
-                    ckpt_io.clear_run(self.out_dir)
-            except Exception as exc:  # raised below on every rank, so that none waits in a collective
-                error = exc
-        if is_distributed() and any_rank(error is not None, self.device) and error is None:
-            raise RuntimeError(f"rank 0 refused out_dir {self.out_dir}; see its error")
-        if error is not None:
-            raise error
-
-    def _check_resume_config(self, path: Path, state: Mapping[str, Any]) -> None:
-        """Refuse a resume with a changed schedule unless ``allow_config_change``; record allowed changes."""
-        self.config_changes = list(state.get("config_changes") or [])
-        changes = ckpt_io.config_changes(state.get("config") or {}, asdict(self.cfg))
-        saved_batches = state.get("batches_per_epoch")
-        if saved_batches is not None and saved_batches != self.batches_per_epoch:
-            changes["batches_per_epoch (batch size or data)"] = (saved_batches, self.batches_per_epoch)
-        if not changes:
-            return
-        if not self.cfg.allow_config_change:
-            raise ckpt_io.ConfigChangedError(
-                f"config differs from the run being resumed ({path}): {ckpt_io.format_changes(changes)}. Resume "
-                "with the run's settings, allow the change with --allow-config-change (allow_config_change=True; "
-                "it is recorded), or start a new run in another out_dir")
-        self.config_changes.append({"step": int(state["step"]), "changes": {k: list(v) for k, v in changes.items()}})
-        warnings.warn(f"resuming {path} at step {state['step']} with a changed config: "
-                      f"{ckpt_io.format_changes(changes)} (recorded in the checkpoint's config_changes)", stacklevel=3)
-
-    def _optimizer_step(self, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params: list) -> None:
-        if self.cfg.grad_clip is not None:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-
-    def _nonfinite(self, loss: Tensor) -> bool:
-        """Whether the loss is NaN/inf here or on any rank (so that every rank stops together)."""
-        bad = not bool(torch.isfinite(loss.detach()))
-        return any_rank(bad, self.device) if is_distributed() else bad
-
-    def _critic_steps(self) -> float:
-        """``critic_steps`` updates of the NCE-CLUB critics on the cached features; returns the last loss."""
-        value = float("nan")
-        for _ in range(self.cfg.critic_steps):
-            with autocast(self.device, self.amp):
-                loss = self.model.critic_loss()
-            if self._nonfinite(loss):
-                raise NonFiniteLossError(f"the critic loss is {float(loss.detach())}"
-                                         f"{' (or not finite on another rank)' if is_distributed() else ''}; "
-                                         f"{self._last_good()}")
-            self.critic_scaler.scale(loss).backward()
-            # The critics are outside DDP (model.loss runs them frozen): average their gradients here.
-            average_gradients(self.critic_params)
-            self._optimizer_step(self.critic_opt, self.critic_scaler, self.critic_params)
-            value = float(loss.detach())
-        return value
-
-    def _main_groups(self) -> list[dict[str, Any]]:
-        """The main optimizer's parameter groups: the encoders at ``encoder_lr`` (when set), the rest at ``lr``."""
-        if self.cfg.encoder_lr is None or not hasattr(self.model, "encoder_parameters"):
-            return [{"params": self.main_params}]
-        encoder_ids = {id(p) for p in self.model.encoder_parameters()}
-        encoders = [p for p in self.main_params if id(p) in encoder_ids]
-        rest = [p for p in self.main_params if id(p) not in encoder_ids]
-        return [g for g in ({"params": encoders, "lr": self.cfg.encoder_lr}, {"params": rest}) if g["params"]]
-
-    def _last_good(self) -> str:
-        path = self.out_dir / CHECKPOINT_NAME if self.out_dir else None
-        if path is not None and path.exists():
-            return f"the last good checkpoint is {path}"
-        return "no checkpoint was written before this step"
-
-    # ------------------------------------------------------------------------------------- fit
+    # ------------------------------------------------------------------------------- fit
     def fit(self) -> TrainResult:
         """Run (or resume) training; returns the final step, metrics and checkpoint path."""
         # The loop checks the loss for NaN/inf itself, with a message about where training stopped;
@@ -592,11 +305,65 @@ class Trainer:
             bounds.set_value_checks(checks)
 
     def _fit(self) -> TrainResult:
-        cfg, model = self.cfg, self.model
-        model.to(self.device)
-        model.train()
-        self.main_params = list(model.main_parameters())
-        self.critic_params = list(model.critic_parameters())
+        """Setup, the epochs, then the last checkpoint and the safetensors export."""
+        run = self._setup()
+        self.metrics_log = MetricsLog(self.out_dir if is_main_process() else None,
+                                      run.step if run.resumed else None, self.cfg.tensorboard)
+        self.bar = tqdm(total=self.total_steps, initial=run.step, disable=not (self.cfg.progress and is_main_process()),
+                        desc=getattr(getattr(self.model, "objective", None), "name", "train"), dynamic_ncols=True)
+        run.start = time.perf_counter()
+        try:
+            while run.epoch < self.cfg.epochs and not run.stop:
+                self._epoch(run)
+            if run.last_saved_step != run.step:
+                # The last checkpoint, or the retry of one that failed (final: a full disk now raises).
+                self._save(run, final=True)
+            if run.history or not (self.out_dir is None or (self.out_dir / SAFETENSORS_NAME).exists()):
+                self.run_state.export_weights(run.step)
+        finally:
+            self.bar.close()
+            self.metrics_log.close()
+            # Drop the DDP wrapper (and its gradient hooks on the model's parameters) with the run.
+            self.ddp = None
+        return TrainResult(step=run.step, epoch=run.epoch, metrics=run.metrics, history=run.history,
+                           checkpoint=run.checkpoint, seconds=time.perf_counter() - run.start)
+
+    # ----------------------------------------------------------------------------- setup
+    def _setup(self) -> _Progress:
+        """The optimizers, the resume (or the seeding of a new run) and the DDP wrapper; where the run starts."""
+        self.model.to(self.device)
+        self.model.train()
+        self.run_state = self._build_optimizers()
+        resume_path = ckpt_io.resolve_resume(self.cfg.resume, self.out_dir)
+        ckpt_io.prepare_out_dir(self.out_dir, resume_path is not None, self.cfg.overwrite, self.device)
+        resumed = self.run_state.restore(resume_path) if resume_path is not None else None
+        # After the restore (DDP broadcasts rank 0's parameters at wrap time; they already agree).
+        self.ddp = wrap_loss_ddp(self.model, exclude=self.critic_params, device=self.device,
+                                 find_unused_parameters=self.cfg.find_unused_parameters)
+        self.forward = self.ddp if self.ddp is not None else self.model.loss
+        if resumed is None:
+            if self.cfg.seed is not None:
+                # seed + rank: ranks must draw different augmentations (the model's initial weights
+                # are made before fit and DDP makes them rank 0's anyway).
+                seed_everything(self.cfg.seed + get_rank())
+            return _Progress()
+        run = _Progress(step=resumed["step"], epoch=resumed["epoch"], skip=resumed["batch_in_epoch"], resumed=resumed,
+                        last_saved_step=resumed["step"], checkpoint=resume_path,
+                        metrics=dict(resumed.get("metrics") or {}))
+        if run.skip >= self.batches_per_epoch:
+            run.epoch, run.skip = run.epoch + 1, 0
+        run.position = (run.epoch, run.skip)
+        if run.skip == 0:
+            # Resuming at an epoch boundary: the next epoch starts from the RNG states saved with
+            # the checkpoint (mid-epoch resumes restore theirs when the epoch's iterator is made).
+            self.run_state.restore_rng(resumed)
+        return run
+
+    def _build_optimizers(self) -> ckpt_io.RunState:
+        """The two optimizers (see the module docstring), their schedules and grad scalers, as the run's state."""
+        cfg = self.cfg
+        self.main_params = list(self.model.main_parameters())
+        self.critic_params = list(self.model.critic_parameters())
         self.main_opt = torch.optim.AdamW(self._main_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.critic_opt = (
             torch.optim.AdamW(self.critic_params, lr=cfg.critic_lr or CRITIC_LR_FACTOR * cfg.lr,
@@ -604,158 +371,175 @@ class Trainer:
             if self.critic_params and cfg.critic_steps > 0
             else None
         )
-        total = self.total_steps
-        self.main_sched = torch.optim.lr_scheduler.LambdaLR(self.main_opt, _lr_lambda(cfg, total))
-        self.critic_sched = (
-            torch.optim.lr_scheduler.LambdaLR(self.critic_opt, _lr_lambda(cfg, total)) if self.critic_opt else None
-        )
+        self.main_sched = torch.optim.lr_scheduler.LambdaLR(self.main_opt, _lr_lambda(cfg, self.total_steps))
+        self.critic_sched = (torch.optim.lr_scheduler.LambdaLR(self.critic_opt, _lr_lambda(cfg, self.total_steps))
+                             if self.critic_opt else None)
         use_scaler = self.amp == "fp16"
         self.main_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.critic_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        return ckpt_io.RunState(model=self.model, loader=self.loader, config=asdict(cfg),
+                                batches_per_epoch=self.batches_per_epoch, main_opt=self.main_opt,
+                                main_sched=self.main_sched, main_scaler=self.main_scaler, critic_opt=self.critic_opt,
+                                critic_sched=self.critic_sched, critic_scaler=self.critic_scaler,
+                                out_dir=self.out_dir, device=self.device)
 
-        self.config_changes: list[dict[str, Any]] = []
-        self.last_saved: tuple[Path, int] | None = None
-        self.last_metrics: dict[str, float] = {}
-        resume_path = self._resume_path()
-        self._check_out_dir(resume_path)
-        resumed = self._restore(resume_path) if resume_path is not None else None
+    def _main_groups(self) -> list[dict[str, Any]]:
+        """The main optimizer's parameter groups: the encoders at ``encoder_lr`` (when set), the rest at ``lr``."""
+        if self.cfg.encoder_lr is None or not hasattr(self.model, "encoder_parameters"):
+            return [{"params": self.main_params}]
+        encoder_ids = {id(p) for p in self.model.encoder_parameters()}
+        encoders = [p for p in self.main_params if id(p) in encoder_ids]
+        rest = [p for p in self.main_params if id(p) not in encoder_ids]
+        return [g for g in ({"params": encoders, "lr": self.cfg.encoder_lr}, {"params": rest}) if g["params"]]
+
+    # ----------------------------------------------------------------------------- epoch
+    def _epoch(self, run: _Progress) -> None:
+        """One epoch (its rest, after a mid-epoch resume); then its checkpoint when checkpoints are per epoch."""
+        iterator = self._epoch_iterator(run)
+        self.main_opt.zero_grad(set_to_none=True)
+        for index, batch in enumerate(iterator, start=run.skip):
+            boundary = (index + 1) % self.cfg.accumulate == 0 or index + 1 == self.batches_per_epoch
+            micro = self._micro_step(run, index, batch, boundary)
+            if not boundary:
+                continue
+            lr = self._optimizer_step(run)
+            self._after_step(run, self._metrics_row(run, lr, micro), index, iterator)
+            if run.stop:
+                return
+        run.position = (run.epoch, self.batches_per_epoch)
+        if self.cfg.checkpoint_every is None and run.last_saved_step != run.step:
+            self._save(run)
+        run.epoch, run.skip = run.epoch + 1, 0
+
+    def _epoch_iterator(self, run: _Progress) -> Iterator:
+        """The epoch's batch iterator, past the batches a mid-epoch resume already did."""
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(run.epoch)
+        # The data order of an epoch is drawn when its iterator is made (from the global RNG or the
+        # loader's own generator): keep those states so a resumed run makes the same iterator, then
+        # skips the batches already done.
+        resumed = run.resumed if run.skip else None
         if resumed is not None:
-            self.last_saved = (resume_path, int(resumed["step"]))
-            self.last_metrics = dict(resumed.get("metrics") or {})
-        # After the restore (DDP broadcasts rank 0's parameters at wrap time; they already agree).
-        self.ddp = wrap_loss_ddp(model, exclude=self.critic_params, device=self.device,
-                                 find_unused_parameters=cfg.find_unused_parameters)
-        forward = self.ddp if self.ddp is not None else model.loss
-        step = resumed["step"] if resumed else 0
-        epoch = resumed["epoch"] if resumed else 0
-        skip = resumed["batch_in_epoch"] if resumed else 0
-        if skip >= self.batches_per_epoch:
-            epoch, skip = epoch + 1, 0
-        if resumed is None:
-            if cfg.seed is not None:
-                # seed + rank: ranks must draw different augmentations (the model's initial weights
-                # are made before fit and DDP makes them rank 0's anyway).
-                seed_everything(cfg.seed + get_rank())
-        elif skip == 0:
-            # Resuming at an epoch boundary: the next epoch starts from the RNG states saved with
-            # the checkpoint (mid-epoch resumes restore theirs in the epoch loop).
+            ckpt_io.set_epoch_rng_state(self.loader, resumed["epoch_rng"])
+        run.epoch_rng = ckpt_io.epoch_rng_state(self.loader)
+        iterator = iter(self.loader)
+        for _ in range(run.skip):
+            next(iterator)
+        if resumed is not None:
             set_rng_state(resumed["rng"])
-            for gen, state in zip(_loader_generators(self.loader), resumed.get("loader_rng", [])):
-                gen.set_state(state)
+        run.resumed = None
+        return iterator
 
-        log = _MetricsLog(self.out_dir if is_main_process() else None, step if resumed else None, cfg.tensorboard)
-        bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()),
-                   desc=getattr(getattr(model, "objective", None), "name", "train"), dynamic_ncols=True)
-        history: list[dict[str, float]] = []
-        warned: set[str] = set()
-        metrics: dict[str, float] = dict(self.last_metrics)  # a finished run resumed returns its last metrics
-        checkpoint_path: Path | None = resume_path if resumed else None
-        start = time.perf_counter()
-        last_saved_step = step if resumed else -1
-        position = (epoch, skip)  # (epoch, batch_in_epoch) of the latest save point
-        stop = False
-        try:
-            while epoch < cfg.epochs and not stop:
-                sampler = getattr(self.loader, "sampler", None)
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch)
-                # The data order of an epoch is drawn when its iterator is made (from the global RNG
-                # or the loader's own generator): keep those states so a resumed run makes the same
-                # iterator, then skips the batches already done.
-                generators = _loader_generators(self.loader)
-                if resumed is not None and skip:
-                    set_rng_state(resumed["epoch_rng"])
-                    for gen, state in zip(generators, resumed["epoch_rng"].get("loader", [])):
-                        gen.set_state(state)
-                epoch_rng = {**rng_state(), "loader": [g.get_state() for g in generators]}
-                iterator = iter(self.loader)
-                for _ in range(skip):
-                    next(iterator)
-                if resumed is not None and skip:
-                    set_rng_state(resumed["rng"])
-                resumed = None
-                self.main_opt.zero_grad(set_to_none=True)
-                for index, batch in enumerate(iterator, start=skip):
-                    batch = to_device(batch, self.device)
-                    boundary = (index + 1) % cfg.accumulate == 0 or index + 1 == self.batches_per_epoch
-                    # DDP all-reduces gradients in the backward pass: only on the optimizer step's micro-batch.
-                    sync = self.ddp.no_sync() if self.ddp is not None and not boundary else contextlib.nullcontext()
-                    with sync:
-                        with autocast(self.device, self.amp):
-                            loss, terms = forward(batch)
-                        if self._nonfinite(loss):
-                            values = {k: round(float(v), 4) for k, v in terms.items()}
-                            where = f" on rank {get_rank()} (or another rank)" if is_distributed() else ""
-                            inputs = _nonfinite_inputs(batch)
-                            cause = (f"The inputs are not finite: {'; '.join(inputs)}. Fix or drop those rows"
-                                     if inputs else "Lower the learning rate, or set grad_clip")
-                            raise NonFiniteLossError(
-                                f"loss is {float(loss.detach())}{where} at step {step + 1} (epoch {epoch}, "
-                                f"batch {index}); term estimates {values}. Training stopped and {self._last_good()}. "
-                                f"{cause}."
-                            )
-                        self.main_scaler.scale(loss / cfg.accumulate).backward()
-                    critic_value = self._critic_steps() if self.critic_opt is not None else float("nan")
-                    if not boundary:
-                        continue
-                    self._optimizer_step(self.main_opt, self.main_scaler, self.main_params)
-                    lr = self.main_sched.get_last_lr()[0]
-                    self.main_sched.step()
-                    if self.critic_sched is not None:
-                        self.critic_sched.step()
-                    step += 1
-                    stacked = torch.stack([v.float() for v in terms.values()]
-                                          + [torch.tensor(critic_value, device=loss.device)])
-                    # Each rank's estimates are means over its rows: their mean over ranks is the global batch's.
-                    values = mean_over_ranks(stacked).tolist()
-                    metrics = dict(zip(terms.keys(), values[:-1]))
-                    critic_value = values[-1]
-                    row = {"step": step, "epoch": epoch, "lr": lr, **metrics, "critic_loss": critic_value,
-                           "time_s": time.perf_counter() - start}
-                    self.last_metrics = metrics
-                    history.append(row)
-                    if is_main_process():
-                        log.write(row)
-                        for key, why in check_bounds(row).items():
-                            if key not in warned:  # once per quantity and run: a warning, not a flood
-                                warned.add(key)
-                                warnings.warn(f"step {step}: {why}", bounds.BrokenBracketWarning, stacklevel=2)
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if "/" not in k}, refresh=False)
-                    for callback in self.callbacks:
-                        callback(row)
-                    due = cfg.checkpoint_every is not None and step % cfg.checkpoint_every == 0
-                    stop = cfg.stop_after is not None and step >= cfg.stop_after
-                    if due or stop:
-                        if index + 1 == self.batches_per_epoch:
-                            # Exhaust the finished iterator first: samplers draw from their
-                            # generator on exhaustion, as an uninterrupted run's epoch does.
-                            next(iterator, None)
-                        position = (epoch, index + 1)
-                        saved = self._save(step, *position, epoch_rng)
-                        if saved is not None:
-                            checkpoint_path, last_saved_step = saved, step
-                    if stop:
-                        break
-                if not stop:
-                    position = (epoch, self.batches_per_epoch)
-                    if cfg.checkpoint_every is None and last_saved_step != step:
-                        saved = self._save(step, *position, epoch_rng)
-                        if saved is not None:
-                            checkpoint_path, last_saved_step = saved, step
-                    epoch, skip = epoch + 1, 0
-            if last_saved_step != step:
-                # The last checkpoint, or the retry of one that failed (final: a full disk now raises).
-                checkpoint_path = self._save(step, *position, epoch_rng, final=True) or checkpoint_path
-            if history or not (self.out_dir is None or (self.out_dir / SAFETENSORS_NAME).exists()):
-                self._export_weights(step)
-        finally:
-            bar.close()
-            log.close()
-            # Drop the DDP wrapper (and its gradient hooks on the model's parameters) with the run.
-            self.ddp = None
-        return TrainResult(step=step, epoch=epoch, metrics=metrics, history=history, checkpoint=checkpoint_path,
-                           seconds=time.perf_counter() - start)
+    # ------------------------------------------------------------------------ micro-step
+    def _micro_step(self, run: _Progress, index: int, batch: Any, boundary: bool) -> _MicroStep:
+        """Forward, NaN check and backward of one micro-batch (accumulated), then the critic steps on it."""
+        batch = to_device(batch, self.device)
+        # DDP all-reduces gradients in the backward pass: only on the optimizer step's micro-batch.
+        sync = self.ddp.no_sync() if self.ddp is not None and not boundary else contextlib.nullcontext()
+        with sync:
+            with autocast(self.device, self.amp):
+                loss, terms = self.forward(batch)
+            if self._nonfinite(loss):
+                raise self._nonfinite_loss(run, index, batch, loss, terms)
+            self.main_scaler.scale(loss / self.cfg.accumulate).backward()
+        critic_loss = self._critic_steps() if self.critic_opt is not None else float("nan")
+        return _MicroStep(loss, terms, critic_loss)
+
+    def _nonfinite(self, loss: Tensor) -> bool:
+        """Whether the loss is NaN/inf here or on any rank (so that every rank stops together)."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        return any_rank(bad, self.device) if is_distributed() else bad
+
+    def _nonfinite_loss(self, run: _Progress, index: int, batch: Any, loss: Tensor,
+                        terms: Mapping[str, Tensor]) -> NonFiniteLossError:
+        """The error for a NaN/inf main loss: where, the term estimates, and the likely cause."""
+        values = {k: round(float(v), 4) for k, v in terms.items()}
+        where = f" on rank {get_rank()} (or another rank)" if is_distributed() else ""
+        inputs = _nonfinite_inputs(batch)
+        cause = (f"The inputs are not finite: {'; '.join(inputs)}. Fix or drop those rows"
+                 if inputs else "Lower the learning rate, or set grad_clip")
+        return NonFiniteLossError(
+            f"loss is {float(loss.detach())}{where} at step {run.step + 1} (epoch {run.epoch}, "
+            f"batch {index}); term estimates {values}. Training stopped and {self.run_state.last_good()}. "
+            f"{cause}."
+        )
+
+    def _critic_steps(self) -> float:
+        """``critic_steps`` updates of the NCE-CLUB critics on the cached features; returns the last loss."""
+        value = float("nan")
+        for _ in range(self.cfg.critic_steps):
+            with autocast(self.device, self.amp):
+                loss = self.model.critic_loss()
+            if self._nonfinite(loss):
+                raise NonFiniteLossError(f"the critic loss is {float(loss.detach())}"
+                                         f"{' (or not finite on another rank)' if is_distributed() else ''}; "
+                                         f"{self.run_state.last_good()}")
+            self.critic_scaler.scale(loss).backward()
+            # The critics are outside DDP (model.loss runs them frozen): average their gradients here.
+            average_gradients(self.critic_params)
+            self._clip_and_step(self.critic_opt, self.critic_scaler, self.critic_params)
+            value = float(loss.detach())
+        return value
+
+    # -------------------------------------------------------------------- optimizer step
+    def _optimizer_step(self, run: _Progress) -> float:
+        """The main optimizer's step at the end of an accumulation window, and both schedules'; returns its lr."""
+        self._clip_and_step(self.main_opt, self.main_scaler, self.main_params)
+        lr = self.main_sched.get_last_lr()[0]
+        self.main_sched.step()
+        if self.critic_sched is not None:
+            self.critic_sched.step()
+        run.step += 1
+        return lr
+
+    def _clip_and_step(self, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params: list) -> None:
+        if self.cfg.grad_clip is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------------------ after-step
+    def _metrics_row(self, run: _Progress, lr: float, micro: _MicroStep) -> dict[str, float]:
+        """The step's metrics row, its estimates averaged over ranks; also kept as ``run.metrics``."""
+        stacked = torch.stack([v.float() for v in micro.terms.values()]
+                              + [torch.tensor(micro.critic_loss, device=micro.loss.device)])
+        # Each rank's estimates are means over its rows: their mean over ranks is the global batch's.
+        values = mean_over_ranks(stacked).tolist()
+        run.metrics = dict(zip(micro.terms.keys(), values[:-1]))
+        return {"step": run.step, "epoch": run.epoch, "lr": lr, **run.metrics, "critic_loss": values[-1],
+                "time_s": time.perf_counter() - run.start}
+
+    def _after_step(self, run: _Progress, row: dict[str, float], index: int, iterator: Iterator) -> None:
+        """Log the row, warn about broken bounds, call the callbacks; then checkpoint (and stop) when due."""
+        run.history.append(row)
+        if is_main_process():
+            self.metrics_log.write(row)
+            for key, why in check_bounds(row).items():
+                if key not in run.warned:  # once per quantity and run: a warning, not a flood
+                    run.warned.add(key)
+                    warnings.warn(f"step {run.step}: {why}", bounds.BrokenBracketWarning, stacklevel=4)
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in run.metrics.items() if "/" not in k}, refresh=False)
+        for callback in self.callbacks:
+            callback(row)
+        due = self.cfg.checkpoint_every is not None and run.step % self.cfg.checkpoint_every == 0
+        run.stop = self.cfg.stop_after is not None and run.step >= self.cfg.stop_after
+        if due or run.stop:
+            if index + 1 == self.batches_per_epoch:
+                # Exhaust the finished iterator first: samplers draw from their generator on
+                # exhaustion, as an uninterrupted run's epoch does.
+                next(iterator, None)
+            run.position = (run.epoch, index + 1)
+            self._save(run)
+
+    def _save(self, run: _Progress, final: bool = False) -> None:
+        """Checkpoint at ``run.position``; a full disk before the last checkpoint leaves ``run`` as it was."""
+        saved = self.run_state.save(run.step, *run.position, run.epoch_rng, run.metrics, final=final)
+        if saved is not None:
+            run.checkpoint, run.last_saved_step = saved, run.step
 
 
 def fit(model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
@@ -767,5 +551,16 @@ def fit(model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
     return Trainer(model, loader, config, callbacks=callbacks, **overrides).fit()
 
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer", "distributed_loader", "fit", "to_device"]
-
+__all__ = [
+    "CHECKPOINT_NAME",
+    "METRICS_NAME",
+    "SAFETENSORS_NAME",
+    "CheckpointWarning",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "distributed_loader",
+    "fit",
+    "to_device",
+]

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str):
-    path = BENCH / f"{name}.py"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import augment_gallery, augment_speed
 
 
 def test_speed_quick_writes_json(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    result = load("augment_speed").main(["--quick", "--out", str(out)])
+    result = augment_speed.main(["--quick", "--out", str(out)])
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(result))
     assert set(data) == {"config", "sequences", "images"}
@@ -43,7 +32,7 @@ def test_speed_quick_writes_json(tmp_path, capsys):
 
 def test_gallery_writes_png(tmp_path):
     out = tmp_path / "gallery.png"
-    path = load("augment_gallery").main(["--out", str(out), "--views", "2"])
+    path = augment_gallery.main(["--out", str(out), "--views", "2"])
     assert Path(path) == out
     import matplotlib.image as mpimg
 

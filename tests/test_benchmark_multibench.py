@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "multibench.py"
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("_bench_multibench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import multibench as bench
 
 
 def test_quick_runs_the_whole_protocol(tmp_path, capsys):
-    bench = load()
     out = tmp_path / "mb.json"
     assert bench.main(["--quick", "--out", str(out), "--work-dir", str(tmp_path / "work")]) == 0
     data = json.loads(out.read_text())
@@ -42,7 +32,6 @@ def test_quick_runs_the_whole_protocol(tmp_path, capsys):
 def test_missing_files_are_skipped_and_file_overrides(tmp_path, capsys):
     from factorcl.data.fake import write_fake_affect
 
-    bench = load()
     path = write_fake_affect(tmp_path / "my_sarcasm.pkl", "sarcasm", sizes=(24, 8, 8))
     out = tmp_path / "mb.json"
     rc = bench.main(["--data-dir", str(tmp_path / "empty"), "--file", f"mustard={path}", "--methods", "simclr", "supcon",
@@ -59,7 +48,6 @@ def test_missing_files_are_skipped_and_file_overrides(tmp_path, capsys):
 
 
 def test_argument_errors(capsys):
-    bench = load()
     with pytest.raises(SystemExit):
         bench.main(["--methods", "simclrr", "--quick"])
     assert "--methods" in capsys.readouterr().err

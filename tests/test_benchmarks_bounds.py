@@ -2,22 +2,13 @@
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import bounds
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))  # the scripts are files, not a package
-
-import _published  # noqa: E402
-import critic_speed  # noqa: E402
-import mi_estimation  # noqa: E402
+from benchmarks import _published, critic_speed, mi_estimation
 
 
 def _finite(value) -> bool:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "clip_step.py"
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("_bench_clip_step", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import clip_step
 
 
 def test_quick_mode_measures_both_steps_and_writes_json(tmp_path, capsys):
     out = tmp_path / "clip_step.json"
     threads = torch.get_num_threads()
-    assert load().main(["--quick", "--out", str(out)]) == 0
+    assert clip_step.main(["--quick", "--out", str(out)]) == 0
     assert torch.get_num_threads() == threads  # restored
     data = json.loads(out.read_text())
     assert data["skipped"] is None and data["config"]["quick"] is True and data["config"]["batch_size"] == 8
@@ -38,7 +29,7 @@ def test_quick_mode_measures_both_steps_and_writes_json(tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
 def test_full_mode_skips_cleanly_without_cuda(tmp_path, capsys):
     out = tmp_path / "full.json"
-    assert load().main(["--out", str(out)]) == 0
+    assert clip_step.main(["--out", str(out)]) == 0
     assert "skipped: needs CUDA" in capsys.readouterr().out
     data = json.loads(out.read_text())
     assert "needs CUDA" in data["skipped"] and data["config"]["model"] == "ViT-B-32" and data["config"]["batch_size"] == 256
@@ -48,7 +39,7 @@ def test_full_mode_skips_cleanly_without_cuda(tmp_path, capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_full_mode_on_cuda_small_batch(tmp_path):
     out = tmp_path / "cuda.json"
-    assert load().main(["--batch-size", "32", "--repeats", "2", "--warmup", "1", "--out", str(out)]) == 0
+    assert clip_step.main(["--batch-size", "32", "--repeats", "2", "--warmup", "1", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert all(r["peak_gib"] > 0 for r in data["results"])
     ratio = data["ratio"]

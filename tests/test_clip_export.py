@@ -92,7 +92,7 @@ def test_export_folder_loads_as_local_dir_and_rebuilds_the_factorcl_model(traine
     for key in terms:
         torch.testing.assert_close(reterms[key], terms[key], rtol=0, atol=1e-5, msg=key)
     heads = torch.load(paths["heads"], weights_only=False)
-    assert heads["config"]["method"] == "factorcl-ssl" and heads["modalities"] == {"x1": "text", "x2": "image"}
+    assert heads["config"]["model"]["method"] == "factorcl-ssl" and heads["modalities"] == {"x1": "text", "x2": "image"}
     assert not any(k.startswith(("encoder1.", "encoder2.")) for k in heads["state_dict"])
 
 

@@ -33,7 +33,7 @@ TINY_MODEL = {"embed_dim": 8, "critic_hidden": 16, "critic_embed": 8}
     ({"data": {"knd": "mimic"}}, r"unknown config key 'data.knd'; did you mean 'kind'\?"),
     ({"model": {"method": "factorcl"}}, r"config key 'model.method': method must be one of"),
     ({"model": {"critic": "bilinear"}}, r"config key 'model.critic' must be one of \['separable', 'concat'\]"),
-    ({"model": {"embed_dim": "big"}}, r"config key 'model.embed_dim' must be an integer, got 'big'"),
+    ({"model": {"embed_dim": "big"}}, r"config key 'model.embed_dim' must be an integer or null, got 'big'"),
     ({"model": {"augment1": "none"}}, r"config key 'model.augment1' is 'none', but method 'factorcl-ssl' needs augmented views"),
     ({"model": {"augment1": "noize"}}, r"config key 'model.augment1': .*got 'noize'; did you mean 'noise'\?"),
     ({"model": {"augment1": {"name": "noise", "sigma": 1}}}, r"unknown key model.augment1.sigma for augmentation 'noise'"),
@@ -185,6 +185,20 @@ def test_supervised_on_mimic_and_relative_paths(tmp_path, monkeypatch):
     assert saved["data"]["path"] == str((tmp_path / "data" / "im.pk").resolve())
     again = probe_run(tmp_path / "mimic_run")
     assert again["accuracy"] == pytest.approx(results["accuracy"], abs=1e-6)
+
+
+def test_train_probes_on_the_training_device(tmp_path, monkeypatch):
+    """``factorcl train`` hands its train.device to the probe driver (it used to probe on the CPU always)."""
+    import factorcl.probe
+    from factorcl.device import select_device
+
+    seen = []
+    driver = factorcl.probe.probe_parts
+    monkeypatch.setattr(factorcl.probe, "probe_parts", lambda *a, **kw: seen.append(kw["device"]) or driver(*a, **kw))
+    cfg = _mosi_config(tmp_path)
+    cfg["train"]["device"] = "auto"
+    results = run_config(cfg)
+    assert seen == [select_device("auto")] and set(results["probe"]) == {"all", "S", "U1", "U2"}
 
 
 def test_unlabelled_arrays_train_without_probe_and_sup_needs_labels(tmp_path):

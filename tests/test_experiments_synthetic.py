@@ -10,7 +10,8 @@ from factorcl.experiments import synthetic as syn
 
 def tiny_config(**kw):
     base = dict(methods=("factorcl-ssl", "simclr", "factorcl-sup"), ratios=(0.0, 1.0), seeds=(0,), num_samples=640,
-                epochs=1, batch_size=64, hidden_dim=32, feature_dim=16, embed_dim=8, critic_hidden=32,
+                epochs=1, batch_size=64, hidden_dim=32, feature_dim=16,
+                model=syn.FactorCLConfig(embed_dim=8, critic_hidden=32, num_classes=2),
                 mi_steps=20, progress=False, device="cpu")
     base.update(kw)
     return syn.SyntheticBenchmarkConfig(**base)

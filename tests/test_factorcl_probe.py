@@ -80,3 +80,48 @@ def test_probe_chooses_l2_on_explicit_validation_features():
     assert scores[result.l2] == max(scores.values())
     with pytest.raises(ValueError, match="given together"):
         factorcl.linear_probe(xtr, ytr, xte, yte, val_features=xva)
+
+
+def test_extract_features_takes_an_encode_and_tuple_batches():
+    """A custom ``encode`` sees each batch on the device; labels come from the batch; the mode is restored."""
+    data = small_data()
+    model = small_model("simclr")
+    x1, x2, y = data.x1[:70], data.x2[:70], data.y[:70]
+    batches = [(x1[i:i + 32], x2[i:i + 32], y[i:i + 32]) for i in range(0, 70, 32)]
+    feats, labels = factorcl.extract_features(
+        model, batches, encode=lambda m, b: {"z": m.encoder1(b[0]), "twice": 2 * m.encoder1(b[0])}, device="cpu")
+    model.eval()
+    with torch.no_grad():
+        expected = model.encoder1(x1)
+    torch.testing.assert_close(feats["z"], expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(feats["twice"], 2 * expected, rtol=0, atol=1e-6)
+    assert torch.equal(labels, y) and feats["z"].device.type == "cpu"
+    model.train()
+    default, none = factorcl.extract_features(model, [(x1, x2)])
+    assert none is None and set(default) == {"z1", "z2"} and model.training
+
+
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_probe_parts_is_one_linear_probe_per_feature_set(with_valid):
+    (xtr, ytr), (xte, yte), (xva, yva) = blobs(300, 0), blobs(200, 1), blobs(150, 2)
+    sets = lambda x: {"all": x, "half": x[:, :5]}  # noqa: E731
+    settings = dict(l2_grid=(1.0, 1e-3), max_iter=50, seed=1)
+    valid = dict(valid=sets(xva), valid_labels=yva) if with_valid else {}
+    results = factorcl.probe.probe_parts(sets(xtr), ytr, sets(xte), yte, **valid, **settings)
+    assert list(results) == ["all", "half"]
+    for name, r in results.items():
+        extra = dict(val_features=sets(xva)[name], val_labels=yva) if with_valid else {}
+        assert r == factorcl.linear_probe(sets(xtr)[name], ytr, sets(xte)[name], yte, **extra, **settings), name
+    with pytest.raises(ValueError, match="needs labels"):
+        factorcl.probe.probe_parts(sets(xtr), None, sets(xte), yte)
+    with pytest.raises(ValueError, match="same feature sets"):
+        factorcl.probe.probe_parts(sets(xtr), ytr, sets(xte), yte, valid={"all": xva}, valid_labels=yva)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_probe_parts_runs_on_the_device_it_is_given():
+    (xtr, ytr), (xte, yte) = blobs(300, 0), blobs(200, 1)
+    cpu = factorcl.probe.probe_parts({"all": xtr}, ytr, {"all": xte}, yte)["all"]
+    gpu = factorcl.probe.probe_parts({"all": xtr}, ytr, {"all": xte}, yte, device="cuda")["all"]
+    assert gpu.l2 == cpu.l2 and abs(gpu.accuracy - cpu.accuracy) <= 0.01

@@ -356,7 +356,7 @@ def test_clip_train_overwrite_flag_reaches_fit(tmp_path, monkeypatch):
 
 
 def test_pretrain_clip_passes_overwrite_to_fit(tmp_path, monkeypatch, clip_demo):
-    import factorcl.train
+    import factorcl.clip.pretrain
 
     seen = {}
 
@@ -364,7 +364,7 @@ def test_pretrain_clip_passes_overwrite_to_fit(tmp_path, monkeypatch, clip_demo)
         seen.update(kwargs)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(factorcl.train, "fit", fake_fit)
+    monkeypatch.setattr(factorcl.clip.pretrain, "fit", fake_fit)
     for overwrite in (False, True):
         with pytest.raises(ValueError, match="stop here"):
             pretrain_clip(clip_demo(48, seed=1), tmp_path / "o", config=tiny_config(), batch_size=8, device="cpu",

@@ -21,7 +21,8 @@ from .demo_data import write_demo_dataset
 from .evaluate import clip_features, factorcl_features, probe_clip, probe_features
 from .export import export_clip_factorcl, export_split, load_clip_factorcl, save_heads, save_open_clip_checkpoint
 from .loading import ClipBundle, TokenIds, load_clip, read_config, registered_config, resolve_model_name, token_ids
-from .pretrain import SHARED_CRITICS, ClipFactorCLConfig, build_clip_factorcl, pretrain_clip
+from .model import SHARED_CRITICS, ClipFactorCLConfig, build_clip_factorcl
+from .pretrain import pretrain_clip
 from .tiny import TINY_CONFIG, tiny_config
 from .towers import ClipLogitCritic, ImageTower, TextTower, eval_mode, lock_towers, set_grad_checkpointing
 from .views import IMAGE_AUGS, TEXT_AUGS, ClipTextAugment, ImageTextScorer, image_augmentation

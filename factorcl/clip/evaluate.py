@@ -13,49 +13,39 @@ held-out split only.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Subset
-from tqdm.auto import tqdm
 
 from ..device import autocast, resolve_amp, select_device
 from ..model import FactorCL
-from ..probe import linear_probe, representation_parts
+from ..probe import Encode, extract_features, probe_parts, representation_parts
 from .data import IMAGE_KEY, TEXT_KEY
 from .loading import ClipBundle
 from .towers import ImageTower, TextTower
 
-__all__ = ["clip_features", "factorcl_features", "probe_clip", "probe_features"]
+__all__ = ["clip_features", "factorcl_features", "probe_clip", "probe_features", "probe_loaders"]
 
 
-def _run(loader: Iterable, device: torch.device, amp: str | None, encode, progress: bool,
-         desc: str) -> tuple[dict[str, Tensor], Tensor | None]:
-    """The one feature-extraction loop: ``encode(tokens, images)`` per batch, a progress bar over the batches."""
-    feats: dict[str, list[Tensor]] = {}
-    labels: list[Tensor] = []
-    total = len(loader) if hasattr(loader, "__len__") else None
-    for batch in tqdm(loader, total=total, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True,
-                      leave=False):
+def _tower_encode(encode: Callable[[Tensor, Tensor], dict[str, Tensor]], device: torch.device,
+                  amp: str | None) -> Encode:
+    """An ``encode`` for :func:`factorcl.extract_features`: ``encode(tokens, images)`` under autocast."""
+
+    def run(_model: nn.Module, batch: Any) -> dict[str, Tensor]:
         if not isinstance(batch, Mapping) or TEXT_KEY not in batch or IMAGE_KEY not in batch:
             raise ValueError(f"batches must be dicts with {TEXT_KEY!r} (tokens) and {IMAGE_KEY!r} (images), "
                              "as factorcl.clip.make_loader yields")
         with autocast(device, amp):
-            out = encode(batch[TEXT_KEY].to(device), batch[IMAGE_KEY].to(device))
-        for key, value in out.items():
-            feats.setdefault(key, []).append(value.float().cpu())
-        if batch.get("y") is not None:
-            labels.append(batch["y"].reshape(-1).cpu())
-    if not feats:
-        raise ValueError("the loader yielded no batches")
-    return {k: torch.cat(v) for k, v in feats.items()}, (torch.cat(labels) if labels else None)
+            return encode(batch[TEXT_KEY], batch[IMAGE_KEY])
+
+    return run
 
 
-@torch.no_grad()
 def clip_features(
     bundle: ClipBundle, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None,
     progress: bool = True, desc: str = "features",
@@ -67,17 +57,14 @@ def clip_features(
     device = torch.device(device) if device is not None else next(clip.parameters()).device
     clip.to(device)
     image, text = ImageTower(clip, bundle.mean, bundle.std).to(device), TextTower(clip)
-    was = clip.training
-    clip.eval()
-    try:
-        return _run(loader, device, amp, lambda t, i: {"image": F.normalize(image(i).float(), dim=-1),
-                                                        "text": F.normalize(text(t).float(), dim=-1)},
-                    progress, desc)
-    finally:
-        clip.train(was)
+
+    def encode(tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
+        return {"image": F.normalize(image(images).float(), dim=-1), "text": F.normalize(text(tokens).float(), dim=-1)}
+
+    return extract_features(clip, loader, encode=_tower_encode(encode, device, amp), device=device,
+                            progress=desc if progress else False)
 
 
-@torch.no_grad()
 def factorcl_features(
     model: FactorCL, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None,
     progress: bool = True, desc: str = "features",
@@ -88,8 +75,6 @@ def factorcl_features(
     ``progress`` shows a bar over the batches (labelled ``desc``)."""
     device = torch.device(device) if device is not None else model.device
     model.to(device)
-    was = model.training
-    model.eval()
 
     def encode(tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
         f_text, f_image = model.encoder1(tokens), model.encoder2(images)
@@ -98,10 +83,8 @@ def factorcl_features(
         reps["image"] = F.normalize(f_image.float(), dim=-1)
         return reps
 
-    try:
-        return _run(loader, device, amp, encode, progress, desc)
-    finally:
-        model.train(was)
+    return extract_features(model, loader, encode=_tower_encode(encode, device, amp), device=device,
+                            progress=desc if progress else False)
 
 
 def probe_features(
@@ -114,26 +97,38 @@ def probe_features(
 ) -> dict[str, dict[str, Any]]:
     """Linear probes on ``image+text`` (plus ``image``, ``text`` alone) and, when present, each FactorCL part.
 
-    The probes run on ``device`` (default: where the features are). Returns
+    The probes run on ``device`` (default: where the features are), through
+    :func:`factorcl.probe.probe_parts` (``probe_kwargs`` are its settings). Returns
     ``{name: ProbeResult.as_dict()}``.
     """
     if train_labels is None or test_labels is None:
         raise ValueError("the linear probe needs labels: the data has no label column")
-    if device is not None:
-        train = {k: v.to(device) for k, v in train.items()}
-        test = {k: v.to(device) for k, v in test.items()}
-    sets: dict[str, tuple[Tensor, Tensor]] = {}
-    if "image" in train and "text" in train:
-        sets["image+text"] = (torch.cat([train["image"], train["text"]], 1), torch.cat([test["image"], test["text"]], 1))
-        sets["image"] = (train["image"], test["image"])
-        sets["text"] = (train["text"], test["text"])
-    reps = {k: v for k, v in train.items() if k not in ("image", "text")}
+    tr_sets, te_sets = _probe_sets(train), _probe_sets(test)
+    return {name: r.as_dict() for name, r in probe_parts(tr_sets, train_labels, te_sets, test_labels, device=device,
+                                                         **probe_kwargs).items()}
+
+
+def probe_loaders(
+    extract: Callable[..., tuple[dict[str, Tensor], Tensor | None]], train_loader: Iterable, test_loader: Iterable,
+    device: torch.device, amp: str | None, progress: bool, num_classes: int | None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`probe_features` of the features that ``extract`` (:func:`clip_features` or
+    :func:`factorcl_features` with its model bound) gives for the train and held-out loaders."""
+    (ftr, ytr), (fte, yte) = (extract(ld, device=device, amp=amp, progress=progress, desc=f"features ({name})")
+                              for ld, name in ((train_loader, "train"), (test_loader, "held-out")))
+    return probe_features(ftr, ytr, fte, yte, device=device, num_classes=num_classes)
+
+
+def _probe_sets(feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The probed feature sets: ``image+text``, ``image``, ``text`` and ``factorcl:<part>`` when present."""
+    sets: dict[str, Tensor] = {}
+    if "image" in feats and "text" in feats:
+        sets["image+text"] = torch.cat([feats["image"], feats["text"]], 1)
+        sets["image"], sets["text"] = feats["image"], feats["text"]
+    reps = {k: v for k, v in feats.items() if k not in ("image", "text")}
     if reps:
-        tr_parts = representation_parts(reps)
-        te_parts = representation_parts({k: v for k, v in test.items() if k not in ("image", "text")})
-        sets.update({f"factorcl:{name}": (tr_parts[name], te_parts[name]) for name in tr_parts})
-    return {name: linear_probe(tr, train_labels, te, test_labels, **probe_kwargs).as_dict()
-            for name, (tr, te) in sets.items()}
+        sets.update({f"factorcl:{name}": part for name, part in representation_parts(reps).items()})
+    return sets
 
 
 def probe_clip(
@@ -181,12 +176,11 @@ def probe_clip(
     loaders = [make_loader(Subset(dataset, idx), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers)
                for idx in (train_idx, test_idx)]
     extract = partial(clip_features, bundle) if model is None else partial(factorcl_features, model)
-    (ftr, ytr), (fte, yte) = (extract(ld, device=dev, amp=amp_mode, progress=progress, desc=f"features ({name})")
-                              for ld, name in zip(loaders, ("train", "held-out")))
+    probe = probe_loaders(extract, *loaders, dev, amp_mode, progress, dataset.num_classes)  # counts skipped rows
     return {
         "data": {"path": str(data), "pairs": len(dataset), "skipped": dataset.skipped, "train": len(train_idx),
                  "test": len(test_idx), "classes": dataset.classes},
         "split": {**split, "training_data": training_data, "recorded": recorded_split is not None},
         "model": {"name": bundle.name, "source": bundle.source, "trained": model is not None},
-        "probe": probe_features(ftr, ytr, fte, yte, device=dev, num_classes=dataset.num_classes),
+        "probe": probe,
     }

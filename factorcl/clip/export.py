@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from ..checkpoint import save_atomic
 from ..jsonio import write_json
 from ..model import FactorCL
 from .loading import ClipBundle, load_clip
-from .pretrain import ClipFactorCLConfig, build_clip_factorcl
+from .model import ClipFactorCLConfig, build_clip_factorcl
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -67,11 +66,11 @@ def save_heads(
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith(_ENCODERS)}
     # The effective conditioning, not None: the rebuilt critics must have the same shapes even if
     # FactorCL's default changes.
-    config = replace(config, conditioning=model.conditioning)
+    config = config.with_model(conditioning=model.conditioning)
     payload = {
-        "format": "factorcl-clip-heads/1",
+        "format": "factorcl-clip-heads/2",  # 2: config["model"] holds the FactorCLConfig
         "state_dict": state,
-        "config": asdict(config),
+        "config": config.to_dict(),
         "model_name": bundle.name,
         "embed_dim": bundle.embed_dim,
         "modalities": {"x1": "text", "x2": "image"},

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..clip.pretrain import CONDITIONINGS, CRITICS, SHARED_CRITICS
+from ..clip.model import CONDITIONINGS, CRITICS, SHARED_CRITICS
 from ..clip.split import SPLIT_DEFAULTS
 from ..clip.views import IMAGE_AUGS, TEXT_AUGS
 from ..objectives import METHODS

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from factorcl import distributed
     from factorcl.experiments import synthetic as syn
+    from factorcl.jsonio import write_json
 
     main = distributed.is_main_process()
     methods = tuple(args.methods) if args.methods else None
@@ -118,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     print(syn.format_r2_table(results))
     print()
     print(syn.format_claims(results))
-    out = syn.write_json(results, args.out)
+    out = write_json(args.out, results.to_json())
     plot = syn.plot_accuracy(results, args.plot or Path(args.out).with_name("accuracy.png"))
     print(f"\nfinished in {results.wall_seconds:.0f} s on {results.config['device']}")
     print(f"results: {out.resolve()}\nplot:    {plot.resolve()}")

@@ -8,7 +8,8 @@
 - :class:`SplitDataset`: what the loaders return (train / valid / test PairDatasets).
 """
 
-from .arrays import SplitDataset, load_arrays, shuffled_split
+from .arrays import load_arrays, shuffled_split
+from .base import SplitDataset
 from .mimic import load_mimic
 from .multibench import load_multibench
 from .pairs import PairDataset

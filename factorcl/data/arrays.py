@@ -1,4 +1,4 @@
-"""Paired data from arrays: the :class:`SplitDataset` container and generic ``.npz`` / ``.pt`` files.
+"""Paired data from arrays: generic ``.npz`` / ``.pt`` files, and the split helpers every loader uses.
 
 A generic file holds ``x1`` and ``x2`` (same number of rows N), and optionally ``y`` (integer
 class labels [N]), ``mask1`` / ``mask2`` (bool [N, T], True = valid step, for sequence inputs
@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,69 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from augment.base import shape_str  # one shape format for every error message
-
+# SplitDataset lives in .base; it is also imported from here (factorcl.data.arrays.SplitDataset).
+from .base import SPLIT_ALIASES, SPLIT_NAMES, SplitDataset, shape_str
 from .files import PathLike, check_file, read_npz, read_torch
 from .pairs import PairDataset
 
-SPLIT_NAMES = ("train", "valid", "test")
-_SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 ARRAY_KEYS = ("x1", "x2", "y", "mask1", "mask2", "split")
-
-
-@dataclass
-class SplitDataset:
-    """Train / valid / test :class:`PairDataset` splits of one paired dataset, and what describes them.
-
-    ``valid`` may be None (too few rows to hold one out); ``num_classes`` is None for unlabelled
-    data. ``modalities`` names what X1 and X2 are (e.g. ``("vision", "text")``); ``info`` records
-    what preprocessing did (rows dropped, values replaced, label rule).
-    """
-
-    train: PairDataset
-    valid: PairDataset | None
-    test: PairDataset
-    name: str = "data"
-    modalities: tuple[str, str] = ("x1", "x2")
-    num_classes: int | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def split(self, name: str) -> PairDataset | None:
-        """A split by name: ``train``, ``valid`` (or ``val``) or ``test``."""
-        key = _SPLIT_ALIASES.get(str(name).lower())
-        if key is None:
-            raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got {name!r}")
-        return getattr(self, key)
-
-    @property
-    def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Per-sample shapes of X1 and X2 (e.g. ``(T, d)`` for sequences, ``(d,)`` for vectors)."""
-        f = self.train.fields
-        return tuple(f["x1"].shape[1:]), tuple(f["x2"].shape[1:])
-
-    @property
-    def dims(self) -> tuple[int, int]:
-        """Feature sizes (last axis) of X1 and X2."""
-        s1, s2 = self.input_shapes
-        return int(s1[-1]) if s1 else 1, int(s2[-1]) if s2 else 1
-
-    @property
-    def has_labels(self) -> bool:
-        """Whether every split carries labels ``y``."""
-        return all("y" in ds.fields for ds in (self.train, self.valid, self.test) if ds is not None)
-
-    def summary(self) -> dict[str, Any]:
-        """Sizes, shapes, class counts per split and the preprocessing record (JSON-friendly)."""
-        out: dict[str, Any] = {"name": self.name, "modalities": list(self.modalities),
-                               "input_shapes": [list(s) for s in self.input_shapes], "num_classes": self.num_classes,
-                               "sizes": {}, "class_counts": {}}
-        for name in SPLIT_NAMES:
-            ds = getattr(self, name)
-            out["sizes"][name] = 0 if ds is None else len(ds)
-            if ds is not None and "y" in ds.fields:
-                out["class_counts"][name] = torch.bincount(ds.fields["y"], minlength=self.num_classes or 0).tolist()
-        out["info"] = self.info
-        return out
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -255,7 +197,7 @@ def _split_labels(split: Any, n: int, where: str) -> np.ndarray:
     if values.shape != (n,):
         raise ValueError(f"split in {where} must be [N] = ({n},) strings train/valid/test, got shape "
                          f"{shape_str(values.shape)}")
-    names = np.array([_SPLIT_ALIASES.get(str(v).strip().lower(), "?") for v in values.tolist()])
+    names = np.array([SPLIT_ALIASES.get(str(v).strip().lower(), "?") for v in values.tolist()])
     bad = sorted({str(v) for v, m in zip(values.tolist(), names.tolist()) if m == "?"})
     if bad:
         raise ValueError(f"split in {where} must hold 'train', 'valid' (or 'val') or 'test', got {bad[:5]}")
@@ -345,7 +287,7 @@ def _load_split_files(paths: Mapping[str, PathLike], splits: Sequence[float], se
                       name: str | None) -> SplitDataset:
     keys = {}
     for k, v in paths.items():
-        key = _SPLIT_ALIASES.get(str(k).lower())
+        key = SPLIT_ALIASES.get(str(k).lower())
         if key is None:
             raise ValueError(f"split files must be keyed by train, valid (or val) and test, got {k!r}")
         keys[key] = v

@@ -59,7 +59,8 @@ def write_fake_affect(
     dims: tuple[int, int, int] | None = (6, 5, 7),
     seed: int = 0,
 ) -> Path:
-    """Write a MultiBench affect pickle ``{"train", "valid", "test"}`` of ``vision``, ``audio``, ``text``, ``labels``, ``id``.
+    """Write a MultiBench affect pickle ``{"train", "valid", "test"}``, each split with ``vision``,
+    ``audio``, ``text``, ``labels`` and ``id``.
 
     ``sizes`` are rows per split (each includes one all-zero-text row), ``dims`` the (vision,
     audio, text) feature sizes (None: the real ones, e.g. 35/74/300 for MOSI). Labels are

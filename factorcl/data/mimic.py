@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from augment.base import shape_str
-
-from .arrays import SplitDataset, check_fractions, check_numeric, shuffled_split, to_tensor
+from .arrays import check_fractions, check_numeric, shuffled_split, to_tensor
+from .base import SplitDataset, shape_str
 from .files import PathLike, check_file, read_pickle
 from .pairs import PairDataset
 
@@ -47,7 +46,7 @@ ICD9_GROUPS = 20
 
 
 def parse_task(task: str | int) -> tuple[str, int | None]:
-    """``("mortality", None)``, ``("mortality-binary", None)`` or ``("icd9", k)`` for a task name or MultiBench number."""
+    """``("mortality", None)``, ``("mortality-binary", None)`` or ``("icd9", k)`` for a name or MultiBench number."""
     if isinstance(task, bool):
         raise ValueError(f"task must be 'mortality', 'mortality-binary', 'icd9-K' or an integer -1..19, got {task!r}")
     if isinstance(task, (int, np.integer)):

@@ -41,9 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from augment.base import shape_str
-
-from .arrays import SplitDataset, check_finite, check_numeric, to_tensor
+from .arrays import check_finite, check_numeric, to_tensor
+from .base import SplitDataset, shape_str
 from .files import PathLike, check_file, read_pickle
 from .pairs import PairDataset
 

@@ -101,7 +101,7 @@ class SyntheticData:
     n_2: Tensor | None = None
     transforms: tuple[Tensor, Tensor] | None = field(default=None, repr=False)  # linear T1, T2 (float64)
 
-    def nuisance_augmentation(self, modality: int) -> "NuisanceResample":
+    def nuisance_augmentation(self, modality: int) -> NuisanceResample:
         """The optimal augmentation of x_modality (Definition 3): its nuisance latents redrawn.
 
         Needs ``nuisance_dim`` > 0 and the linear transform (whose pseudo-inverse recovers the
@@ -130,7 +130,7 @@ class SyntheticData:
         idx = self._idx(name)
         return {"w_s": self.w_s[idx], "w_1": self.w_1[idx], "w_2": self.w_2[idx]}
 
-    def relabel(self, unique_ratio: float | None = None, label: str | None = None) -> "SyntheticData":
+    def relabel(self, unique_ratio: float | None = None, label: str | None = None) -> SyntheticData:
         """The same inputs and latents with labels from another ``unique_ratio`` / label function."""
         cfg = replace(self.config, unique_ratio=self.config.unique_ratio if unique_ratio is None else unique_ratio,
                       label=label or self.config.label)

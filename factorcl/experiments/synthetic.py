@@ -13,7 +13,6 @@ kept in ``work_dir/<seed>/<method>[/<ratio>]`` and ``resume`` continues the runs
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -33,8 +32,9 @@ from ..data.synthetic import SyntheticData, make_synthetic
 from ..device import select_device
 from ..distributed import get_world_size, is_main_process
 from ..model import FactorCL
+from ..model_config import FactorCLConfig
 from ..objectives import get_objective
-from ..probe import linear_probe
+from ..probe import extract_features, probe_parts
 from ..train import Trainer
 
 DISPLAY = {
@@ -79,8 +79,8 @@ class SyntheticBenchmarkConfig:
     hidden_dim: int = 512
     feature_dim: int = 128
     encoder_layers: int = 0  # hidden-to-hidden layers: 0 gives 100 -> 512 -> 128
-    embed_dim: int = 64
-    critic_hidden: int = 256
+    # The FactorCL settings of every model; the method, its critic kind and conditioning come from each spec.
+    model: FactorCLConfig = FactorCLConfig(embed_dim=64, critic_hidden=256, num_classes=2)
     concat_critic_hidden: int = 64  # concat critics score B^2 pairs: narrower keeps a CPU run in minutes
     ssl_conditioning: str = "sampled"  # how SSL methods condition on the views: sampled (default), chain or concat (the paper's)
     sup_conditioning: str = "grouped"  # how SUP methods condition on labels: grouped, concat or chain
@@ -151,25 +151,22 @@ def build_model(spec: str, cfg: SyntheticBenchmarkConfig, input_dims: tuple[int,
     aug = feature_augmentation(cfg.noise_std, cfg.drop_p)
     enc1 = mlp(input_dims[0], cfg.hidden_dim, cfg.feature_dim, cfg.encoder_layers)
     enc2 = mlp(input_dims[1], cfg.hidden_dim, cfg.feature_dim, cfg.encoder_layers)
-    hidden = cfg.concat_critic_hidden if critic == "concat" else cfg.critic_hidden
+    hidden = cfg.concat_critic_hidden if critic == "concat" else cfg.model.critic_hidden
     conditioning = cfg.sup_conditioning if get_objective(method).supervised else cfg.ssl_conditioning
-    return FactorCL(enc1, enc2, cfg.feature_dim, cfg.feature_dim, method=method, critic=critic,
-                    conditioning=conditioning, augment1=aug, augment2=aug, num_classes=2, embed_dim=cfg.embed_dim,
-                    critic_hidden=hidden)
+    settings = cfg.model.replace(method=method, critic=critic, conditioning=conditioning, critic_hidden=hidden)
+    return FactorCL(enc1, enc2, cfg.feature_dim, cfg.feature_dim, settings, augment1=aug, augment2=aug)
 
 
-@torch.no_grad()
-def embed_split(model: FactorCL, data: SyntheticData, split: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """The model's representations of a whole split (on the CPU)."""
+def embed_split(model: FactorCL, data: SyntheticData, split: str, device: torch.device | str | None = None,
+                chunk_size: int = 4096) -> dict[str, torch.Tensor]:
+    """The model's representations of a whole split (on the CPU), in chunks of ``chunk_size`` rows.
+
+    :func:`factorcl.extract_features` over ``(x1, x2)`` chunks of the split, on ``device``
+    (default: the model's); the model's train/eval mode is restored.
+    """
     idx = data.indices[split]
-    model.eval()
-    out: dict[str, list[torch.Tensor]] = {}
-    for chunk in idx.split(4096):
-        reps = model.embed(data.x1[chunk].to(device), data.x2[chunk].to(device))
-        for key, value in reps.items():
-            out.setdefault(key, []).append(value.float().cpu())
-    model.train()
-    return {k: torch.cat(v) for k, v in out.items()}
+    chunks = ((data.x1[chunk], data.x2[chunk]) for chunk in idx.split(chunk_size))
+    return extract_features(model, chunks, device=device)[0]
 
 
 def mi_bits(z_train: torch.Tensor, w_train: torch.Tensor, z_test: torch.Tensor, w_test: torch.Tensor,
@@ -254,12 +251,13 @@ class SyntheticResults:
 
 def _probe_all_ratios(results: SyntheticResults, spec: str, data: SyntheticData, ratios: Sequence[float],
                       train: dict, test: dict) -> None:
-    xtr = torch.cat(list(train.values()), dim=1)
-    xte = torch.cat(list(test.values()), dim=1)
+    """The linear probe of the concatenated representations, for each ratio's labels (on the CPU, like the MI probe)."""
+    xtr = {"all": torch.cat(list(train.values()), dim=1)}
+    xte = {"all": torch.cat(list(test.values()), dim=1)}
     for ratio in ratios:
         labelled = data.relabel(ratio)
         ytr, yte = labelled.y[data.indices["train"]], labelled.y[data.indices["test"]]
-        acc = linear_probe(xtr, ytr, xte, yte, max_iter=100).accuracy
+        acc = probe_parts(xtr, ytr, xte, yte, max_iter=100)["all"].accuracy
         results.accuracy.setdefault(spec, {}).setdefault(f"{ratio:g}", []).append(acc)
 
 
@@ -465,13 +463,6 @@ def plot_accuracy(results: SyntheticResults, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     plt.close(fig)
-    return path
-
-
-def write_json(results: SyntheticResults, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results.to_json(), indent=2))
     return path
 
 
