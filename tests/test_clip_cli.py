@@ -79,3 +79,24 @@ def test_clear_errors_and_help(tmp_path, capsys):
     assert "caption file not found" in capsys.readouterr().err
     assert main(["clip"]) == 0
     assert "demo-data" in capsys.readouterr().out
+
+
+def test_clip_train_reads_a_yaml_run_config_and_set_overrides(tmp_path, capsys, clip_demo):
+    """--config run.yaml holds the options by name; options on the command line win over it, --set over both."""
+    import yaml
+
+    data = clip_demo(48, seed=1)
+    run = tmp_path / "clip.yaml"
+    run.write_text(yaml.safe_dump({"data": str(data), "out": str(tmp_path / "r"), "config": "tiny", "epochs": 3,
+                                   "batch_size": 8, "device": "cpu", "amp": "none", "no_progress": True,
+                                   "no_probe": True, "lock_text": True, "method": "factorcl-ssl"}))
+    code = main(["clip", "train", "--config", str(run), "--epochs", "1", "--set", "stop_after=2",
+                 "--set", "num_negatives=15", "--set", "lock_text=false"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["train"]["steps"] == 2 and results["train"]["epochs"] == 1  # --epochs beat the file; --set stop
+    assert results["config"]["model"]["num_negatives"] == 15 and results["config"]["lock_text"] is False
+    run.write_text(yaml.safe_dump({"data": str(data), "out": str(tmp_path / "s"), "config": "tiny", "lock_txt": 1}))
+    assert main(["clip", "train", "--config", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'lock_txt' in run config" in err and "did you mean 'lock_text'" in err

@@ -38,12 +38,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrained", help="open_clip pretrained tag (downloads the weights), e.g. laion2b_s34b_b79k")
     g.add_argument("--checkpoint", help="local open_clip weights file for --model or --config")
     g.add_argument("--config", help="local open_clip model config JSON (no network needed; --model names it), or "
-                                    "'tiny': factorcl's tiny random-init test architecture")
+                                    "'tiny': factorcl's tiny random-init test architecture. For 'clip train', a "
+                                    "YAML file (.yaml/.yml) is a run config instead: the settings of this command "
+                                    "by their option names (data, out, lr, method, lock_text, ...)")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, help="CSV/TSV/JSONL with image, caption and optional label columns")
+    g.add_argument("--data", help="CSV/TSV/JSONL with image, caption and optional label columns (required)")
     g.add_argument("--image-column", default="image")
     g.add_argument("--caption-column", default="caption")
     g.add_argument("--label-column", default="label")
@@ -110,7 +112,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a locked tower keeps its last N transformer blocks (+ final norm, projection) trainable")
     g.add_argument("--grad-checkpointing", action="store_true", help="recompute tower blocks in backward (less memory)")
     g = train.add_argument_group("training")
-    g.add_argument("--out", required=True, help="output folder (train/, export/, results.json)")
+    g.add_argument("--out", help="output folder (train/, export/, results.json) (required)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any setting by its option name, or any FactorCL setting (e.g. --set lr=1e-4 --set "
+                        "num_negatives=63); applied after --config and the options (repeatable)")
     g.add_argument("--epochs", type=int, default=1)
     g.add_argument("--lr", type=float, default=1e-5, help="learning rate of the heads and critics (and of the towers "
                                                              "unless --tower-lr is given)")
@@ -127,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: every epoch)")
     g.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this many steps")
     g.add_argument("--no-probe", action="store_true", help="skip the linear probe")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_train, option_defaults=_track_given_options(train))
 
     probe = sub.add_parser("probe", help="linear probe on image+caption features: zero-shot baseline, or an export")
     _add_model_args(probe)
@@ -174,7 +179,86 @@ def _print_probe(probe: dict[str, Any] | None) -> None:
         print(f"  {name:<{width}}  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}")
 
 
+def _track_given_options(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Make options absent from the command line absent from the parsed namespace; returns their defaults.
+
+    So that a run config can fill what the command line did not give, even an option given with
+    its default value. The help text keeps showing each default.
+    """
+    defaults: dict[str, Any] = {}
+    for action in parser._actions:
+        if action.dest in ("help", argparse.SUPPRESS) or action.default is argparse.SUPPRESS:
+            continue
+        defaults[action.dest] = action.default
+        shown = action.default is not None and action.default is not False and action.default != []
+        if shown and "%(default)" not in (action.help or ""):
+            action.help = f"{action.help} (default: {action.default})" if action.help else f"default: {action.default}"
+        action.default = argparse.SUPPRESS
+    parser.formatter_class = argparse.HelpFormatter
+    return defaults
+
+
+#: ``clip train`` options whose ``pretrain_clip`` keyword has another name, and the negated ones.
+_RENAMED = {"out": "out_dir", "workers": "num_workers"}
+_NEGATED = {"no_probe": "probe", "no_progress": "progress"}
+#: Parsed values that are not settings.
+_NOT_SETTINGS = ("func", "option_defaults", "command", "clip_command", "overrides")
+
+
+def _train_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """The options, with a YAML run config (``--config run.yaml``) under them and ``--set`` over them.
+
+    Precedence: defaults < the run config < options given on the command line < ``--set``. Keys
+    are the options' names (``lock_text``, ``out``) or any FactorCL setting (``num_negatives``).
+    """
+    import yaml
+
+    from ..config import read_config_file
+    from ..model_config import FactorCLConfig
+
+    defaults: dict[str, Any] = args.option_defaults
+    given = {k for k in vars(args) if k in defaults}
+    values = {**defaults, **{k: getattr(args, k) for k in given}}
+    known = [k for k in defaults if k not in _NOT_SETTINGS]
+    allowed = known + [k for k in FactorCLConfig.field_names() if k not in known]
+    layers: list[tuple[str, dict[str, Any]]] = []
+    run_config = values.get("config")
+    if run_config and Path(run_config).suffix.lower() in (".yaml", ".yml"):
+        data = read_config_file(run_config)
+        given.discard("config")
+        values["config"] = None  # the run config may name an open_clip model config itself
+        layers.append((f"run config {run_config}", {k.replace("-", "_"): v for k, v in data.items()}))
+    parsed = {}
+    for text in values.get("overrides") or []:
+        if "=" not in text:
+            raise ValueError(f"--set {text!r} must look like KEY=VALUE (e.g. --set lr=1e-4)")
+        key, raw = text.split("=", 1)
+        parsed[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw.strip() else None
+    extra: dict[str, Any] = {}
+    for where, layer in layers + [("--set", parsed)]:
+        for key, value in layer.items():
+            if key not in allowed:
+                from difflib import get_close_matches
+
+                close = get_close_matches(key, allowed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown setting {key!r} in {where}{hint} (settings: the options of 'factorcl clip "
+                                 "train' by their names, and FactorCL's: " + ", ".join(FactorCLConfig.field_names()) + ")")
+            if where != "--set" and key in given:
+                continue  # an option given on the command line wins over the run config
+            (values if key in known else extra)[key] = value
+    for key in ("data", "out"):
+        if not values.get(key):
+            raise ValueError(f"--{key} is required (or '{key}:' in the run config)")
+    values.pop("overrides", None)
+    return argparse.Namespace(**{**vars(args), **values, "factorcl_settings": extra})
+
+
 def _train(args: argparse.Namespace) -> int:
+    try:
+        args = _train_settings(args)
+    except _USER_ERRORS as exc:
+        return _fail(str(exc))
     problem = _check_source(args)
     if problem:
         return _fail(problem)
@@ -194,24 +278,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace, split: dict[str, Any]) -> dict[str, Any]:
+    """``pretrain_clip`` with every setting, taken by name from the options (no hand-copied list)."""
     from ..clip.pretrain import pretrain_clip
 
-    return pretrain_clip(
-        args.data, args.out, model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
-        config=args.config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, tower_lr=args.tower_lr,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, critic_steps=args.critic_steps,
-        amp=args.amp, accumulate=args.accumulate, grad_clip=args.grad_clip, resume=args.resume, overwrite=args.overwrite,
-        checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, seed=split["seed"],
-        num_workers=args.workers, test_fraction=split["test_fraction"], probe=not args.no_probe,
-        skip_missing=split["skip_missing"], device=args.device, progress=not args.no_progress,
-        log=lambda line: print(line, flush=True),
-        image_column=args.image_column, caption_column=args.caption_column, label_column=args.label_column or None,
-        method=args.method, shared_critic=args.shared_critic, image_aug=args.image_aug,
-        image_aug_strength=args.image_aug_strength, num_candidates=args.num_candidates, text_aug=args.text_aug,
-        text_aug_p=args.text_aug_p, embed_dim=args.embed_dim, head_layers=args.head_layers, critic=args.critic,
-        conditioning=args.conditioning, lock_image=args.lock_image, lock_text=args.lock_text,
-        unlocked_blocks=args.unlocked_blocks, grad_checkpointing=args.grad_checkpointing,
-    )
+    kwargs: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key in _NOT_SETTINGS or key == "factorcl_settings":
+            continue
+        if key in _NEGATED:
+            kwargs[_NEGATED[key]] = not value
+        else:  # every option is a pretrain_clip keyword or a (Clip)FactorCLConfig field
+            kwargs[_RENAMED.get(key, key)] = value
+    kwargs.update(split, label_column=args.label_column or None, log=lambda line: print(line, flush=True))
+    kwargs.update(args.factorcl_settings)
+    return pretrain_clip(kwargs.pop("data"), kwargs.pop("out_dir"), **kwargs)
 
 
 def _probe(args: argparse.Namespace) -> int:
