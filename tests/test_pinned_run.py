@@ -36,3 +36,23 @@ def test_a_small_run_reproduces_its_pinned_numbers(method):
     param_sum = float(sum(p.double().abs().sum() for p in model.parameters()))
     assert param_sum == pytest.approx(pinned["param_sum"], rel=1e-6)
     assert torch.isfinite(torch.tensor(list(result.metrics.values()))).all()
+
+
+@pytest.mark.parametrize("method", ["factorcl-ssl", "factorcl-sup"])
+def test_a_model_saved_before_the_restructure_loads_and_computes_the_same(method):
+    """tests/data/legacy_model_states.pt was written by the code before issue 13 (commit 481cf7b):
+    its state dict loads into today's model (same keys, same shapes) and gives the same outputs."""
+    saved = torch.load(Path(__file__).parent / "data" / "legacy_model_states.pt", weights_only=True)[method]
+    data = small_data(num_samples=256)
+    model = small_model(method, seed=7)  # another initialisation: everything must come from the file
+    assert sorted(model.state_dict()) == sorted(saved["state_dict"])
+    model.load_state_dict(saved["state_dict"])
+    batch = {k: v[:64] for k, v in data.split("test").tensors().items()}
+    model.eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        reps = model.embed(batch["x1"], batch["x2"])
+        loss, _ = model.loss(batch)
+    for key, value in saved["reps"].items():
+        torch.testing.assert_close(reps[key], value, rtol=0, atol=0, msg=key)
+    torch.testing.assert_close(loss, saved["loss"], rtol=1e-6, atol=1e-6)
