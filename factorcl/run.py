@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import RunConfig, build_augment, load_config, resolve_path, save_config
+from .config import RunConfig, load_config, resolve_path, save_config
 from .data.arrays import SplitDataset
 from .jsonio import write_json
 
@@ -90,10 +90,7 @@ def build_model(config: RunConfig, data: SplitDataset, for_eval: bool = False) -
         specs.append(spec)
     enc1, dim1 = build_encoder(specs[0], shape1, "encoders.x1")
     enc2, dim2 = build_encoder(specs[1], shape2, "encoders.x2")
-    aug1 = aug2 = None
-    if objective.needs_views:
-        aug1 = build_augment(m.augment1, shape1, "model.augment1")
-        aug2 = build_augment(m.augment1 if m.augment2 is None else m.augment2, shape2, "model.augment2")
+    aug1, aug2 = m.build_augments(shape1, shape2) if objective.needs_views else (None, None)
     num_classes = None
     if objective.supervised:
         if not data.has_labels or data.num_classes is None:

@@ -107,6 +107,99 @@ def test_augment_specs():
         build_augment("sequence", (5,))
 
 
+@pytest.mark.parametrize("data, message", [
+    # pydantic's errors, in the words of the config layer (the key, what it must be, what it got)
+    ({"train": {"batch_size": 0}}, r"^config key 'train.batch_size' must be >= 1, got 0$"),
+    ({"train": {"num_workers": -1}}, r"^config key 'train.num_workers' must be >= 0, got -1$"),
+    ({"train": {"epochs": "3"}}, r"^config key 'train.epochs' must be an integer, got '3'$"),  # strict: no "3" -> 3
+    ({"train": {"drop_last": 1}}, r"^config key 'train.drop_last' must be true/false, got 1$"),
+    ({"train": {"resume": "auto", "overwrite": True}}, r"^config key 'train.resume': resume='auto' and overwrite=True"),
+    ({"train": [1]}, r"^config key 'train' must be a mapping, got list$"),
+    ({"probe": {"val_fraction": 1}}, r"^config key 'probe.val_fraction' must be in \[0, 1\), got 1$"),
+    ({"probe": {"l2_grid": [1, -1]}}, r"^config key 'probe.l2_grid' must be a non-empty list of L2 strengths >= 0, "),
+    ({"probe": {"select": "vaild"}}, r"got 'vaild'; did you mean 'valid'\?$"),
+    ({"model": {"temperature": True}}, r"^config key 'model.temperature' must be a number, got True$"),
+    ({"model": {"temprature": 1}}, r"^unknown config key 'model.temprature'; did you mean 'temperature'\? \(allowed: "),
+    ({"model": {"num_negatives": 0}}, r"^config key 'model.num_negatives' must be an integer >= 1, got 0$"),
+    ({"model": {"options": {"embed_dim": 32}, "embed_dim": 16}}, r"'model.options.embed_dim' and 'model.embed_dim'"),
+    ({"data": {"kind": "arrays", "path": 5}}, r"^config key 'data.path' must be a string or a mapping or null, got 5$"),
+    ({"data": {"kind": "mimic", "path": "im.pk", "task": True}}, r"must be a string or an integer, got True$"),
+    ({"data": []}, r"^config key 'data' must be a mapping, got list$"),
+    ({"out_dir": 5}, r"^config key 'out_dir' must be a string \(a folder path\), got 5$"),
+    ({"trian": {}, "data": {"kind": "mosii"}}, r"^unknown config key 'trian'; did you mean 'train'\? \(sections: "),
+])
+def test_schema_errors_are_worded_like_the_config_layer(data, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(data)
+
+
+def test_yaml_numbers_and_python_values_are_accepted(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {temperature: 5e-2}\ntrain: {grad_clip: 1e+1, lr: 3}\nprobe: {val_fraction: 1e-1}\n")
+    cfg = load_config(path)  # PyYAML reads 5e-2 as a string: float keys take it as a number
+    assert cfg.model.temperature == 0.05 and cfg.probe.val_fraction == 0.1
+    assert cfg.train == {"grad_clip": 10.0, "lr": 3.0} and isinstance(cfg.train["lr"], float)
+    cfg = load_config({"data": {"kind": "arrays", "path": tmp_path / "a.npz", "splits": (0.5, 0.25, 0.25)},
+                       "out_dir": tmp_path / "run"})  # paths and tuples from Python are what YAML would hold
+    assert cfg.data.path == str(tmp_path / "a.npz") and cfg.data.splits == [0.5, 0.25, 0.25]
+    assert cfg.out_dir == str(tmp_path / "run") and cfg.source is None
+
+
+def test_sections_are_derived_from_the_classes_that_own_the_settings():
+    import dataclasses
+
+    from factorcl import FactorCLConfig, TrainConfig
+    from factorcl.config import LOADER_KEYS, RUN_MODEL_DEFAULTS, ModelConfig, TrainSection
+
+    model = {f.name: RUN_MODEL_DEFAULTS.get(f.name, f.default) for f in dataclasses.fields(FactorCLConfig)}
+    del model["num_classes"]
+    assert {k: v.get_default(call_default_factory=True) for k, v in ModelConfig.model_fields.items()} == {
+        **model, "augment1": "auto", "augment2": None, "options": {}}
+    train = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "out_dir"}
+    assert {k: v.get_default(call_default_factory=True) for k, v in TrainSection.model_fields.items()} == {
+        **train, **LOADER_KEYS}
+    cfg = load_config({"model": {"embed_dim": 16, "critic": "concat"}})
+    assert cfg.model.factorcl_config(num_classes=None) == FactorCLConfig(embed_dim=16, critic="concat")
+
+
+def test_readme_config_reference_is_the_schema():
+    from pathlib import Path
+
+    from factorcl.config import config_reference
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert config_reference() in readme, (
+        "README.md's config reference differs from the schema: paste the output of "
+        "python -c 'from factorcl.config import config_reference; print(config_reference())'")
+
+
+def test_augment_spec_is_parsed_once_into_a_tree(monkeypatch):
+    import augment.spec as spec
+    from augment.spec import ChoiceSpec, ComposeSpec, NamedSpec
+
+    raw = [{"name": "noise", "std": 0.3}, {"choice": ["none", "time_shuffle"], "weights": [1, 3]},
+           {"compose": ["NOISE", {"name": "time_mask", "p": 0.5}]}]
+    assert spec.parse_augment(raw, "x") == ChoiceSpec((
+        NamedSpec("noise", {"std": 0.3}, "[0]"),
+        ChoiceSpec((NamedSpec("identity", {}, "[1].choice[0]"), NamedSpec("time_shuffle", {}, "[1].choice[1]")),
+                   (1, 3), "[1]"),
+        ComposeSpec((NamedSpec("noise", {}, "[2].compose[0]"), NamedSpec("time_mask", {"p": 0.5}, "[2].compose[1]")),
+                    "[2]"),
+    ))
+    assert spec.parse_augment("off") is None and spec.parse_augment(None) is None
+    cfg = load_config({"model": {"augment1": raw}})
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the spec was parsed again")
+
+    monkeypatch.setattr(spec, "parse_augment", no_parsing)  # building uses the tree parsed at load time
+    aug1, aug2 = cfg.model.build_augments((6, 3), (6, 4))  # augment2 null: augment1's spec, for X2
+    assert isinstance(aug1, augment.RandomChoice) and isinstance(aug2, augment.RandomChoice)
+    assert aug1.augmentations[0].std == 0.3 and aug2.augmentations[1].weights == [0.25, 0.75]
+    with pytest.raises(ValueError, match=r"^model.augment2\[1\].choice\[1\]: 'time_shuffle' needs sequences"):
+        cfg.model.build_augments((6, 3), (5,))  # shape problems are found when building, named by the key built
+
+
 # ------------------------------------------------------------------------------------- pipeline
 def _mosi_config(tmp_path, method="factorcl-ssl", **extra):
     data = write_fake_affect(tmp_path / "mosi_raw.pkl", "mosi", sizes=(32, 10, 10), seq_len=6)
