@@ -196,21 +196,28 @@ def _draw_device(generator: torch.Generator | None, device: torch.device | str) 
     return torch.device(device) if generator is None else generator.device
 
 
-def _draw(fn, shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str,
-          dtype: torch.dtype) -> Tensor:
+def _draw(
+    fn, shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str, dtype: torch.dtype
+) -> Tensor:
     out = fn(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
     return out.to(device)
 
 
 def rand(
-    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str, dtype: torch.dtype = torch.float32
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Uniform [0, 1) draws of ``shape`` on ``device``, from ``generator`` (or the global RNG)."""
     return _draw(torch.rand, shape, generator, device, dtype)
 
 
 def randn(
-    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str, dtype: torch.dtype = torch.float32
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Standard normal draws of ``shape`` on ``device``, from ``generator`` (or the global RNG)."""
     return _draw(torch.randn, shape, generator, device, dtype)
@@ -297,7 +304,7 @@ def _keywords_of(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
     return named, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _forward_keywords(cls: type) -> frozenset[str]:
     """The keywords an Augmentation class's ``forward`` names explicitly (its ``**kwargs`` is not a use)."""
     return _keywords_of(cls.forward)[0] - _NOT_KEYWORDS
@@ -378,8 +385,9 @@ class Augmentation:
             check_nonempty_batch(x, self.input_name)
             return
         if self.accepts_lists and not isinstance(x, Tensor):
-            raise ValueError(f"{self.input_name} must be a torch.Tensor or a list (e.g. of strings), "
-                             f"got {type(x).__name__}")
+            raise ValueError(
+                f"{self.input_name} must be a torch.Tensor or a list (e.g. of strings), got {type(x).__name__}"
+            )
         check_tensor(x, self.input_name)
         if x.dim() == 0:
             raise ValueError(f"{self.input_name} must have a batch dimension, got shape ()")
@@ -412,7 +420,10 @@ class Augmentation:
 
 
 def mixes_batch(aug: Callable[..., Any]) -> bool:
-    """Whether ``aug`` (or any augmentation inside it) mixes samples of the batch, e.g. :class:`~augment.features.Mixup`."""
+    """Whether ``aug`` (or any augmentation inside it) mixes samples of the batch.
+
+    E.g. :class:`~augment.features.Mixup`.
+    """
     if not isinstance(aug, Augmentation):
         return False
     return aug.mixes_batch or any(mixes_batch(child) for child in aug.children())
@@ -424,7 +435,9 @@ class Identity(Augmentation):
     accepts_lists = True
     uses_cond = False
 
-    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+    def forward(
+        self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any
+    ) -> Any:
         return x.clone() if isinstance(x, Tensor) else list(x)
 
 
@@ -444,7 +457,10 @@ def _check_augmentations(augs: object, name: str) -> list[Callable[..., Any]]:
 
 
 class Compose(Augmentation):
-    """Applies ``augmentations`` one after the other; each gets the keywords it uses (``cond``, ``generator``, ``mask``, ...)."""
+    """Applies ``augmentations`` one after the other.
+
+    Each gets the keywords it uses (``cond``, ``generator``, ``mask``, ...).
+    """
 
     accepts_lists = True
     uses_cond = False  # its children decide
@@ -455,7 +471,9 @@ class Compose(Augmentation):
     def children(self) -> tuple[Callable[..., Any], ...]:
         return tuple(self.augmentations)
 
-    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+    def forward(
+        self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any
+    ) -> Any:
         keywords = {"cond": cond, "generator": generator, **kwargs}
         for aug in self.augmentations:
             x = aug(x, **used_keywords(aug, keywords))
@@ -554,9 +572,7 @@ class RandomChoice(Augmentation):
         else:
             w = [check_number(v, f"weights[{i}]", low=0.0) for i, v in enumerate(weights)]
             if len(w) != len(self.augmentations):
-                raise ValueError(
-                    f"weights has {len(w)} entries but there are {len(self.augmentations)} augmentations"
-                )
+                raise ValueError(f"weights has {len(w)} entries but there are {len(self.augmentations)} augmentations")
             if sum(w) <= 0:
                 raise ValueError("weights must not all be zero")
         total = sum(w)
@@ -566,7 +582,9 @@ class RandomChoice(Augmentation):
     def children(self) -> tuple[Callable[..., Any], ...]:
         return tuple(self.augmentations)
 
-    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+    def forward(
+        self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any
+    ) -> Any:
         b = batch_size(x)
         # Inverse-CDF sampling of the branch index: one uniform per sample.
         u = rand((b,), generator, "cpu", dtype=torch.float64)
@@ -593,7 +611,9 @@ class RandomApply(Augmentation):
     def children(self) -> tuple[Callable[..., Any], ...]:
         return (self.augmentation,)
 
-    def forward(self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+    def forward(
+        self, x: Any, *, cond: Tensor | None = None, generator: torch.Generator | None = None, **kwargs: Any
+    ) -> Any:
         b = batch_size(x)
         choice = (rand((b,), generator, "cpu") >= self.p).long()  # 0 = apply, 1 = identity
         return apply_per_sample(self._branches, choice, x, cond=cond, generator=generator, kwargs=kwargs)

@@ -99,7 +99,9 @@ class ImageAugment(Augmentation):
 
     uses_cond = False
 
-    def __init__(self, preset: str = "standard", strength: float = 1.0, size: int | tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, preset: str = "standard", strength: float = 1.0, size: int | tuple[int, int] | None = None
+    ) -> None:
         self.preset = _check_preset(preset)
         self.strength = check_number(strength, "strength", low=0.0, high=_MAX_STRENGTH)
         self.size = _check_size(size)
@@ -114,8 +116,10 @@ class ImageAugment(Augmentation):
         lo, hi = torch.aminmax(x.detach())
         if bool((lo < -_RANGE_TOLERANCE) | (hi > 1.0 + _RANGE_TOLERANCE)):  # one device sync for both ends
             hint = "; divide [0, 255] images by 255" if float(hi) > 1.5 else ""
-            raise ValueError(f"{self.input_name} must be float images with values in [0, 1], got min {float(lo):.4g} "
-                             f"max {float(hi):.4g}{hint}")
+            raise ValueError(
+                f"{self.input_name} must be float images with values in [0, 1], got min {float(lo):.4g} "
+                f"max {float(hi):.4g}{hint}"
+            )
 
     def _pipeline(self, h: int, w: int) -> Any:
         key = (h, w)
@@ -142,7 +146,9 @@ class ImageAugment(Augmentation):
                 ops.append(K.Resize(self.size))
             ops += [
                 K.RandomHorizontalFlip(p=0.5),
-                K.ColorJitter(m["unique_brightness"], m["unique_contrast"], m["unique_saturation"], 0.0, p=m["jitter_p"]),
+                K.ColorJitter(
+                    m["unique_brightness"], m["unique_contrast"], m["unique_saturation"], 0.0, p=m["jitter_p"]
+                ),
             ]
         return K.AugmentationSequential(*ops, data_keys=["input"])
 
@@ -193,7 +199,10 @@ def albumentations_pipeline(
             A.RandomResizedCrop(size=out_size, scale=m["crop_scale"], ratio=m["crop_ratio"]),
             A.HorizontalFlip(p=0.5),
             A.ColorJitter(
-                brightness=m["brightness"], contrast=m["contrast"], saturation=m["saturation"], hue=m["hue"],
+                brightness=m["brightness"],
+                contrast=m["contrast"],
+                saturation=m["saturation"],
+                hue=m["hue"],
                 p=m["jitter_p"],
             ),
             A.ToGray(p=m["gray_p"]),
@@ -205,7 +214,9 @@ def albumentations_pipeline(
         ops += [
             A.HorizontalFlip(p=0.5),
             A.ColorJitter(
-                brightness=m["unique_brightness"], contrast=m["unique_contrast"], saturation=m["unique_saturation"],
+                brightness=m["unique_brightness"],
+                contrast=m["unique_contrast"],
+                saturation=m["unique_saturation"],
                 hue=0.0,
                 p=m["jitter_p"],
             ),

@@ -48,8 +48,18 @@ from .base import Augmentation, Compose, Identity, RandomChoice
 from .features import FeatureDropout, GaussianNoise, Mixup, TimeMask, TimeShuffle
 from .images import ImageAugment
 
-__all__ = ["AUTO", "RECIPES", "AugmentSpec", "ChoiceSpec", "ComposeSpec", "NamedSpec", "Recipe", "build_augment",
-           "is_none", "parse_augment"]
+__all__ = [
+    "AUTO",
+    "RECIPES",
+    "AugmentSpec",
+    "ChoiceSpec",
+    "ComposeSpec",
+    "NamedSpec",
+    "Recipe",
+    "build_augment",
+    "is_none",
+    "parse_augment",
+]
 
 
 # ------------------------------------------------------------------------------------- recipes
@@ -183,8 +193,10 @@ def build_augment(spec: Any, sample_shape: Sequence[int], where: str = "augment"
 
 def _check_name(given: Any, name: str, at: str) -> None:
     if name not in RECIPES and name != "auto":
-        raise ValueError(f"{at} must be 'none', a preset ({', '.join(_PRESETS)}) or an augmentation "
-                         f"({', '.join(_SINGLE)}), got {given!r}{_suggest(name, [*_PRESETS, *_SINGLE])}")
+        raise ValueError(
+            f"{at} must be 'none', a preset ({', '.join(_PRESETS)}) or an augmentation "
+            f"({', '.join(_SINGLE)}), got {given!r}{_suggest(name, [*_PRESETS, *_SINGLE])}"
+        )
 
 
 def _parse(spec: Any, where: str, path: str) -> AugmentSpec:
@@ -211,8 +223,10 @@ def _parse(spec: Any, where: str, path: str) -> AugmentSpec:
     allowed = _AUTO_PARAMS if name == "auto" else RECIPES[name].params if name in RECIPES else {}
     for key in spec:
         if key != "name" and key not in allowed:
-            raise ValueError(f"unknown key {at}.{key} for augmentation {name!r}{_suggest(str(key), list(allowed))}"
-                             f" (allowed: {', '.join(allowed) or 'none'})")
+            raise ValueError(
+                f"unknown key {at}.{key} for augmentation {name!r}{_suggest(str(key), list(allowed))}"
+                f" (allowed: {', '.join(allowed) or 'none'})"
+            )
     params = {k: v for k, v in spec.items() if k != "name"}
     name = "identity" if is_none(name) else name
     for kind in AUTO.values() if name == "auto" else (name,):
@@ -228,8 +242,10 @@ def _parse_container(spec: Mapping[str, Any], where: str, path: str) -> AugmentS
     key = "choice" if "choice" in spec else "compose"
     extra = sorted(str(k) for k in set(spec) - ({key, "weights"} if key == "choice" else {key}))
     if extra:
-        raise ValueError(f"unknown key {at}.{extra[0]} ({key!r} takes a list of augmentations"
-                         f"{' and optional weights' if key == 'choice' else ''})")
+        raise ValueError(
+            f"unknown key {at}.{extra[0]} ({key!r} takes a list of augmentations"
+            f"{' and optional weights' if key == 'choice' else ''})"
+        )
     items = spec[key]
     if not isinstance(items, (list, tuple)) or not items:
         raise ValueError(f"{at}.{key} must be a non-empty list of augmentations")

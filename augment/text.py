@@ -192,10 +192,13 @@ class TokenMask(_TokenAugmentation):
 
 
 class TokenDeletion(_TokenAugmentation):
-    """Deletes each content token with probability ``p``; the kept tokens close up and the freed slots become ``pad_id``.
+    """Deletes each content token with probability ``p``.
+
+    The kept tokens close up and the freed slots become ``pad_id``.
 
     Padding and special tokens are never deleted (special tokens keep their order relative to the
-    kept content); with ``mask=``, steps it marks False count as padding and come out as ``pad_id``. ``padding_side="right"`` packs kept tokens to the left and pads at the end;
+    kept content); with ``mask=``, steps it marks False count as padding and come out as
+    ``pad_id``. ``padding_side="right"`` packs kept tokens to the left and pads at the end;
     ``"left"`` packs them to the right and pads at the front.
     """
 

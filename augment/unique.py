@@ -111,8 +111,10 @@ class UniqueAugment(Augmentation):
         if not callable(scorer):
             raise ValueError(f"scorer must be callable, got {type(scorer).__name__}")
         if mixes_batch(base):
-            raise ValueError(f"base must augment each sample on its own, got {base!r}, which mixes samples of the "
-                             "batch (its batch holds K candidate copies of each sample)")
+            raise ValueError(
+                f"base must augment each sample on its own, got {base!r}, which mixes samples of the "
+                "batch (its batch holds K candidate copies of each sample)"
+            )
         self.base = base
         self.scorer = scorer
         self.num_candidates = check_int(num_candidates, "num_candidates", low=1)
@@ -182,7 +184,12 @@ class UniqueAugment(Augmentation):
         return torch.where(passing.any(dim=1), pick, best)
 
     def _repr_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"base": self.base, "scorer": self.scorer, "num_candidates": self.num_candidates, "mode": self.mode}
+        params: dict[str, Any] = {
+            "base": self.base,
+            "scorer": self.scorer,
+            "num_candidates": self.num_candidates,
+            "mode": self.mode,
+        }
         if self.threshold is not None:
             params["threshold"] = self.threshold
         return params
@@ -191,7 +198,8 @@ class UniqueAugment(Augmentation):
 class RelevanceMask(_FeatureAugmentation):
     """Masks feature dimensions of x2 that matter little for x1 (features ``[B, D]`` / sequences ``[B, T, D]``).
 
-    Per sample, ``floor(p * D)`` dimensions (exact, see :func:`~augment.base.floor_fraction`) are set to ``value``, drawn uniformly from the
+    Per sample, ``floor(p * D)`` dimensions (exact, see :func:`~augment.base.floor_fraction`)
+    are set to ``value``, drawn uniformly from the
     ``max(floor(p * D), ceil(pool * D))`` dimensions of lowest relevance (``pool=p`` masks exactly
     the least relevant ones; ``pool=1`` ignores relevance). For sequences a masked dimension is
     masked at every valid step; padded steps are untouched.
@@ -270,11 +278,15 @@ class RelevanceMask(_FeatureAugmentation):
             # Call-time tensors are per sample (containers slice them with the batch), so [B, D].
             rel = check_tensor(relevance, "relevance").detach()
             if rel.shape != (b, d):
-                raise ValueError(f"relevance passed to the call must be [B, D] = ({b}, {d}), got shape {shape_str(rel.shape)}")
+                raise ValueError(
+                    f"relevance passed to the call must be [B, D] = ({b}, {d}), got shape {shape_str(rel.shape)}"
+                )
             return rel.to(x.device, torch.float32)
         if self.relevance is not None:
             if self.relevance.shape != (d,):
-                raise ValueError(f"relevance must be [D] = ({d},) for x2 with D={d}, got shape {shape_str(self.relevance.shape)}")
+                raise ValueError(
+                    f"relevance must be [D] = ({d},) for x2 with D={d}, got shape {shape_str(self.relevance.shape)}"
+                )
             return self.relevance.to(x.device, torch.float32).expand(b, d)
         if self.scorer is None:
             raise ValueError("RelevanceMask needs relevance= ([D] at construction or [B, D] at the call) or a scorer")

@@ -149,13 +149,23 @@ def published_augment_single(x_batch: Tensor) -> Tensor:
 class PublishedFactorCLSSL(nn.Module):
     """The published ``FactorCLSSL``: a head set per term, six tiled critics, the self-concatenation bug kept."""
 
-    def __init__(self, x1_dim: int, x2_dim: int, hidden_dim: int, embed_dim: int, layers: int = 2,
-                 critic_hidden_dim: int = 512, critic_layers: int = 1, lr: float = 1e-4) -> None:
+    def __init__(
+        self,
+        x1_dim: int,
+        x2_dim: int,
+        hidden_dim: int,
+        embed_dim: int,
+        layers: int = 2,
+        critic_hidden_dim: int = 512,
+        critic_layers: int = 1,
+        lr: float = 1e-4,
+    ) -> None:
         super().__init__()
         e, h, cl = embed_dim, critic_hidden_dim, critic_layers
         self.lr = lr
-        self.backbones = nn.ModuleList([published_mlp(x1_dim, hidden_dim, e, layers),
-                                        published_mlp(x2_dim, hidden_dim, e, layers)])
+        self.backbones = nn.ModuleList(
+            [published_mlp(x1_dim, hidden_dim, e, layers), published_mlp(x2_dim, hidden_dim, e, layers)]
+        )
         head = lambda: published_mlp(e, e, e, 1)  # noqa: E731
         self.linears_infonce_x1x2 = nn.ModuleList([head(), head()])
         self.linears_club_x1x2_cond = nn.ModuleList([head(), head()])
@@ -183,33 +193,51 @@ class PublishedFactorCLSSL(nn.Module):
         c = self.linears_infonce_x1x2_cond
         k = self.linears_club_x1x2_cond
         cond = [
-            self.infonce_x1x2_cond(torch.cat([c[0](x1_embed), c[0](x1_aug_embed)], dim=1),
-                                   torch.cat([c[1](x2_embed), c[1](x2_aug_embed)], dim=1)),
+            self.infonce_x1x2_cond(
+                torch.cat([c[0](x1_embed), c[0](x1_aug_embed)], dim=1),
+                torch.cat([c[1](x2_embed), c[1](x2_aug_embed)], dim=1),
+            ),
             # The published bug, kept: x1's embedding concatenated with itself, not with its view.
-            self.club_x1x2_cond(torch.cat([k[0](x1_embed), k[0](x1_embed)], dim=1),
-                                torch.cat([k[1](x2_embed), k[1](x2_embed)], dim=1)),
+            self.club_x1x2_cond(
+                torch.cat([k[0](x1_embed), k[0](x1_embed)], dim=1), torch.cat([k[1](x2_embed), k[1](x2_embed)], dim=1)
+            ),
         ]
         return sum(uncond) + sum(cond)
 
     def learning_loss(self, x1: Tensor, x2: Tensor) -> Tensor:
         x1_embed, x2_embed = self.backbones[0](x1), self.backbones[1](x2)  # the encoders run again
         k = self.linears_club_x1x2_cond
-        return (self.club_x1x2.learning_loss(self.linears_club_x1x2[0](x1_embed), self.linears_club_x1x2[1](x2_embed))
-                + self.club_x1x2_cond.learning_loss(torch.cat([k[0](x1_embed), k[0](x1_embed)], dim=1),
-                                                    torch.cat([k[1](x2_embed), k[1](x2_embed)], dim=1)))
+        return self.club_x1x2.learning_loss(
+            self.linears_club_x1x2[0](x1_embed), self.linears_club_x1x2[1](x2_embed)
+        ) + self.club_x1x2_cond.learning_loss(
+            torch.cat([k[0](x1_embed), k[0](x1_embed)], dim=1), torch.cat([k[1](x2_embed), k[1](x2_embed)], dim=1)
+        )
 
     def get_optims(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.Optimizer]]:
         """The published 11 + 2 separate Adam optimizers."""
-        non_club = [self.backbones, self.infonce_x1x2, self.infonce_x1y, self.infonce_x2y, self.infonce_x1x2_cond,
-                    self.linears_infonce_x1x2, self.linears_infonce_x1y, self.linears_infonce_x2y,
-                    self.linears_infonce_x1x2_cond, self.linears_club_x1x2_cond, self.linears_club_x1x2]
+        non_club = [
+            self.backbones,
+            self.infonce_x1x2,
+            self.infonce_x1y,
+            self.infonce_x2y,
+            self.infonce_x1x2_cond,
+            self.linears_infonce_x1x2,
+            self.linears_infonce_x1y,
+            self.linears_infonce_x2y,
+            self.linears_infonce_x1x2_cond,
+            self.linears_club_x1x2_cond,
+            self.linears_club_x1x2,
+        ]
         club = [self.club_x1x2_cond, self.club_x1x2]
-        return ([torch.optim.Adam(m.parameters(), lr=self.lr) for m in non_club],
-                [torch.optim.Adam(m.parameters(), lr=self.lr) for m in club])
+        return (
+            [torch.optim.Adam(m.parameters(), lr=self.lr) for m in non_club],
+            [torch.optim.Adam(m.parameters(), lr=self.lr) for m in club],
+        )
 
 
-def published_train_step(model: PublishedFactorCLSSL, optims: tuple[list, list], x1: Tensor, x2: Tensor,
-                         num_club_iter: int = 1) -> float:
+def published_train_step(
+    model: PublishedFactorCLSSL, optims: tuple[list, list], x1: Tensor, x2: Tensor, num_club_iter: int = 1
+) -> float:
     """One published training step: main loss over 11 optimizers, then CLUB critic steps (encoders re-run)."""
     non_club, club = optims
     loss = model(x1, x2)

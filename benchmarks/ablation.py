@@ -75,8 +75,18 @@ def build(method: str, data: SyntheticData, view2: str, args: argparse.Namespace
     d1, d2 = data.x1.shape[1], data.x2.shape[1]
     v1 = View(data, 1, args.noise_std, 0.0)
     v2 = View(data, 2, args.noise_std, args.drop_p)
-    model = FactorCL(mlp(d1, 512, 128, 0), mlp(d2, 512, 128, 0), 128, 128, method=method, augment1=v1, augment2=v2,
-                     num_classes=2, embed_dim=64, critic_hidden=256)
+    model = FactorCL(
+        mlp(d1, 512, 128, 0),
+        mlp(d2, 512, 128, 0),
+        128,
+        128,
+        method=method,
+        augment1=v1,
+        augment2=v2,
+        num_classes=2,
+        embed_dim=64,
+        critic_hidden=256,
+    )
     if view2 == "unique":
         model.augment2 = augment.UniqueAugment(v2, model.shared_scorer(), num_candidates=args.candidates)
     return model
@@ -94,8 +104,9 @@ def accuracy(model: FactorCL, data: SyntheticData, task: str) -> float:
 def fit(model: FactorCL, data: SyntheticData, args: argparse.Namespace, seed: int) -> None:
     loader = data.split("train").loader(args.batch_size, shuffle=True, drop_last=True, seed=seed)
     extra = {} if args.critic_steps is None else {"critic_steps": args.critic_steps}
-    Trainer(model, loader, epochs=args.epochs, lr=1e-3, device="cpu", seed=seed, progress=False,
-            tensorboard=False, **extra).fit()
+    Trainer(
+        model, loader, epochs=args.epochs, lr=1e-3, device="cpu", seed=seed, progress=False, tensorboard=False, **extra
+    ).fit()
 
 
 def plot(rows: dict[str, dict[str, list[float]]], path: Path) -> Path:
@@ -158,8 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--candidates", type=int, default=4)
     p.add_argument("--critic-steps", type=int, default=None, help="critic steps per main step (default: the trainer's)")
     p.add_argument("--no-sup", action="store_true", help="skip FactorCL-SUP and SupCon (one model per task each)")
-    p.add_argument("--sup-tasks", nargs="+", default=list(TASKS), choices=TASKS,
-                   help="the tasks FactorCL-SUP and SupCon are trained on (one model each)")
+    p.add_argument(
+        "--sup-tasks",
+        nargs="+",
+        default=list(TASKS),
+        choices=TASKS,
+        help="the tasks FactorCL-SUP and SupCon are trained on (one model each)",
+    )
     p.add_argument("--out", default="benchmarks/figures/ablation.json")
     p.add_argument("--plot", default="benchmarks/figures/ablation.png")
     p.add_argument("--from-json", help="print the table and draw the plot of a finished run's JSON, train nothing")
@@ -182,8 +198,11 @@ def main(argv: list[str] | None = None) -> None:
             for task in TASKS:
                 rows.setdefault(label, {}).setdefault(task, []).append(accuracy(model, data, task))
             done += 1
-            print(f"[{done}/{total}, {time.perf_counter() - start:.0f} s] seed {seed} {label}: "
-                  + ", ".join(f"{t} {rows[label][t][-1]:.1f}" for t in TASKS), flush=True)
+            print(
+                f"[{done}/{total}, {time.perf_counter() - start:.0f} s] seed {seed} {label}: "
+                + ", ".join(f"{t} {rows[label][t][-1]:.1f}" for t in TASKS),
+                flush=True,
+            )
         if args.no_sup:
             continue
         for label, method in SUP_ROWS:
@@ -193,11 +212,16 @@ def main(argv: list[str] | None = None) -> None:
                 fit(model, labelled, args, seed)
                 rows.setdefault(label, {}).setdefault(task, []).append(accuracy(model, data, task))
                 done += 1
-                print(f"[{done}/{total}, {time.perf_counter() - start:.0f} s] seed {seed} {label} task {task}: "
-                      f"{rows[label][task][-1]:.1f}", flush=True)
+                print(
+                    f"[{done}/{total}, {time.perf_counter() - start:.0f} s] seed {seed} {label} task {task}: "
+                    f"{rows[label][task][-1]:.1f}",
+                    flush=True,
+                )
     print()
-    print(f"Linear-probe test accuracy (%), mean +- std over seeds {args.seeds}; {args.samples} samples, "
-          f"nuisance_dim {args.nuisance_dim}, {args.epochs} epochs, X2' feature dropout {args.drop_p}")
+    print(
+        f"Linear-probe test accuracy (%), mean +- std over seeds {args.seeds}; {args.samples} samples, "
+        f"nuisance_dim {args.nuisance_dim}, {args.epochs} epochs, X2' feature dropout {args.drop_p}"
+    )
     print_table(rows)
     print(f"({time.perf_counter() - start:.0f} s)")
     out = Path(args.out)

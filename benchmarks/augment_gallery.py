@@ -105,7 +105,9 @@ def render(out: str, seed: int = 0, views: int = 3) -> str:
     cols = 1 + 2 * views
     rows = len(scenes)
     fig, axes = plt.subplots(rows, cols, figsize=(1.75 * cols + 0.3, 2.15 * rows + 0.9), squeeze=False)
-    fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.95 / (2.15 * rows + 0.9), bottom=0.04, wspace=0.06, hspace=0.42)
+    fig.subplots_adjust(
+        left=0.02, right=0.98, top=1 - 0.95 / (2.15 * rows + 0.9), bottom=0.04, wspace=0.06, hspace=0.42
+    )
     titles = ["original"] + [f"standard #{i + 1}" for i in range(views)] + [f"unique #{i + 1}" for i in range(views)]
     for r, (_, caption) in enumerate(scenes):
         row = [batch[r]] + [v[r] for v in std_views] + [v[r] for v in uniq_views]
@@ -122,7 +124,9 @@ def render(out: str, seed: int = 0, views: int = 3) -> str:
                 ax.set_title(titles[c], fontsize=10, color=colour)
         # The caption under the row, centred across the figure.
         box = axes[r, 0].get_position()
-        fig.text(0.5, box.y0 - 0.008, f"caption: \u201c{caption}\u201d", ha="center", va="top", fontsize=11, style="italic")
+        fig.text(
+            0.5, box.y0 - 0.008, f"caption: \u201c{caption}\u201d", ha="center", va="top", fontsize=11, style="italic"
+        )
     fig.suptitle(
         "standard augmentation (red) can crop out, grey out or recolour what the caption mentions;\n"
         "unique augmentation (green) only flips and jitters brightness/contrast/saturation, so it keeps it",

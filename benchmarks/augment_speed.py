@@ -125,9 +125,7 @@ def bench_images(n: int, size: int, repeats: int, warmup: int) -> list[dict[str,
     # Smooth random images (a gradient plus noise): realistic enough for blur/jitter costs.
     ramp = np.linspace(0, 255, size, dtype=np.float32)
     base = (ramp[None, :, None] + ramp[:, None, None]) / 2
-    images = [
-        np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8) for _ in range(n)
-    ]
+    images = [np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8) for _ in range(n)]
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255).contiguous()
     gen = torch.Generator().manual_seed(0)
     rows = []
@@ -136,8 +134,14 @@ def bench_images(n: int, size: int, repeats: int, warmup: int) -> list[dict[str,
         albu = augment.albumentations_pipeline(preset, size=size, seed=0)
         kornia_ms = median_ms(functools.partial(kornia_aug, batch, generator=gen), repeats, warmup)
         albu_ms = median_ms(functools.partial(per_sample, albu, images), repeats, warmup)
-        rows.append({"preset": preset, "kornia_ms": kornia_ms, "albumentations_ms": albu_ms,
-                     "kornia_speedup": albu_ms / kornia_ms})
+        rows.append(
+            {
+                "preset": preset,
+                "kornia_ms": kornia_ms,
+                "albumentations_ms": albu_ms,
+                "kornia_speedup": albu_ms / kornia_ms,
+            }
+        )
     return rows
 
 
@@ -152,14 +156,20 @@ def format_result(result: dict[str, Any]) -> str:
     n, s = cfg["images"], cfg["image_size"]
     images = _common.format_table(
         ["preset", "kornia batch", "albumentations loop", "kornia speedup"],
-        [[r["preset"], r["kornia_ms"], r["albumentations_ms"], f"{r['kornia_speedup']:.2f}x"]
-         for r in result["images"]],
+        [
+            [r["preset"], r["kornia_ms"], r["albumentations_ms"], f"{r['kornia_speedup']:.2f}x"]
+            for r in result["images"]
+        ],
         floatfmt=".1f",
     )
-    seq_title = (f"Sequences [{b}, {t}, {d}] on {cfg['sequence_device']} ({cfg['threads']} CPU thread(s)), "
-                 f"median ms per batch over {cfg['repeats']} repeats")
-    img_title = (f"Images: {n} RGB {s}x{s} on CPU ({cfg['threads']} thread(s)), median ms per batch "
-                 f"over {cfg['image_repeats']} repeats")
+    seq_title = (
+        f"Sequences [{b}, {t}, {d}] on {cfg['sequence_device']} ({cfg['threads']} CPU thread(s)), "
+        f"median ms per batch over {cfg['repeats']} repeats"
+    )
+    img_title = (
+        f"Images: {n} RGB {s}x{s} on CPU ({cfg['threads']} thread(s)), median ms per batch "
+        f"over {cfg['image_repeats']} repeats"
+    )
     return "\n".join([seq_title, sequences, "", img_title, images])
 
 

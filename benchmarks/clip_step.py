@@ -44,8 +44,34 @@ else:  # run as python benchmarks/clip_step.py: this folder is sys.path[0]
 TARGET_RATIO = 2.3
 FULL = {"model": "ViT-B-32", "batch_size": 256, "amp": "bf16", "warmup": 3, "repeats": 10}
 QUICK = {"model": "tiny", "batch_size": 8, "amp": None, "warmup": 1, "repeats": 2}
-_WORDS = ("a", "photo", "of", "red", "blue", "green", "dog", "cat", "car", "on", "the", "road", "fast", "small",
-          "big", "house", "tree", "with", "and", "sky", "river", "person", "riding", "bike", "yellow", "old")
+_WORDS = (
+    "a",
+    "photo",
+    "of",
+    "red",
+    "blue",
+    "green",
+    "dog",
+    "cat",
+    "car",
+    "on",
+    "the",
+    "road",
+    "fast",
+    "small",
+    "big",
+    "house",
+    "tree",
+    "with",
+    "and",
+    "sky",
+    "river",
+    "person",
+    "riding",
+    "bike",
+    "yellow",
+    "old",
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -81,7 +107,10 @@ def _batch(bundle, batch_size: int, device: torch.device, seed: int) -> dict[str
     captions = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 12))) for _ in range(batch_size)]
     gen = torch.Generator().manual_seed(seed)
     h, w = bundle.image_size
-    return {"x1": bundle.tokenizer(captions).long().to(device), "x2": torch.rand(batch_size, 3, h, w, generator=gen).to(device)}
+    return {
+        "x1": bundle.tokenizer(captions).long().to(device),
+        "x2": torch.rand(batch_size, 3, h, w, generator=gen).to(device),
+    }
 
 
 def _clip_step(bundle, batch: dict[str, torch.Tensor], amp: str | None, lr: float) -> Callable[[], None]:
@@ -109,7 +138,9 @@ def _clip_step(bundle, batch: dict[str, torch.Tensor], amp: str | None, lr: floa
     return step
 
 
-def _factorcl_step(bundle, batch: dict[str, torch.Tensor], amp: str | None, lr: float, image_aug: str) -> Callable[[], None]:
+def _factorcl_step(
+    bundle, batch: dict[str, torch.Tensor], amp: str | None, lr: float, image_aug: str
+) -> Callable[[], None]:
     from factorcl.clip import build_clip_factorcl
     from factorcl.device import autocast
 
@@ -149,8 +180,13 @@ def _measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[
         torch.cuda.reset_peak_memory_stats(device)
     timing = _common.time_fn(step, device, warmup=0 if device.type == "cuda" else args.warmup, repeats=args.repeats)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    row = {"method": name, "step_ms": timing["median_ms"], "pairs_per_s": args.batch_size / (timing["median_ms"] / 1e3),
-           "peak_gib": peak, "times_ms": timing["times_ms"]}
+    row = {
+        "method": name,
+        "step_ms": timing["median_ms"],
+        "pairs_per_s": args.batch_size / (timing["median_ms"] / 1e3),
+        "peak_gib": peak,
+        "times_ms": timing["times_ms"],
+    }
     del step, batch, bundle
     gc.collect()
     if device.type == "cuda":
@@ -163,10 +199,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import bounds
 
     args = parse_args(argv)
-    config = {k: getattr(args, k) for k in ("quick", "model", "batch_size", "amp", "image_aug", "warmup", "repeats", "lr", "seed")}
+    config = {
+        k: getattr(args, k)
+        for k in ("quick", "model", "batch_size", "amp", "image_aug", "warmup", "repeats", "lr", "seed")
+    }
     if not args.quick and not torch.cuda.is_available():
-        reason = ("needs CUDA (full mode measures ViT-B-32 at batch 256 in bf16 on a GPU); "
-                  "run with --quick for the CPU smoke test")
+        reason = (
+            "needs CUDA (full mode measures ViT-B-32 at batch 256 in bf16 on a GPU); "
+            "run with --quick for the CPU smoke test"
+        )
         print(f"skipped: {reason}")
         if args.out:
             _common.write_json(args.out, {"config": config, "environment": _common.environment(), "skipped": reason})
@@ -184,8 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(threads)
     ratio = rows[1]["step_ms"] / rows[0]["step_ms"]
     mode = "quick (tiny config, CPU: a smoke test, not a measurement)" if args.quick else f"{args.model}, {device}"
-    print(f"clip_step: {mode}; batch {args.batch_size}, amp {args.amp or 'none'}, image aug {args.image_aug}, "
-          f"median of {args.repeats} steps")
+    print(
+        f"clip_step: {mode}; batch {args.batch_size}, amp {args.amp or 'none'}, image aug {args.image_aug}, "
+        f"median of {args.repeats} steps"
+    )
     table = [[r["method"], r["step_ms"], r["pairs_per_s"], r["peak_gib"]] for r in rows]
     print(_common.format_table(["method", "step ms", "pairs/s", "peak GiB"], table, floatfmt=".2f"))
     print(f"ratio (FactorCL step time / CLIP step time): {ratio:.2f} (target <= {TARGET_RATIO})")
@@ -193,8 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quick:
         passed = ratio <= TARGET_RATIO
         print(_common.check_line(passed, f"FactorCL-SSL step <= {TARGET_RATIO}x the CLIP step ({ratio:.2f}x)"))
-    result = {"config": config, "environment": _common.environment(device), "skipped": None, "results": rows,
-              "ratio": ratio, "target_ratio": TARGET_RATIO, "passed": passed}
+    result = {
+        "config": config,
+        "environment": _common.environment(device),
+        "skipped": None,
+        "results": rows,
+        "ratio": ratio,
+        "target_ratio": TARGET_RATIO,
+        "passed": passed,
+    }
     if args.out:
         _common.write_json(args.out, result)
     return 0

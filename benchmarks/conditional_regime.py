@@ -35,8 +35,14 @@ def build(kind: str, d: int) -> torch.nn.Module:
     if kind == "concat InfoNCE":
         return bounds.ConditionalInfoNCE(_critic(2 * d, 2 * d), "concat")
     cls = bounds.ConditionalInfoNCE if kind == "sampled InfoNCE" else bounds.ConditionalNCECLUB
-    return cls(_critic(d, d), "sampled", proposal=bounds.GaussianProposal(d, d, 64),
-               x_proposal=bounds.GaussianProposal(d, d, 64), correction_critic=_critic(d, d), num_negatives=63)
+    return cls(
+        _critic(d, d),
+        "sampled",
+        proposal=bounds.GaussianProposal(d, d, 64),
+        x_proposal=bounds.GaussianProposal(d, d, 64),
+        correction_critic=_critic(d, d),
+        num_negatives=63,
+    )
 
 
 KINDS = ("chain InfoNCE", "chain NCE-CLUB", "concat InfoNCE", "sampled InfoNCE", "sampled NCE-CLUB")
@@ -71,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     log_b = math.log(args.batch_size)
-    print(f"I(X;Y|Z) estimates (nats), d={args.dim}, rho={args.rho}, B={args.batch_size} (log B = {log_b:.2f}), "
-          f"{args.steps} steps, mean +- std over seeds {args.seeds}")
+    print(
+        f"I(X;Y|Z) estimates (nats), d={args.dim}, rho={args.rho}, B={args.batch_size} (log B = {log_b:.2f}), "
+        f"{args.steps} steps, mean +- std over seeds {args.seeds}"
+    )
     header = ["I(X;Z)", "I(X;Z)/log B", "true I(X;Y|Z)", *KINDS]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -84,8 +92,10 @@ def main(argv: list[str] | None = None) -> None:
             vals = [run(kind, dist, args.steps, args.batch_size, s) for s in args.seeds]
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.2f} +- {sd:.2f}")
-        print(f"| {dist.mi_xz:.2f} | {dist.mi_xz / log_b:.2f} | {dist.conditional_mi:.2f} | " + " | ".join(cells) + " |",
-              flush=True)
+        print(
+            f"| {dist.mi_xz:.2f} | {dist.mi_xz / log_b:.2f} | {dist.conditional_mi:.2f} | " + " | ".join(cells) + " |",
+            flush=True,
+        )
     print(f"({time.perf_counter() - start:.0f} s)")
 
 

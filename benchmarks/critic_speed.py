@@ -72,8 +72,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="B values (default 64 256 1024 4096)")
     p.add_argument("--dim", type=int, default=128, help="x_dim = y_dim")
     p.add_argument("--hidden", type=int, default=None, help="critic hidden width (default 512)")
-    p.add_argument("--layers", type=int, default=1,
-                   help="hidden-to-hidden layers of the critic MLPs (default 1, as the published FactorCL critics)")
+    p.add_argument(
+        "--layers",
+        type=int,
+        default=1,
+        help="hidden-to-hidden layers of the critic MLPs (default 1, as the published FactorCL critics)",
+    )
     p.add_argument("--embed-dim", type=int, default=128, help="SeparableCritic embedding size (class default)")
     p.add_argument("--chunk-size", type=int, default=None, help="ConcatCritic chunk_size (default: class default)")
     p.add_argument("--repeats", type=int, default=None, help="timed steps; the median is reported (default 5)")
@@ -222,8 +226,16 @@ def _worker_main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = _common.pick_device(args.device)
     result = measure(
-        impl, batch, args.dim, args.hidden, args.layers, args.embed_dim, args.chunk_size, device,
-        args.warmup, args.repeats,
+        impl,
+        batch,
+        args.dim,
+        args.hidden,
+        args.layers,
+        args.embed_dim,
+        args.chunk_size,
+        device,
+        args.warmup,
+        args.repeats,
     )
     print(json.dumps(result), flush=True)  # the parent reads this last line
     return 0

@@ -87,18 +87,32 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     ns = argparse.Namespace(noise_std=0.15, drop_p=0.3, candidates=4, batch_size=256)
     data = make_synthetic(num_samples=args.samples, nuisance_dim=10, seed=args.seed)
-    print(f"NCE-CLUB critics of FactorCL-SSL: held-out InfoNCE of the critic as trained -> after "
-          f"{args.converge_steps} more steps on frozen features (gap, nats); main lr 1e-3, seed {args.seed}")
-    print("| critic_steps | critic lr | unique_remove: trained -> converged (gap) | shared_remove (sampled): "
-          "trained -> converged (gap) | accuracy r=0.5 (%) | s / step |")
+    print(
+        f"NCE-CLUB critics of FactorCL-SSL: held-out InfoNCE of the critic as trained -> after "
+        f"{args.converge_steps} more steps on frozen features (gap, nats); main lr 1e-3, seed {args.seed}"
+    )
+    print(
+        "| critic_steps | critic lr | unique_remove: trained -> converged (gap) | shared_remove (sampled): "
+        "trained -> converged (gap) | accuracy r=0.5 (%) | s / step |"
+    )
     print("|---|---|---|---|---|---|")
     for k in args.critic_steps:
         for lr in args.critic_lr:
             model = build("factorcl-ssl", data, "ind", ns, args.seed)
             loader = data.split("train").loader(ns.batch_size, shuffle=True, drop_last=True, seed=args.seed)
             t0 = time.perf_counter()
-            result = Trainer(model, loader, epochs=args.epochs, lr=1e-3, critic_lr=lr, critic_steps=k, device="cpu",
-                             seed=args.seed, progress=False, tensorboard=False).fit()
+            result = Trainer(
+                model,
+                loader,
+                epochs=args.epochs,
+                lr=1e-3,
+                critic_lr=lr,
+                critic_steps=k,
+                device="cpu",
+                seed=args.seed,
+                progress=False,
+                tensorboard=False,
+            ).fit()
             per_step = (time.perf_counter() - t0) / max(1, result.step)
             train_cache = cached_inputs(model, loader, 16)
             test_loader = data.split("test").loader(ns.batch_size, shuffle=False, drop_last=True)

@@ -80,6 +80,7 @@ def make_distribution(name: str, dim: int, mi: float, df: float = 2.0):
         return StudentTPair(dim, dim, df, rho_from_mi(mi - tail, dim))
     raise ValueError(f"distribution must be one of {list(DISTRIBUTIONS)}, got {name!r}")
 
+
 # (key, label in tables and plots); the keys are the JSON keys.
 ESTIMATORS = (
     ("infonce_concat", "InfoNCE (concat)"),
@@ -112,19 +113,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--hidden", type=int, default=None, help="critic hidden width (default 512)")
     p.add_argument("--layers", type=int, default=2, help="hidden-to-hidden layers of the critic MLPs")
-    p.add_argument("--embed-dim", type=int, default=None,
-                   help="separable critic embedding size (default max(32, d): g(x)^T h(y) needs >= d dimensions "
-                        "to express the optimal critic's x^T y term)")
+    p.add_argument(
+        "--embed-dim",
+        type=int,
+        default=None,
+        help="separable critic embedding size (default max(32, d): g(x)^T h(y) needs >= d dimensions "
+        "to express the optimal critic's x^T y term)",
+    )
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument(
         "--separable-lr",
         type=float,
         default=5e-4,
         help="Adam lr of the separable critic only (default 5e-4: the notebook's 5e-3 was tuned for concat "
-             "critics, and the separable critic under-trains at it)",
+        "critics, and the separable critic under-trains at it)",
     )
-    p.add_argument("--distribution", choices=DISTRIBUTIONS, default="gaussian",
-                   help="data at each MI level (default gaussian; see the module docstring)")
+    p.add_argument(
+        "--distribution",
+        choices=DISTRIBUTIONS,
+        default="gaussian",
+        help="data at each MI level (default gaussian; see the module docstring)",
+    )
     p.add_argument("--df", type=float, default=2.0, help="degrees of freedom of --distribution student-t")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
@@ -241,9 +250,9 @@ def ema(values: np.ndarray, span: int) -> np.ndarray:
     num = np.empty_like(v)
     carry = 0.0  # the numerator at the step before the block
     for start in range(0, len(v), block):
-        chunk = v[start:start + block]
+        chunk = v[start : start + block]
         k = np.arange(len(chunk))
-        num[start:start + block] = decay**k * (decay * carry + np.cumsum(chunk * decay**-k))
+        num[start : start + block] = decay**k * (decay * carry + np.cumsum(chunk * decay**-k))
         carry = num[start + len(chunk) - 1]
     den = (1.0 - decay ** np.arange(1, len(v) + 1)) / (1.0 - decay)
     return num / den
@@ -257,8 +266,9 @@ def references(
     return {
         "true": list(levels),
         "log_b": math.log(batch_size),
-        "i_plus_lautum": [CorrelatedGaussian.from_mi(dim, mi).mi_plus_lautum if gaussian else math.nan
-                          for mi in levels],
+        "i_plus_lautum": [
+            CorrelatedGaussian.from_mi(dim, mi).mi_plus_lautum if gaussian else math.nan for mi in levels
+        ],
     }
 
 

@@ -55,7 +55,16 @@ else:  # run as python benchmarks/multibench.py: this folder is sys.path[0]
 
 DATASETS = ("mimic", "mosei", "mosi", "humor", "sarcasm")  # the table's column order
 COLUMN = {"mimic": "MIMIC", "mosei": "MOSEI", "mosi": "MOSI", "humor": "UR-FUNNY", "sarcasm": "MUSTARD"}
-METHODS = ("simclr", "cross+self", "cross+self+fact", "ourcl-ssl", "factorcl-ssl", "supcon", "ourcl-sup", "factorcl-sup")
+METHODS = (
+    "simclr",
+    "cross+self",
+    "cross+self+fact",
+    "ourcl-ssl",
+    "factorcl-ssl",
+    "supcon",
+    "ourcl-sup",
+    "factorcl-sup",
+)
 # The file names MultiBench ships each dataset under (first match in --data-dir wins).
 FILE_NAMES = {"mimic": (mimic.FILE_NAME,), **multibench.FILE_NAMES}
 
@@ -87,8 +96,18 @@ def find_file(folder: Path, dataset: str) -> Path | None:
     return None
 
 
-def protocol_config(dataset: str, method: str, path: Path, seed: int, epochs: int, device: str, out_dir: Path,
-                    quick: bool = False, progress: bool = False, conditioning: str | None = None) -> dict[str, Any]:
+def protocol_config(
+    dataset: str,
+    method: str,
+    path: Path,
+    seed: int,
+    epochs: int,
+    device: str,
+    out_dir: Path,
+    quick: bool = False,
+    progress: bool = False,
+    conditioning: str | None = None,
+) -> dict[str, Any]:
     """The run config of one cell of Table 4.2 (``quick``: tiny models for smoke tests)."""
     if quick:
         seq = {"type": "transformer", "d_model": 8, "heads": 2, "layers": 1, "ff_dim": 16, "out_dim": 8}
@@ -98,18 +117,34 @@ def protocol_config(dataset: str, method: str, path: Path, seed: int, epochs: in
         width, hidden, lr, batch, grid = 40, 512, 1e-4, 128, [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0]
     if dataset == "mimic":
         data = {"kind": "mimic", "path": str(path), "task": "mortality"}
-        encoders = {"x1": {"type": "mlp", "hidden": 2 * width, "layers": 1, "out_dim": width},
-                    "x2": {"type": "gru", "hidden": width, "out_dim": width}}
+        encoders = {
+            "x1": {"type": "mlp", "hidden": 2 * width, "layers": 1, "out_dim": width},
+            "x2": {"type": "gru", "hidden": width, "out_dim": width},
+        }
     else:
         data = {"kind": "multibench", "path": str(path), "dataset": dataset, "modalities": ["vision", "text"]}
         encoders = {"x1": dict(seq), "x2": dict(seq)}
     return {
         "data": data,
         "encoders": encoders,
-        "model": {"method": method, "critic": "concat", "embed_dim": width, "critic_hidden": hidden,
-                  "augment1": "auto", "conditioning": _conditioning(method, conditioning)},
-        "train": {"epochs": epochs, "lr": lr, "batch_size": batch, "critic_steps": 1, "seed": seed,
-                  "device": device, "progress": progress, "tensorboard": False},
+        "model": {
+            "method": method,
+            "critic": "concat",
+            "embed_dim": width,
+            "critic_hidden": hidden,
+            "augment1": "auto",
+            "conditioning": _conditioning(method, conditioning),
+        },
+        "train": {
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch,
+            "critic_steps": 1,
+            "seed": seed,
+            "device": device,
+            "progress": progress,
+            "tensorboard": False,
+        },
         "probe": {"select": "valid", "l2_grid": grid, "ablation": method in FACTORISED},
         "out_dir": str(out_dir),
     }
@@ -140,22 +175,37 @@ def _cell(values: Sequence[float], n_seeds: int) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-dir", type=Path, help="folder with MultiBench's files (im.pk, mosi_raw.pkl, ...)")
-    p.add_argument("--file", action="append", default=[], metavar="DATASET=PATH",
-                   help="use PATH for DATASET instead of its file in --data-dir (repeatable)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"methods (default: the table's rows {list(METHODS)})")
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="DATASET=PATH",
+        help="use PATH for DATASET instead of its file in --data-dir (repeatable)",
+    )
+    p.add_argument(
+        "--methods", nargs="+", default=list(METHODS), help=f"methods (default: the table's rows {list(METHODS)})"
+    )
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), help=f"datasets (default: {list(DATASETS)})")
     p.add_argument("--epochs", type=int, help="pretraining epochs (default 100; 1 with --quick)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--work-dir", type=Path, help="run folders go here (default runs/multibench; a temporary folder with --quick)")
+    p.add_argument(
+        "--work-dir", type=Path, help="run folders go here (default runs/multibench; a temporary folder with --quick)"
+    )
     p.add_argument("--out", type=Path, help="write all results as JSON here")
-    p.add_argument("--quick", action="store_true", help="small generated files in the real formats, tiny models, 1 epoch")
-    p.add_argument("--conditioning", choices=("chain", "concat", "grouped"),
-                   help="how conditional terms condition on C (default: the library's; 'concat' is the published "
-                        "code's; 'grouped' applies to SUP methods only)")
+    p.add_argument(
+        "--quick", action="store_true", help="small generated files in the real formats, tiny models, 1 epoch"
+    )
+    p.add_argument(
+        "--conditioning",
+        choices=("chain", "concat", "grouped"),
+        help="how conditional terms condition on C (default: the library's; 'concat' is the published "
+        "code's; 'grouped' applies to SUP methods only)",
+    )
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     args = p.parse_args(argv)
     from factorcl.data.multibench import ALIASES
@@ -225,8 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for method in args.methods:
                 for seed in args.seeds:
                     out_dir = args.work_dir / d / method.replace("+", "_") / f"seed{seed}"
-                    cfg = protocol_config(d, method, path, seed, args.epochs, args.device, out_dir, args.quick,
-                                          args.progress, args.conditioning)
+                    cfg = protocol_config(
+                        d,
+                        method,
+                        path,
+                        seed,
+                        args.epochs,
+                        args.device,
+                        out_dir,
+                        args.quick,
+                        args.progress,
+                        args.conditioning,
+                    )
                     t0 = time.perf_counter()
                     rec: dict[str, Any] = {"dataset": d, "method": method, "seed": seed}
                     try:
@@ -246,55 +306,97 @@ def main(argv: Sequence[str] | None = None) -> int:
         for method in args.methods:
             summary[method] = {}
             for d in paths:
-                accs = [r["accuracy"] for r in records if r["method"] == method and r["dataset"] == d and "accuracy" in r]
+                accs = [
+                    r["accuracy"] for r in records if r["method"] == method and r["dataset"] == d and "accuracy" in r
+                ]
                 mean, std = _mean_std(accs)
                 summary[method][d] = {"mean": mean, "std": std, "n": len(accs)}
                 if method in FACTORISED:
                     for part in ("S", "U1", "U2"):
-                        vals = [r["probe"][part]["accuracy"] for r in records
-                                if r["method"] == method and r["dataset"] == d and r.get("probe") and part in r["probe"]]
+                        vals = [
+                            r["probe"][part]["accuracy"]
+                            for r in records
+                            if r["method"] == method and r["dataset"] == d and r.get("probe") and part in r["probe"]
+                        ]
                         m, s = _mean_std(vals)
                         summary[method][d][part] = {"mean": m, "std": s, "n": len(vals)}
 
         cols = list(paths)
         if cols:
-            print("\nTest accuracy (%) of a linear probe on the frozen representation"
-                  + (f", mean ± std over seeds {args.seeds}" if len(args.seeds) > 1 else f", seed {args.seeds[0]}")
-                  + (" [--quick: generated data, not a result]" if args.quick else ""))
+            print(
+                "\nTest accuracy (%) of a linear probe on the frozen representation"
+                + (f", mean ± std over seeds {args.seeds}" if len(args.seeds) > 1 else f", seed {args.seeds[0]}")
+                + (" [--quick: generated data, not a result]" if args.quick else "")
+            )
             rows = []
             for method in args.methods:
-                accs = {d: [r["accuracy"] for r in records if r["method"] == method and r["dataset"] == d and "accuracy" in r]
-                        for d in cols}
+                accs = {
+                    d: [
+                        r["accuracy"]
+                        for r in records
+                        if r["method"] == method and r["dataset"] == d and "accuracy" in r
+                    ]
+                    for d in cols
+                }
                 rows.append([method, *(_cell(accs[d], len(args.seeds)) for d in cols)])
             print(_common.format_table(["method", *(COLUMN[d] for d in cols)], rows))
             print("\nPaper (Table 4.2)")
-            print(_common.format_table(["method", *(COLUMN[d] for d in cols)],
-                                       [[m, *(f"{PAPER[m][d]:.2f}" for d in cols)] for m in args.methods if m in PAPER]))
+            print(
+                _common.format_table(
+                    ["method", *(COLUMN[d] for d in cols)],
+                    [[m, *(f"{PAPER[m][d]:.2f}" for d in cols)] for m in args.methods if m in PAPER],
+                )
+            )
             fact = [m for m in args.methods if m in FACTORISED]
             if fact:
-                print("\nAblation: probe on one part of the factorised representation "
-                      "(%; paper Table 4.4 is factorcl-sup)")
+                print(
+                    "\nAblation: probe on one part of the factorised representation "
+                    "(%; paper Table 4.4 is factorcl-sup)"
+                )
                 rows = []
                 for m in fact:
                     for part in ("S", "U1", "U2"):
-                        vals = {d: [r["probe"][part]["accuracy"] for r in records if r["method"] == m and r["dataset"] == d
-                                    and r.get("probe") and part in r["probe"]] for d in cols}
-                        paper = "  (" + ", ".join(f"{PAPER_ABLATION[part][d]:.1f}" for d in cols) + ")" if m == "factorcl-sup" else ""
+                        vals = {
+                            d: [
+                                r["probe"][part]["accuracy"]
+                                for r in records
+                                if r["method"] == m and r["dataset"] == d and r.get("probe") and part in r["probe"]
+                            ]
+                            for d in cols
+                        }
+                        paper = (
+                            "  (" + ", ".join(f"{PAPER_ABLATION[part][d]:.1f}" for d in cols) + ")"
+                            if m == "factorcl-sup"
+                            else ""
+                        )
                         rows.append([f"{m} {part}", *(_cell(vals[d], len(args.seeds)) for d in cols), paper.strip()])
                 print(_common.format_table(["representation", *(COLUMN[d] for d in cols), "paper"], rows))
-        print(f"\n{len(records)} runs in {time.perf_counter() - start:.1f} s" + (f", {failed} FAILED" if failed else ""))
+        print(
+            f"\n{len(records)} runs in {time.perf_counter() - start:.1f} s" + (f", {failed} FAILED" if failed else "")
+        )
 
         if args.out is not None:
-            _common.write_json(args.out, {
-                "config": {"methods": args.methods, "datasets": args.datasets, "seeds": args.seeds, "epochs": args.epochs,
-                           "device": args.device, "quick": args.quick, "conditioning": args.conditioning, "files": {d: str(p) for d, p in paths.items()}},
-                "environment": _common.environment(),
-                "skipped": skipped,
-                "summary": summary,
-                "runs": [{k: v for k, v in r.items() if k != "traceback"} for r in records],
-                "paper": PAPER,
-                "paper_ablation": PAPER_ABLATION,
-            })
+            _common.write_json(
+                args.out,
+                {
+                    "config": {
+                        "methods": args.methods,
+                        "datasets": args.datasets,
+                        "seeds": args.seeds,
+                        "epochs": args.epochs,
+                        "device": args.device,
+                        "quick": args.quick,
+                        "conditioning": args.conditioning,
+                        "files": {d: str(p) for d, p in paths.items()},
+                    },
+                    "environment": _common.environment(),
+                    "skipped": skipped,
+                    "summary": summary,
+                    "runs": [{k: v for k, v in r.items() if k != "traceback"} for r in records],
+                    "paper": PAPER,
+                    "paper_ablation": PAPER_ABLATION,
+                },
+            )
             print(f"wrote {args.out}")
         return 1 if failed else 0
     finally:

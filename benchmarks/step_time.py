@@ -45,9 +45,20 @@ INPUT_DIM = 100
 def ours_model(critic: str, conditioning: str | None, hidden: int, embed: int, critic_hidden: int) -> factorcl.FactorCL:
     """FactorCL-SSL with the published synthetic sizes."""
     aug = augment.Compose([augment.GaussianNoise(0.15), augment.FeatureDropout(0.1)])
-    return factorcl.FactorCL(mlp(INPUT_DIM, hidden, embed, 0), mlp(INPUT_DIM, hidden, embed, 0), embed, embed,
-                             method="factorcl-ssl", critic=critic, conditioning=conditioning, augment1=aug,
-                             augment2=aug, embed_dim=embed, critic_hidden=critic_hidden, critic_layers=1)
+    return factorcl.FactorCL(
+        mlp(INPUT_DIM, hidden, embed, 0),
+        mlp(INPUT_DIM, hidden, embed, 0),
+        embed,
+        embed,
+        method="factorcl-ssl",
+        critic=critic,
+        conditioning=conditioning,
+        augment1=aug,
+        augment2=aug,
+        embed_dim=embed,
+        critic_hidden=critic_hidden,
+        critic_layers=1,
+    )
 
 
 def ours_step_fn(model: factorcl.FactorCL, x1: torch.Tensor, x2: torch.Tensor) -> Callable[[], None]:
@@ -80,11 +91,21 @@ def build_step(impl: str, batch_size: int, args: argparse.Namespace, device: tor
     x1 = torch.randn(batch_size, INPUT_DIM, device=device)
     x2 = torch.randn(batch_size, INPUT_DIM, device=device)
     if impl == "published":
-        model = PublishedFactorCLSSL(INPUT_DIM, INPUT_DIM, args.hidden, args.embed, layers=0,
-                                     critic_hidden_dim=args.critic_hidden, critic_layers=1).to(device)
+        model = PublishedFactorCLSSL(
+            INPUT_DIM,
+            INPUT_DIM,
+            args.hidden,
+            args.embed,
+            layers=0,
+            critic_hidden_dim=args.critic_hidden,
+            critic_layers=1,
+        ).to(device)
         return published_step_fn(model, x1, x2)
-    critic, conditioning = {"ours-concat": ("concat", "concat"), "ours-separable": ("separable", "concat"),
-                            "ours-default": ("separable", None)}[impl]
+    critic, conditioning = {
+        "ours-concat": ("concat", "concat"),
+        "ours-separable": ("separable", "concat"),
+        "ours-default": ("separable", None),
+    }[impl]
     model = ours_model(critic, conditioning, args.hidden, args.embed, args.critic_hidden).to(device)
     return ours_step_fn(model, x1, x2)
 
@@ -127,12 +148,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for b in args.batch_sizes:
             base = None
             for impl in args.impls:
-                timing = _common.time_fn(build_step(impl, b, args, device), device, warmup=args.warmup,
-                                         repeats=args.repeats)
+                timing = _common.time_fn(
+                    build_step(impl, b, args, device), device, warmup=args.warmup, repeats=args.repeats
+                )
                 ms = timing["median_ms"]
                 base = ms if impl == "published" else base
                 speedup = base / ms if base else float("nan")
-                results[impl][str(b)] = {"ms_per_step": ms, "speedup_vs_published": speedup, "times_ms": timing["times_ms"]}
+                results[impl][str(b)] = {
+                    "ms_per_step": ms,
+                    "speedup_vs_published": speedup,
+                    "times_ms": timing["times_ms"],
+                }
                 rows.append([b, impl, ms, speedup])
                 print(f"B={b:<4} {impl:<15} {ms:10.1f} ms/step", flush=True)
         print()
@@ -143,12 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if got is None or "published" not in results:
                 lines.append(f"N/A: {impl} >= {target:g}x faster than published at B=256 (not run)")
             else:
-                lines.append(_common.check_line(got >= target, f"{impl} >= {target:g}x faster than published at "
-                                                               f"B=256 (measured {got:.2f}x)"))
+                lines.append(
+                    _common.check_line(
+                        got >= target, f"{impl} >= {target:g}x faster than published at B=256 (measured {got:.2f}x)"
+                    )
+                )
         print("\n".join(lines))
         if args.out:
-            _common.write_json(args.out, {"config": vars(args), "environment": _common.environment(device),
-                                          "results": results, "checks": lines})
+            _common.write_json(
+                args.out,
+                {"config": vars(args), "environment": _common.environment(device), "results": results, "checks": lines},
+            )
     finally:
         bounds.set_value_checks(checks)
         torch.set_num_threads(old_threads)

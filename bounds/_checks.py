@@ -80,8 +80,10 @@ def check_negatives(scores: Tensor, name: str = "scores") -> None:
     """A contrastive estimate needs a negative in every row: N >= 2 candidates, i.e. a batch of >= 2."""
     n = scores.shape[1]
     if n < 2:
-        raise ValueError(f"the batch size must be >= 2 for a contrastive estimate (in-batch negatives), got a batch "
-                         f"of {n} ({name} has shape {shape_str(scores)}: no negatives)")
+        raise ValueError(
+            f"the batch size must be >= 2 for a contrastive estimate (in-batch negatives), got a batch "
+            f"of {n} ({name} has shape {shape_str(scores)}: no negatives)"
+        )
 
 
 def check_features(t: object, dim: int | None, name: str) -> Tensor:
@@ -99,9 +101,7 @@ def check_features(t: object, dim: int | None, name: str) -> Tensor:
 
 def check_same_batch(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
     if a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same batch size, got {a.shape[0]} and {b.shape[0]}"
-        )
+        raise ValueError(f"{name_a} and {name_b} must have the same batch size, got {a.shape[0]} and {b.shape[0]}")
 
 
 def check_groups(groups: object, n: int, name: str) -> Tensor:

@@ -57,13 +57,13 @@ def _group_mask(scores: Tensor, groups: Tensor, candidate_groups: Tensor | None,
     candidate_groups = check_groups(candidate_groups, n, "candidate_groups")
     mask = groups.unsqueeze(1) == candidate_groups.unsqueeze(0)
     if not bool(positives(mask, offset).all()):
-        raise ValueError("groups and candidate_groups disagree on a positive pair: each positive must share its row's group")
+        raise ValueError(
+            "groups and candidate_groups disagree on a positive pair: each positive must share its row's group"
+        )
     return mask
 
 
-def grouped_infonce(
-    scores: Tensor, groups: Tensor, candidate_groups: Tensor | None = None, offset: int = 0
-) -> Tensor:
+def grouped_infonce(scores: Tensor, groups: Tensor, candidate_groups: Tensor | None = None, offset: int = 0) -> Tensor:
     """I_NCE(X; Y | C) for a discrete C (Eq. 4.13): in-group negatives, normaliser log(n_i).
 
     mean_i [s_ii - logsumexp_{j: c_j = c_i} s_ij + log n_i], where n_i counts row i's
@@ -105,9 +105,12 @@ def grouped_nce_club(
     neg_mask.diagonal(offset).fill_(False)
     counts = neg_mask.sum(dim=1)
     neg_mean = (s * neg_mask).sum(dim=1) / counts.clamp_min(1).to(s.dtype)
-    value = valid_row_mean(positives(s, offset) - neg_mean, counts > 0, normalizer,
-                           "no row of scores has a negative in its own group; grouped NCE-CLUB needs >= 2 "
-                           "samples in a group")
+    value = valid_row_mean(
+        positives(s, offset) - neg_mean,
+        counts > 0,
+        normalizer,
+        "no row of scores has a negative in its own group; grouped NCE-CLUB needs >= 2 samples in a group",
+    )
     return value.to(scores.dtype)
 
 
@@ -148,14 +151,18 @@ class _Conditional(nn.Module):
         if conditioning == "chain" and marginal_critic is None:
             raise ValueError("conditioning='chain' needs marginal_critic, the critic of I(X; C)")
         if conditioning == "sampled" and proposal is None:
-            raise ValueError("conditioning='sampled' needs proposal, a learned q(y | c) such as "
-                             "bounds.GaussianProposal(c_dim, y_dim)")
+            raise ValueError(
+                "conditioning='sampled' needs proposal, a learned q(y | c) such as "
+                "bounds.GaussianProposal(c_dim, y_dim)"
+            )
         if int(num_negatives) < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         if conditioning == "sampled" and x_proposal is None and not critic_sees_condition:
-            raise ValueError("conditioning='sampled' with critic_sees_condition=False needs x_proposal (a learned "
-                             "q(x | c)): a critic that sees neither c nor x's residual cannot represent "
-                             "log p(y | x, c) / q(y | c), even for Gaussians")
+            raise ValueError(
+                "conditioning='sampled' with critic_sees_condition=False needs x_proposal (a learned "
+                "q(x | c)): a critic that sees neither c nor x's residual cannot represent "
+                "log p(y | x, c) / q(y | c), even for Gaussians"
+            )
         self.proposal = proposal
         self.x_proposal = x_proposal
         self.critic_sees_condition = bool(critic_sees_condition)
@@ -201,8 +208,9 @@ class _Conditional(nn.Module):
         c = self._chain_condition(x, cx, cy)
         return call_frozen(self.marginal_critic, x, c) if frozen else self.marginal_critic(x, c)
 
-    def _sampled_candidates(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None,
-                            offset: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _sampled_candidates(
+        self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None, offset: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(c [B, k], x side [B, dx], positives [B, dy], negatives [K, dy]) in the proposals' residual units.
 
         Row i's positive is standardised by q: (y_i - mu(c_i)) / sigma(c_i); its K negatives are
@@ -214,12 +222,16 @@ class _Conditional(nn.Module):
         """
         b, offset = x.shape[0], as_offset(offset)
         if y.shape[0] < offset + b:
-            raise ValueError(f"y must hold this rank's positives y[offset:offset + B] (offset={offset}, B={b}), "
-                             f"got {y.shape[0]} rows")
+            raise ValueError(
+                f"y must hold this rank's positives y[offset:offset + B] (offset={offset}, B={b}), "
+                f"got {y.shape[0]} rows"
+            )
         c = self._chain_condition(x, cx, cy)
         if c.shape[0] != b:
-            raise ValueError(f"conditioning='sampled' takes one condition per row of x: cx (and cy) must have "
-                             f"B={b} rows, got {c.shape[0]}")
+            raise ValueError(
+                f"conditioning='sampled' takes one condition per row of x: cx (and cy) must have "
+                f"B={b} rows, got {c.shape[0]}"
+            )
         positive = _standardize(self.proposal, y[offset : offset + b], c)
         noise = torch.randn((self.num_negatives, positive.shape[1]), device=positive.device, dtype=positive.dtype)
         x_side = x if self.x_proposal is None else _standardize(self.x_proposal, x, c)
@@ -261,8 +273,9 @@ class _Conditional(nn.Module):
                 params += list(part.parameters())
         return params
 
-    def _sampled_critic_loss(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None, offset: int,
-                             train_main: bool) -> Tensor:
+    def _sampled_critic_loss(
+        self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None, offset: int, train_main: bool
+    ) -> Tensor:
         x, y, cx, cy = _detach_all(x, y, cx, cy)
         offset = as_offset(offset)
         c = self._chain_condition(x, cx, cy)
@@ -326,8 +339,9 @@ class ConditionalInfoNCE(_Conditional):
         """The loss of the separately trained parts on detached inputs: -I_NCE(X; C) for ``chain``'s
         marginal critic; the proposal's NLL and the correction critic's -I_NCE^q for ``sampled``."""
         if not self.has_critic_loss:
-            raise ValueError(f"conditioning={self.conditioning!r} has no separately trained critic; "
-                             "only 'chain' and 'sampled' do")
+            raise ValueError(
+                f"conditioning={self.conditioning!r} has no separately trained critic; only 'chain' and 'sampled' do"
+            )
         if self.conditioning == "sampled":
             return self._sampled_critic_loss(x, y, cx, cy, offset, train_main=False)
         det = _detach_all(x, cx, cy)
@@ -347,8 +361,15 @@ class ConditionalNCECLUB(_Conditional):
         #: the critic is far from optimal and the estimate is no upper bound.
         self.last_bracket: Tensor | None = None
 
-    def forward(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0,
-                normalizer: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        y: Tensor,
+        cx: Tensor,
+        cy: Tensor | None = None,
+        offset: int = 0,
+        normalizer: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
         """The conditional NCE-CLUB estimate (nats); gradients reach x, y (and the conditions).
 
         ``normalizer`` is passed to :func:`grouped_nce_club` (``grouped`` only: the other
@@ -437,7 +458,9 @@ def conditional_estimator(
     given = dict(critics or {})
     unknown = sorted(set(given) - {"critic", "marginal_critic", "correction_critic"})
     if unknown:
-        raise ValueError(f"critics has unknown roles {unknown}; the roles are critic, marginal_critic, correction_critic")
+        raise ValueError(
+            f"critics has unknown roles {unknown}; the roles are critic, marginal_critic, correction_critic"
+        )
     pick = lambda role, a, b: given.pop(role, None) or make_critic(a, b)  # noqa: E731
     c_dim = cx_dim if cy_dim is None else cx_dim + cy_dim  # the whole condition
     kwargs: dict[str, Any] = {"conditioning": conditioning, "num_classes": num_classes}
@@ -447,9 +470,12 @@ def conditional_estimator(
         kwargs["marginal_critic"] = pick("marginal_critic", x_dim, c_dim)
     elif conditioning == "sampled":
         critic = pick("critic", x_dim, y_dim)
-        kwargs.update(proposal=GaussianProposal(c_dim, y_dim, proposal_hidden),
-                      x_proposal=GaussianProposal(c_dim, x_dim, proposal_hidden),
-                      correction_critic=pick("correction_critic", c_dim, y_dim), num_negatives=num_negatives)
+        kwargs.update(
+            proposal=GaussianProposal(c_dim, y_dim, proposal_hidden),
+            x_proposal=GaussianProposal(c_dim, x_dim, proposal_hidden),
+            correction_critic=pick("correction_critic", c_dim, y_dim),
+            num_negatives=num_negatives,
+        )
     else:  # grouped, concat: the condition appended to each side
         critic = pick("critic", x_dim + cx_dim, y_dim + (cx_dim if cy_dim is None else cy_dim))
     if kind == "nce_club":

@@ -253,4 +253,3 @@ def critic_from_name(kind: str, x_dim: int, y_dim: int, **kwargs) -> nn.Module:
     if kind == "concat":
         return ConcatCritic(x_dim, y_dim, **kwargs)
     raise ValueError(f"critic must be one of ['concat', 'separable'], got {kind!r}")
-

@@ -44,8 +44,14 @@ def student_t_mi_correction(df: float, x_dim: int, y_dim: int) -> float:
     half = [nu / 2, (nu + p) / 2, (nu + q) / 2, (nu + p + q) / 2]
     psi = torch.special.digamma(torch.tensor(half, dtype=torch.float64)).tolist()
     return (
-        math.lgamma(half[0]) + math.lgamma(half[3]) - math.lgamma(half[1]) - math.lgamma(half[2])
-        + half[1] * psi[1] + half[2] * psi[2] - half[0] * psi[0] - half[3] * psi[3]
+        math.lgamma(half[0])
+        + math.lgamma(half[3])
+        - math.lgamma(half[1])
+        - math.lgamma(half[2])
+        + half[1] * psi[1]
+        + half[2] * psi[2]
+        - half[0] * psi[0]
+        - half[3] * psi[3]
     )
 
 
@@ -79,7 +85,7 @@ class CorrelatedGaussian:
             raise ValueError(f"dim must be >= 1, got {self.dim}")
 
     @classmethod
-    def from_mi(cls, dim: int, mi: float) -> "CorrelatedGaussian":
+    def from_mi(cls, dim: int, mi: float) -> CorrelatedGaussian:
         """The distribution with I(X; Y) = mi nats."""
         return cls(dim, rho_from_mi(mi, dim))
 
@@ -288,8 +294,11 @@ class StudentTPair:
         xk, yk = x[..., :k], y[..., :k]
         joint = a + b + ((xk**2 + yk**2) * (self.rho**2) - 2.0 * self.rho * xk * yk).sum(-1) / r2
         const = (
-            math.lgamma((nu + p + q) / 2) + math.lgamma(nu / 2) - math.lgamma((nu + p) / 2)
-            - math.lgamma((nu + q) / 2) - 0.5 * k * math.log(r2)
+            math.lgamma((nu + p + q) / 2)
+            + math.lgamma(nu / 2)
+            - math.lgamma((nu + p) / 2)
+            - math.lgamma((nu + q) / 2)
+            - 0.5 * k * math.log(r2)
         )
         return (
             const
@@ -313,7 +322,7 @@ class DenseGaussian:
         self.y_dim, self.x_dim = self.mixing.shape
 
     @classmethod
-    def from_mi(cls, x_dim: int, y_dim: int, mi: float, seed: int = 0) -> "DenseGaussian":
+    def from_mi(cls, x_dim: int, y_dim: int, mi: float, seed: int = 0) -> DenseGaussian:
         """A = c A0 with A0 ~ N(0, 1/p) drawn from ``seed`` and c chosen (bisection) so that I(X; Y) = mi."""
         if not mi > 0:
             raise ValueError(f"mi must be > 0, got {mi}")

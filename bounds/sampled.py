@@ -45,8 +45,10 @@ MIN_PROPOSAL_STD = 1e-3
 def _check_candidate_scores(scores: object) -> Tensor:
     scores = check_tensor(scores, "scores")
     if scores.dim() != 2 or scores.shape[1] < 2 or scores.shape[0] == 0:
-        raise ValueError("scores must be a [B, 1 + K] matrix with the positive in column 0 and K >= 1 sampled "
-                         f"negatives, got shape {tuple(scores.shape)}")
+        raise ValueError(
+            "scores must be a [B, 1 + K] matrix with the positive in column 0 and K >= 1 sampled "
+            f"negatives, got shape {tuple(scores.shape)}"
+        )
     if not scores.is_floating_point():
         raise ValueError(f"scores must be a floating-point tensor, got dtype {scores.dtype}")
     return scores
@@ -82,8 +84,9 @@ def score_candidates(critic: nn.Module, x: Tensor, candidates: Tensor) -> Tensor
     check_features(x, None, "x")
     candidates = check_tensor(candidates, "candidates")
     if candidates.dim() != 3 or candidates.shape[0] != x.shape[0]:
-        raise ValueError(f"candidates must be [B, M, D] with B = {x.shape[0]} rows of x, got shape "
-                         f"{tuple(candidates.shape)}")
+        raise ValueError(
+            f"candidates must be [B, M, D] with B = {x.shape[0]} rows of x, got shape {tuple(candidates.shape)}"
+        )
     own = getattr(critic, "score_candidates", None)
     if own is not None:
         return own(x, candidates)
@@ -116,8 +119,9 @@ class GaussianProposal(nn.Module):
     exact for Gaussians, an approximation otherwise, whose error the correction critic measures.
     """
 
-    def __init__(self, c_dim: int, y_dim: int, hidden_dim: int = 256, layers: int = 1, momentum: float = 0.01,
-                 ridge: float = 1.0) -> None:
+    def __init__(
+        self, c_dim: int, y_dim: int, hidden_dim: int = 256, layers: int = 1, momentum: float = 0.01, ridge: float = 1.0
+    ) -> None:
         super().__init__()
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"momentum must be in (0, 1], got {momentum}")
@@ -225,8 +229,9 @@ class GaussianProposal(nn.Module):
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         mean, log_std = self(c)
-        noise = torch.randn((c.shape[0], int(num_samples), self.y_dim), generator=generator,
-                            device=mean.device, dtype=mean.dtype)
+        noise = torch.randn(
+            (c.shape[0], int(num_samples), self.y_dim), generator=generator, device=mean.device, dtype=mean.dtype
+        )
         return mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * noise
 
 

@@ -43,14 +43,19 @@ def supcon_loss(
     if self_index is not None:
         self_index = check_tensor(self_index, "self_index").to(s.device).long()
         if self_index.shape != (b,):
-            raise ValueError(f"self_index must be a [{b}] vector of column indices, got shape {tuple(self_index.shape)}")
+            raise ValueError(
+                f"self_index must be a [{b}] vector of column indices, got shape {tuple(self_index.shape)}"
+            )
         rows = torch.nonzero(self_index >= 0).squeeze(1)
         valid[rows, self_index[rows]] = False
     pos = (labels.unsqueeze(1) == candidate_labels.unsqueeze(0)) & valid
     log_prob = s - torch.logsumexp(s.masked_fill(~valid, float("-inf")), dim=1, keepdim=True)
     n_pos = pos.sum(dim=1)
     per_anchor = log_prob.masked_fill(~pos, 0.0).sum(dim=1) / n_pos.clamp_min(1).to(s.dtype)
-    value = valid_row_mean(per_anchor, n_pos > 0, normalizer,
-                           "no anchor has a positive (another candidate with its label); SupCon needs >= 2 "
-                           "samples of a class")
+    value = valid_row_mean(
+        per_anchor,
+        n_pos > 0,
+        normalizer,
+        "no anchor has a positive (another candidate with its label); SupCon needs >= 2 samples of a class",
+    )
     return (-value).to(scores.dtype)

@@ -38,8 +38,10 @@ class Batch:
             return cls(**{k: batch.get(k) for k in FIELDS})
         if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
             return cls(batch[0], batch[1], batch[2] if len(batch) == 3 else None)
-        raise ValueError("batch must be a dict with 'x1', 'x2' (optional 'y', 'x1_aug', 'x2_aug', 'mask1', 'mask2') "
-                         "or a tuple (x1, x2) / (x1, x2, y)")
+        raise ValueError(
+            "batch must be a dict with 'x1', 'x2' (optional 'y', 'x1_aug', 'x2_aug', 'mask1', 'mask2') "
+            "or a tuple (x1, x2) / (x1, x2, y)"
+        )
 
     def check_pair(self) -> tuple[Tensor, Tensor]:
         """``(x1, x2)``, checked: non-empty tensor batches with the same batch size."""
@@ -60,10 +62,13 @@ class Batch:
                 raise ValueError("y must hold integer class labels, got non-integer values")
             y = y.long()
         if y.shape[0] != self.x1.shape[0]:
-            raise ValueError(f"y must have one label per sample: got {y.shape[0]} labels for a batch of "
-                             f"{self.x1.shape[0]}")
+            raise ValueError(
+                f"y must have one label per sample: got {y.shape[0]} labels for a batch of {self.x1.shape[0]}"
+            )
         if bool((y < 0).any()) or bool((y >= num_classes).any()):
-            raise ValueError(f"y must hold labels in [0, {num_classes}), got values in [{int(y.min())}, {int(y.max())}]")
+            raise ValueError(
+                f"y must hold labels in [0, {num_classes}), got values in [{int(y.min())}, {int(y.max())}]"
+            )
         return y
 
     def masks(self) -> dict[str, Tensor]:

@@ -126,20 +126,25 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
         # "Unsupported global" line tells them apart.
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found is None:
-            raise ValueError(f"could not read checkpoint {path}: not a complete torch checkpoint (truncated or "
-                             "corrupt?)") from exc
-        raise ValueError(f"could not read checkpoint {path}: it holds Python objects ({found.group(1)}) other than "
-                         "tensors and primitives, which factorcl never writes, so it is not loaded") from exc
+            raise ValueError(
+                f"could not read checkpoint {path}: not a complete torch checkpoint (truncated or corrupt?)"
+            ) from exc
+        raise ValueError(
+            f"could not read checkpoint {path}: it holds Python objects ({found.group(1)}) other than "
+            "tensors and primitives, which factorcl never writes, so it is not loaded"
+        ) from exc
     except Exception as exc:  # a truncated or foreign file
-        raise ValueError(f"could not read checkpoint {path}: not a complete torch checkpoint (truncated?): "
-                         f"{exc}") from exc
+        raise ValueError(
+            f"could not read checkpoint {path}: not a complete torch checkpoint (truncated?): {exc}"
+        ) from exc
     if not isinstance(state, dict):
         raise ValueError(f"could not read checkpoint {path}: expected a dict, got {type(state).__name__}")
     return state
 
 
-def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,
-                     metadata: Mapping[str, str] | None = None) -> Path:
+def save_safetensors(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write a state dict as safetensors (weights only: no code, loadable without torch.load), atomically."""
     from safetensors.torch import save
 
@@ -182,7 +187,8 @@ def refuse_existing_run(out_dir: str | os.PathLike, found: list[str]) -> None:
     """Raise :class:`RunExistsError` naming the folder, what is in it, and the three ways on."""
     raise RunExistsError(
         f"{out_dir} already holds a run ({', '.join(found)}); nothing was changed. Continue it with --resume "
-        "(Python: resume='auto'), replace it with --overwrite (overwrite=True), or choose another --out-dir")
+        "(Python: resume='auto'), replace it with --overwrite (overwrite=True), or choose another --out-dir"
+    )
 
 
 def check_writable_dir(out_dir: str | os.PathLike) -> Path:
@@ -196,13 +202,15 @@ def check_writable_dir(out_dir: str | os.PathLike) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise PermissionError(f"out_dir {out} is not writable ({exc.strerror or exc}): choose a folder you can "
-                              "write to") from exc
+        raise PermissionError(
+            f"out_dir {out} is not writable ({exc.strerror or exc}): choose a folder you can write to"
+        ) from exc
     return out
 
 
-def clear_run(out_dir: str | os.PathLike, names: tuple[str, ...] = RUN_FILES,
-              folders: tuple[str, ...] = RUN_FOLDERS) -> None:
+def clear_run(
+    out_dir: str | os.PathLike, names: tuple[str, ...] = RUN_FILES, folders: tuple[str, ...] = RUN_FOLDERS
+) -> None:
     """Remove a run's own files (``overwrite=True``), so that no old file outlives the new run's start."""
     import shutil
 
@@ -232,8 +240,10 @@ def resolve_resume(resume: str | None, out_dir: Path | None) -> Path | None:
         if len(set(seen)) > 1:
             have = [r for r, f in enumerate(seen) if f]
             lack = [r for r, f in enumerate(seen) if not f]
-            raise ValueError(f"checkpoint {path} exists for ranks {have} but not for ranks {lack}: every rank "
-                             "loads it on resume, so out_dir must be on a file system that every node shares")
+            raise ValueError(
+                f"checkpoint {path} exists for ranks {have} but not for ranks {lack}: every rank "
+                "loads it on resume, so out_dir must be on a file system that every node shares"
+            )
     if resume == "auto" and not found:
         return None
     return path
@@ -265,13 +275,26 @@ def prepare_out_dir(out_dir: Path | None, resuming: bool, overwrite: bool, devic
 
 
 #: TrainConfig fields that do not change what a run computes: a resume may change them freely.
-FREE_TRAIN_KEYS = frozenset({"device", "out_dir", "resume", "progress", "tensorboard", "stop_after",
-                             "checkpoint_every", "overwrite", "allow_config_change", "safetensors",
-                             "find_unused_parameters"})
+FREE_TRAIN_KEYS = frozenset(
+    {
+        "device",
+        "out_dir",
+        "resume",
+        "progress",
+        "tensorboard",
+        "stop_after",
+        "checkpoint_every",
+        "overwrite",
+        "allow_config_change",
+        "safetensors",
+        "find_unused_parameters",
+    }
+)
 
 
-def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], free: frozenset[str] = FREE_TRAIN_KEYS,
-                   prefix: str = "") -> dict[str, tuple[Any, Any]]:
+def config_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], free: frozenset[str] = FREE_TRAIN_KEYS, prefix: str = ""
+) -> dict[str, tuple[Any, Any]]:
     """``{key: (old, new)}`` for the keys whose values differ (nested mappings by dotted key), minus ``free``."""
     changes: dict[str, tuple[Any, Any]] = {}
     for key in sorted(set(old) | set(new), key=str):
@@ -303,8 +326,11 @@ def state_dict_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) ->
     lines = []
     missing = [k for k in current if k not in saved]
     unexpected = [k for k in saved if k not in current]
-    shapes = [f"{k}: {tuple(saved[k].shape)} in the checkpoint, {tuple(current[k].shape)} in the model"
-              for k in current if k in saved and hasattr(saved[k], "shape") and saved[k].shape != current[k].shape]
+    shapes = [
+        f"{k}: {tuple(saved[k].shape)} in the checkpoint, {tuple(current[k].shape)} in the model"
+        for k in current
+        if k in saved and hasattr(saved[k], "shape") and saved[k].shape != current[k].shape
+    ]
 
     def few(keys: list[str]) -> str:
         return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
@@ -414,8 +440,9 @@ class RunState:
     def _rank_rng(self, epoch_rng: dict) -> dict[str, Any]:
         return {"rng": rng_state(), "epoch_rng": epoch_rng, "loader_rng": _loader_rng(self.loader)}
 
-    def payload(self, step: int, epoch: int, batch_in_epoch: int, rng: Mapping[str, Any],
-                metrics: Mapping[str, float]) -> dict[str, Any]:
+    def payload(
+        self, step: int, epoch: int, batch_in_epoch: int, rng: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> dict[str, Any]:
         """The checkpoint dict (without ``rank_rng``); ``rng`` is this rank's ``{rng, epoch_rng, loader_rng}``."""
         return {
             **{key: _state_dict(getattr(self, key)) for key in STATE_DICT_KEYS},
@@ -433,8 +460,15 @@ class RunState:
             "metrics": dict(metrics),
         }
 
-    def save(self, step: int, epoch: int, batch_in_epoch: int, epoch_rng: dict, metrics: Mapping[str, float],
-             final: bool = False) -> Path | None:
+    def save(
+        self,
+        step: int,
+        epoch: int,
+        batch_in_epoch: int,
+        epoch_rng: dict,
+        metrics: Mapping[str, float],
+        final: bool = False,
+    ) -> Path | None:
         """Write the checkpoint (rank 0) and return its path on every rank once it is complete.
 
         A full disk does not lose the run: before the last checkpoint it warns and returns None
@@ -473,16 +507,25 @@ class RunState:
 
     def _disk_full(self, path: Path, step: int, error: BaseException | None, final: bool) -> None:
         """A full disk: warn and go on (None), or at the last checkpoint raise :class:`CheckpointWriteError`."""
-        last = (f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
-                if self.last_saved else "no checkpoint of this run was written yet")
+        last = (
+            f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
+            if self.last_saved
+            else "no checkpoint of this run was written yet"
+        )
         if not final:
             if is_main_process():
-                warnings.warn(f"step {step}: {error}; training goes on with the model in memory and tries again "
-                              f"at the next checkpoint ({last})", CheckpointWarning, stacklevel=3)
+                warnings.warn(
+                    f"step {step}: {error}; training goes on with the model in memory and tries again "
+                    f"at the next checkpoint ({last})",
+                    CheckpointWarning,
+                    stacklevel=3,
+                )
             return None
         reason = error if error is not None else f"rank 0 could not write {path}: the disk is full"
-        message = (f"{reason}. Training finished (step {step}) but its last checkpoint could not be written; "
-                   f"{last}. Free space and resume, or save the model (still in memory) elsewhere")
+        message = (
+            f"{reason}. Training finished (step {step}) but its last checkpoint could not be written; "
+            f"{last}. Free space and resume, or save the model (still in memory) elsewhere"
+        )
         raise CheckpointWriteError(message) from error
 
     def export_weights(self, step: int) -> None:
@@ -529,8 +572,9 @@ class RunState:
         """The checkpoint is of this method, world size and model."""
         method = self.method
         if state.get("method") not in (None, method):
-            raise ValueError(f"checkpoint {path} was written by method {state['method']!r}, "
-                             f"but the model is {method!r}")
+            raise ValueError(
+                f"checkpoint {path} was written by method {state['method']!r}, but the model is {method!r}"
+            )
         if state.get("world_size", 1) != get_world_size():
             raise ValueError(
                 f"checkpoint {path} was written with world size {state['world_size']}, but this run has "
@@ -542,7 +586,8 @@ class RunState:
             raise ConfigChangedError(
                 f"config differs from the run in {path.parent}: its checkpoint was written by a different model "
                 f"({'; '.join(mismatch)}). A resume must build the same model (method, critic, embed_dim, encoders); "
-                "to train a new one, use --overwrite (overwrite=True) or another out_dir")
+                "to train a new one, use --overwrite (overwrite=True) or another out_dir"
+            )
 
     def _check_config(self, path: Path, state: Mapping[str, Any]) -> None:
         """Refuse a resume with a changed schedule unless ``allow_config_change``; record allowed changes."""
@@ -557,7 +602,11 @@ class RunState:
             raise ConfigChangedError(
                 f"config differs from the run being resumed ({path}): {format_changes(changes)}. Resume "
                 "with the run's settings, allow the change with --allow-config-change (allow_config_change=True; "
-                "it is recorded), or start a new run in another out_dir")
+                "it is recorded), or start a new run in another out_dir"
+            )
         self.config_changes.append({"step": int(state["step"]), "changes": {k: list(v) for k, v in changes.items()}})
-        warnings.warn(f"resuming {path} at step {state['step']} with a changed config: "
-                      f"{format_changes(changes)} (recorded in the checkpoint's config_changes)", stacklevel=3)
+        warnings.warn(
+            f"resuming {path} at step {state['step']} with a changed config: "
+            f"{format_changes(changes)} (recorded in the checkpoint's config_changes)",
+            stacklevel=3,
+        )

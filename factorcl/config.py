@@ -111,8 +111,12 @@ def _schema_type(tp: Any) -> Any:
     return tp
 
 
-def _dataclass_fields(cls: type, skip: Sequence[str] = (), defaults: Mapping[str, Any] | None = None,
-                      notes: Mapping[str, str] | None = None) -> dict[str, Any]:
+def _dataclass_fields(
+    cls: type,
+    skip: Sequence[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+    notes: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """``create_model`` field definitions from a dataclass's fields: its types, its defaults (or ``defaults``)."""
     hints = typing.get_type_hints(cls)
     unknown = (set(defaults or {}) | set(notes or {})) - {f.name for f in dataclasses.fields(cls)}
@@ -161,15 +165,23 @@ class DataConfig(_Section):
 
     kind: Literal[DATA_KINDS] = "synthetic"
     path: str | dict | None = Field(None, description="file; for `arrays` also `{train: f, valid: f, test: f}`")
-    dataset: str | None = Field(None, description="multibench: `mosi`, `mosei`, `humor` (`ur-funny`), `sarcasm` "
-                                                  "(`mustard`); null: from the file name")
-    modalities: list | None = Field(None, description="X1, X2: two of `vision`, `audio`, `text` (multibench; null: "
-                                                      "`[vision, text]`), `[static, timeseries]` in either order "
-                                                      "(mimic)")
+    dataset: str | None = Field(
+        None,
+        description="multibench: `mosi`, `mosei`, `humor` (`ur-funny`), `sarcasm` "
+        "(`mustard`); null: from the file name",
+    )
+    modalities: list | None = Field(
+        None,
+        description="X1, X2: two of `vision`, `audio`, `text` (multibench; null: "
+        "`[vision, text]`), `[static, timeseries]` in either order "
+        "(mimic)",
+    )
     task: str | int = Field("mortality", description="mimic: `mortality`, `mortality-binary`, `icd9-K`, or -1..19")
     zero_label: Literal[ZERO_LABEL_RULES] = Field("negative", description="multibench: the class of sentiment 0")
-    splits: list = Field(default_factory=lambda: [0.8, 0.1, 0.1],
-                         description="train/valid/test fractions (mimic; arrays without a `split` array)")
+    splits: list = Field(
+        default_factory=lambda: [0.8, 0.1, 0.1],
+        description="train/valid/test fractions (mimic; arrays without a `split` array)",
+    )
     split_seed: int | None = Field(None, description="null: 10 for mimic (MultiBench's split), 0 for arrays")
     synthetic: dict = Field(default_factory=dict, description="`SyntheticConfig` fields, for `kind: synthetic`")
 
@@ -191,8 +203,9 @@ class DataConfig(_Section):
                     raise ConfigError(f"config key 'data.dataset': {exc}") from None
             m = self.modalities
             if m is not None and (len(m) != 2 or any(x not in MODALITIES for x in m) or m[0] == m[1]):
-                raise ConfigError(f"config key 'data.modalities' must be two different modalities of "
-                                  f"{list(MODALITIES)}, got {m!r}")
+                raise ConfigError(
+                    f"config key 'data.modalities' must be two different modalities of {list(MODALITIES)}, got {m!r}"
+                )
         elif self.dataset is not None:
             raise ConfigError(f"config key 'data.dataset' is only used with data.kind 'multibench', not {self.kind!r}")
         if self.kind == "mimic":
@@ -201,17 +214,22 @@ class DataConfig(_Section):
             except ValueError as exc:
                 raise ConfigError(f"config key 'data.task': {exc}") from None
             if self.modalities is not None and sorted(self.modalities) != sorted(MIMIC_MODALITIES):
-                raise ConfigError(f"config key 'data.modalities' must be {list(MIMIC_MODALITIES)} in either order, "
-                                  f"got {self.modalities!r}")
+                raise ConfigError(
+                    f"config key 'data.modalities' must be {list(MIMIC_MODALITIES)} in either order, "
+                    f"got {self.modalities!r}"
+                )
         elif self.modalities is not None and self.kind != "multibench":
-            raise ConfigError(f"config key 'data.modalities' is only used with data.kind 'multibench' or 'mimic', "
-                              f"not {self.kind!r}")
+            raise ConfigError(
+                f"config key 'data.modalities' is only used with data.kind 'multibench' or 'mimic', not {self.kind!r}"
+            )
         if self.kind == "synthetic":
             names = [f.name for f in dataclasses.fields(SyntheticConfig)]
             for key in self.synthetic:
                 if key not in names:
-                    raise ConfigError(f"unknown config key 'data.synthetic.{key}'{_suggest(str(key), names)} "
-                                      f"(allowed: {', '.join(names)})")
+                    raise ConfigError(
+                        f"unknown config key 'data.synthetic.{key}'{_suggest(str(key), names)} "
+                        f"(allowed: {', '.join(names)})"
+                    )
             try:
                 SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()})
             except (ValueError, TypeError) as exc:
@@ -266,7 +284,7 @@ class _ModelSection(_Section):
         except SettingError as exc:
             text, key = str(exc), exc.key
             if text.startswith(key + " "):  # "critic must be one of ..." -> "config key 'model.critic' must be ..."
-                raise ConfigError(f"config key 'model.{key}' {text[len(key) + 1:]}") from None
+                raise ConfigError(f"config key 'model.{key}' {text[len(key) + 1 :]}") from None
             raise ConfigError(f"config key 'model.{key}': {text}") from None
         views = []
         for key in ("augment1", "augment2"):
@@ -275,8 +293,10 @@ class _ModelSection(_Section):
             except ValueError as exc:
                 raise ConfigError(f"config key 'model.{key}': {exc}") from None
         if objective.needs_views and views[0] is None:
-            raise ConfigError(f"config key 'model.augment1' is {self.augment1!r}, but method {objective.name!r} needs "
-                              "augmented views: use 'auto' or an augmentation")
+            raise ConfigError(
+                f"config key 'model.augment1' is {self.augment1!r}, but method {objective.name!r} needs "
+                "augmented views: use 'auto' or an augmentation"
+            )
         self._views = (views[0], views[0] if self.augment2 is None else views[1])
         return self
 
@@ -285,12 +305,15 @@ class _ModelSection(_Section):
         allowed = [n for n in FactorCLConfig.field_names() if n not in _FROM_DATA]
         for key, value in self.options.items():
             if key not in allowed:
-                raise ConfigError(f"unknown config key 'model.options.{key}'{_suggest(str(key), allowed)} "
-                                  f"(allowed: {', '.join(allowed)})")
+                raise ConfigError(
+                    f"unknown config key 'model.options.{key}'{_suggest(str(key), allowed)} "
+                    f"(allowed: {', '.join(allowed)})"
+                )
             now = getattr(self, key)
             if now != type(self).model_fields[key].default and now != value:
-                raise ConfigError(f"config key 'model.options.{key}' and 'model.{key}' both set it: set it once, "
-                                  f"as 'model.{key}'")
+                raise ConfigError(
+                    f"config key 'model.options.{key}' and 'model.{key}' both set it: set it once, as 'model.{key}'"
+                )
             setattr(self, key, value)
         self.options = {}
 
@@ -300,13 +323,16 @@ _MODEL_NOTES = {
     "method": _one_of(METHODS),
     "critic": _one_of(CRITICS),
     "conditioning": f"null: the method's default (the first); SSL: {_one_of(SSL_CONDITIONINGS)}; "
-                    f"SUP: {_one_of(SUP_CONDITIONINGS)}",
+    f"SUP: {_one_of(SUP_CONDITIONINGS)}",
     "embed_dim": "width of the heads; null: the encoders' width",
     "shared_heads": _one_of(SHARED_HEADS),
 }
 #: The model section: FactorCLConfig's fields (built from it, so the two never drift apart), then the views.
 ModelConfig = create_model(
-    "ModelConfig", __base__=_ModelSection, __module__=__name__, __doc__=_ModelSection.__doc__,
+    "ModelConfig",
+    __base__=_ModelSection,
+    __module__=__name__,
+    __doc__=_ModelSection.__doc__,
     **_dataclass_fields(FactorCLConfig, skip=_FROM_DATA, defaults=RUN_MODEL_DEFAULTS, notes=_MODEL_NOTES),
     augment1=(Any, Field("auto", description="augmentation spec of X1 (below), for SSL methods")),
     augment2=(Any, Field(None, description="augmentation spec of X2; null: augment1's (built for X2's shape)")),
@@ -339,8 +365,14 @@ _LOADER_FIELDS: dict[str, Any] = {
 }
 #: Keys of the ``train`` section that configure the data loader (the rest are TrainConfig fields), with defaults.
 LOADER_KEYS: dict[str, Any] = {name: info.default for name, (_, info) in _LOADER_FIELDS.items()}
-TrainSection = create_model("TrainSection", __base__=_TrainSection, __module__=__name__, __doc__=_TrainSection.__doc__,
-                            **_dataclass_fields(TrainConfig, skip=("out_dir",)), **_LOADER_FIELDS)
+TrainSection = create_model(
+    "TrainSection",
+    __base__=_TrainSection,
+    __module__=__name__,
+    __doc__=_TrainSection.__doc__,
+    **_dataclass_fields(TrainConfig, skip=("out_dir",)),
+    **_LOADER_FIELDS,
+)
 
 L2Strength = Annotated[YamlFloat, Field(ge=0)]
 
@@ -349,11 +381,13 @@ class ProbeConfig(_Section):
     """Linear-probe evaluation: fit on train features, L2 chosen on valid (or val_fraction of train), score on test."""
 
     enabled: bool = True
-    select: Literal[PROBE_SELECT] = Field("valid", description="choose the L2 on the valid split, or on "
-                                                               "`val_fraction` of train")
+    select: Literal[PROBE_SELECT] = Field(
+        "valid", description="choose the L2 on the valid split, or on `val_fraction` of train"
+    )
     val_fraction: YamlFloat = Field(0.2, ge=0, lt=1, description="with `select: val_fraction`")
     l2_grid: Annotated[list[L2Strength], _Must("a non-empty list of L2 strengths >= 0")] = Field(
-        default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0], min_length=1)
+        default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0], min_length=1
+    )
     max_iter: int = Field(200, ge=1, description="L-BFGS iterations")
     ablation: bool = Field(True, description="also probe S, U1, U2 (factorised) or Z1, Z2 separately (Table 4.4)")
     batch_size: int = Field(256, ge=1, description="feature extraction batch")
@@ -439,8 +473,14 @@ def _type_name(tp: Any) -> str:
         return "null"
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string", list: "a list",
-            dict: "a mapping"}.get(origin or tp, getattr(tp, "__name__", str(tp)))
+    return {
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(origin or tp, getattr(tp, "__name__", str(tp)))
 
 
 def _bounds(info: FieldInfo) -> str:
@@ -583,11 +623,15 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         # An empty file is almost always a mistake (a failed copy, the wrong file): running the
         # defaults would silently start a job the user did not ask for.
-        raise ConfigError(f"config file {p} is empty; write at least one section (data, encoders, model, train, "
-                          "probe, out_dir), e.g. 'data: {kind: synthetic}' for the built-in data")
+        raise ConfigError(
+            f"config file {p} is empty; write at least one section (data, encoders, model, train, "
+            "probe, out_dir), e.g. 'data: {kind: synthetic}' for the built-in data"
+        )
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{p} must hold a mapping of sections (data, encoders, model, train, probe, out_dir), "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{p} must hold a mapping of sections (data, encoders, model, train, probe, out_dir), "
+            f"got {type(data).__name__}"
+        )
     return dict(data)
 
 
@@ -603,8 +647,10 @@ def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> RunC
     return cfg
 
 
-def load_config(source: str | os.PathLike | Mapping[str, Any] | RunConfig,
-                overrides: Sequence[str] | Mapping[str, Any] | None = None) -> RunConfig:
+def load_config(
+    source: str | os.PathLike | Mapping[str, Any] | RunConfig,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+) -> RunConfig:
     """A validated :class:`RunConfig` from a YAML/JSON file, raw data or a RunConfig, with optional overrides."""
     if isinstance(source, RunConfig):
         return config_from_dict(apply_overrides(source.to_dict(), overrides), source.source)
@@ -638,6 +684,19 @@ def resolve_path(path: str | os.PathLike, base_dir: str | os.PathLike | None = N
     raise FileNotFoundError(f"data file not found: {p} (relative paths are looked up in {searched})")
 
 
-__all__ = ["ConfigError", "DataConfig", "EncodersConfig", "ModelConfig", "ProbeConfig", "RunConfig", "apply_overrides",
-           "build_augment", "check_augment_spec", "config_from_dict", "config_reference", "load_config", "resolve_path",
-           "save_config"]
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EncodersConfig",
+    "ModelConfig",
+    "ProbeConfig",
+    "RunConfig",
+    "apply_overrides",
+    "build_augment",
+    "check_augment_spec",
+    "config_from_dict",
+    "config_reference",
+    "load_config",
+    "resolve_path",
+    "save_config",
+]

@@ -66,16 +66,19 @@ def launched_distributed() -> bool:
 def _env_int(name: str) -> int:
     value = os.environ.get(name)
     if value is None:
-        raise RuntimeError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} is set but {name} is not: launch with torchrun "
-                           "(which sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)")
+        raise RuntimeError(
+            f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} is set but {name} is not: launch with torchrun "
+            "(which sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)"
+        )
     try:
         return int(value)
     except ValueError:
         raise RuntimeError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
-def init_distributed(backend: str | None = None, init_method: str | None = None,
-                     timeout: datetime.timedelta | None = None) -> bool:
+def init_distributed(
+    backend: str | None = None, init_method: str | None = None, timeout: datetime.timedelta | None = None
+) -> bool:
     """Join the process group that torchrun describes in the environment; returns :func:`is_distributed`.
 
     Reads RANK, WORLD_SIZE and LOCAL_RANK (and, with the default ``init_method="env://"``,
@@ -99,16 +102,20 @@ def init_distributed(backend: str | None = None, init_method: str | None = None,
     if init_method == "env://":
         missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
         if missing:
-            raise RuntimeError(f"{' and '.join(missing)} not set: launch with torchrun, or set MASTER_ADDR and "
-                               "MASTER_PORT (or pass init_method)")
+            raise RuntimeError(
+                f"{' and '.join(missing)} not set: launch with torchrun, or set MASTER_ADDR and "
+                "MASTER_PORT (or pass init_method)"
+            )
     cuda = torch.cuda.is_available()
     backend = backend or ("nccl" if cuda else "gloo")
     kwargs: dict[str, Any] = {}
     if cuda:
         count = torch.cuda.device_count()
         if local_rank >= count:
-            raise RuntimeError(f"LOCAL_RANK={local_rank} but this node has {count} visible CUDA device(s): start at "
-                               f"most {count} processes per node (torchrun --nproc_per_node={count})")
+            raise RuntimeError(
+                f"LOCAL_RANK={local_rank} but this node has {count} visible CUDA device(s): start at "
+                f"most {count} processes per node (torchrun --nproc_per_node={count})"
+            )
         torch.cuda.set_device(local_rank)
         if backend == "nccl":
             kwargs["device_id"] = torch.device("cuda", local_rank)  # binds the group to this rank's GPU
@@ -273,9 +280,11 @@ def check_same_size(size: int, what: str = "batch size", device: torch.device | 
     sizes = [int(p.item()) for p in parts]
     if len(set(sizes)) > 1:
         listing = ", ".join(f"rank {r} has {s}" for r, s in enumerate(sizes))
-        raise ValueError(f"ranks disagree on the {what} ({listing}); every rank must use the same {what} "
-                         "(give each rank a DataLoader with the same batch_size over a DistributedSampler, "
-                         "with drop_last=True when the last batch could be smaller)")
+        raise ValueError(
+            f"ranks disagree on the {what} ({listing}); every rank must use the same {what} "
+            "(give each rank a DataLoader with the same batch_size over a DistributedSampler, "
+            "with drop_last=True when the last batch could be smaller)"
+        )
 
 
 # ------------------------------------------------------------------------------- gradients
@@ -325,8 +334,12 @@ class _LossForward(nn.Module):
         return self.model.loss(batch)
 
 
-def wrap_loss_ddp(model: nn.Module, exclude: Sequence[nn.Parameter] = (), device: torch.device | None = None,
-                  find_unused_parameters: bool = False) -> nn.Module | None:
+def wrap_loss_ddp(
+    model: nn.Module,
+    exclude: Sequence[nn.Parameter] = (),
+    device: torch.device | None = None,
+    find_unused_parameters: bool = False,
+) -> nn.Module | None:
     """DistributedDataParallel over ``model.loss``: calling the result with a batch returns ``model.loss(batch)``
     and its backward averages the gradients of the other trainable parameters over ranks.
 
@@ -375,15 +388,30 @@ def distributed_loader(loader: Any, seed: int = 0) -> Any:
         return loader  # the dataset shards itself; the Trainer checks that every rank has as many batches
     if loader.batch_size is None or not isinstance(loader.sampler, (RandomSampler, SequentialSampler)):
         kind = type(loader.batch_sampler if loader.batch_size is None else loader.sampler).__name__
-        raise ValueError(f"under torch.distributed the loader must be sharded over the ranks, but it uses a custom "
-                         f"{kind}: build it over a torch.utils.data.DistributedSampler (or use the default sampler, "
-                         "which the Trainer replaces by one)")
-    sampler = DistributedSampler(loader.dataset, num_replicas=get_world_size(), rank=get_rank(),
-                                 shuffle=isinstance(loader.sampler, RandomSampler), seed=seed, drop_last=True)
-    kwargs: dict[str, Any] = dict(batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
-                                  num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                                  pin_memory=loader.pin_memory, timeout=loader.timeout,
-                                  worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers)
+        raise ValueError(
+            f"under torch.distributed the loader must be sharded over the ranks, but it uses a custom "
+            f"{kind}: build it over a torch.utils.data.DistributedSampler (or use the default sampler, "
+            "which the Trainer replaces by one)"
+        )
+    sampler = DistributedSampler(
+        loader.dataset,
+        num_replicas=get_world_size(),
+        rank=get_rank(),
+        shuffle=isinstance(loader.sampler, RandomSampler),
+        seed=seed,
+        drop_last=True,
+    )
+    kwargs: dict[str, Any] = dict(
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        drop_last=loader.drop_last,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        persistent_workers=loader.persistent_workers,
+    )
     if loader.num_workers > 0:
         kwargs.update(prefetch_factor=loader.prefetch_factor, multiprocessing_context=loader.multiprocessing_context)
     if getattr(loader, "pin_memory_device", ""):

@@ -77,8 +77,15 @@ class MLPEncoder(nn.Module):
     ``seq_len``); higher-rank inputs (images) are flattened (``in_dim`` is then their size).
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 64, hidden: int = 128, layers: int = 1, pool: str = "mean",
-                 seq_len: int | None = None) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 64,
+        hidden: int = 128,
+        layers: int = 1,
+        pool: str = "mean",
+        seq_len: int | None = None,
+    ) -> None:
         super().__init__()
         if pool not in ("mean", "flatten"):
             raise ValueError(f"pool must be 'mean' or 'flatten', got {pool!r}")
@@ -108,11 +115,24 @@ class GRUEncoder(nn.Module):
     returns the final hidden state itself (``hidden * (2 if bidirectional else 1)`` features).
     """
 
-    def __init__(self, in_dim: int, out_dim: int | None = 64, hidden: int = 64, layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int | None = 64,
+        hidden: int = 64,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.gru = nn.GRU(int(in_dim), int(hidden), num_layers=int(layers), batch_first=True,
-                          bidirectional=bool(bidirectional), dropout=float(dropout) if layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            int(in_dim),
+            int(hidden),
+            num_layers=int(layers),
+            batch_first=True,
+            bidirectional=bool(bidirectional),
+            dropout=float(dropout) if layers > 1 else 0.0,
+        )
         self.directions = 2 if bidirectional else 1
         width = int(hidden) * self.directions
         self.proj = _init_linear(nn.Linear(width, int(out_dim))) if out_dim else nn.Identity()
@@ -133,7 +153,7 @@ class GRUEncoder(nn.Module):
             packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
             _, h = self.gru(packed)
         # h: [layers * directions, B, hidden]; the last layer's states (both directions).
-        last = h[-self.directions:].transpose(0, 1).reshape(x.shape[0], -1)
+        last = h[-self.directions :].transpose(0, 1).reshape(x.shape[0], -1)
         if mask is not None:
             last = last * (mask.any(dim=1, keepdim=True)).to(last.dtype)  # no valid step: zeros
         return self.proj(last)
@@ -143,8 +163,9 @@ class _SinusoidalPositions(nn.Module):
     def __init__(self, d_model: int) -> None:
         super().__init__()
         half = (d_model + 1) // 2
-        self.register_buffer("freq", torch.exp(-math.log(10000.0) * torch.arange(half).float() * 2 / d_model),
-                             persistent=False)
+        self.register_buffer(
+            "freq", torch.exp(-math.log(10000.0) * torch.arange(half).float() * 2 / d_model), persistent=False
+        )
         self.d_model = d_model
 
     def forward(self, pos: Tensor) -> Tensor:
@@ -160,15 +181,29 @@ class TransformerEncoder(nn.Module):
     MultiBench's Transformer for these datasets is ``d_model=40, heads=5, layers=5, ff_dim=2048``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int | None = 64, d_model: int = 64, heads: int = 4, layers: int = 2,
-                 ff_dim: int | None = None, dropout: float = 0.1, positional: bool = True) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int | None = 64,
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        ff_dim: int | None = None,
+        dropout: float = 0.1,
+        positional: bool = True,
+    ) -> None:
         super().__init__()
         if int(d_model) % int(heads) != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
         self.inp = nn.Linear(int(in_dim), int(d_model))
         self.positions = _SinusoidalPositions(int(d_model)) if positional else None
-        layer = nn.TransformerEncoderLayer(int(d_model), int(heads), dim_feedforward=int(ff_dim or 4 * d_model),
-                                           dropout=float(dropout), batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            int(d_model),
+            int(heads),
+            dim_feedforward=int(ff_dim or 4 * d_model),
+            dropout=float(dropout),
+            batch_first=True,
+        )
         # No nested-tensor fast path: it would make eval outputs at padded positions differ in
         # form from training; pooling ignores them either way.
         self.encoder = nn.TransformerEncoder(layer, int(layers), enable_nested_tensor=False)
@@ -203,14 +238,21 @@ class TimmImageEncoder(nn.Module):
     weights. ``out_dim`` adds a linear projection; None returns the model's ``num_features``.
     """
 
-    def __init__(self, name: str, out_dim: int | None = None, pretrained: bool = False, in_chans: int = 3,
-                 model_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        out_dim: int | None = None,
+        pretrained: bool = False,
+        in_chans: int = 3,
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         import timm
 
         try:
-            self.model = timm.create_model(name, pretrained=bool(pretrained), num_classes=0, in_chans=int(in_chans),
-                                           **dict(model_kwargs or {}))
+            self.model = timm.create_model(
+                name, pretrained=bool(pretrained), num_classes=0, in_chans=int(in_chans), **dict(model_kwargs or {})
+            )
         except RuntimeError as exc:
             if "Unknown model" in str(exc):
                 close = get_close_matches(name, timm.list_models(), n=3)
@@ -232,8 +274,15 @@ class TimmImageEncoder(nn.Module):
 _PARAMS: dict[str, dict[str, Any]] = {
     "mlp": {"out_dim": 64, "hidden": 128, "layers": 1, "pool": "mean"},
     "gru": {"out_dim": 64, "hidden": 64, "layers": 1, "bidirectional": False, "dropout": 0.0},
-    "transformer": {"out_dim": 64, "d_model": 64, "heads": 4, "layers": 2, "ff_dim": None, "dropout": 0.1,
-                    "positional": True},
+    "transformer": {
+        "out_dim": 64,
+        "d_model": 64,
+        "heads": 4,
+        "layers": 2,
+        "ff_dim": None,
+        "dropout": 0.1,
+        "positional": True,
+    },
     "timm": {"name": None, "out_dim": None, "pretrained": False, "in_chans": None, "model_kwargs": None},
 }
 
@@ -250,8 +299,10 @@ def normalize_spec(spec: str | Mapping[str, Any] | None, where: str = "encoder")
         else:
             spec = {"type": text}
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{where} must be a name ({', '.join(ENCODER_TYPES)}, timm:NAME) or a mapping with "
-                         f"'type', got {type(spec).__name__}")
+        raise ValueError(
+            f"{where} must be a name ({', '.join(ENCODER_TYPES)}, timm:NAME) or a mapping with "
+            f"'type', got {type(spec).__name__}"
+        )
     out = dict(spec)
     kind = str(out.get("type", "auto")).lower()
     if kind.startswith("timm:"):
@@ -260,7 +311,9 @@ def normalize_spec(spec: str | Mapping[str, Any] | None, where: str = "encoder")
     if kind not in ENCODER_TYPES:
         close = get_close_matches(kind, ENCODER_TYPES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{where}.type must be one of {list(ENCODER_TYPES)} (or 'timm:NAME'), got {out.get('type')!r}{hint}")
+        raise ValueError(
+            f"{where}.type must be one of {list(ENCODER_TYPES)} (or 'timm:NAME'), got {out.get('type')!r}{hint}"
+        )
     out["type"] = kind
     allowed = set(_PARAMS.get(kind, {})) | {"type"}
     if kind == "auto":
@@ -269,8 +322,10 @@ def normalize_spec(spec: str | Mapping[str, Any] | None, where: str = "encoder")
     if unknown:
         close = get_close_matches(unknown[0], sorted(allowed), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown key {where}.{unknown[0]} for a {kind!r} encoder{hint} "
-                         f"(allowed: {', '.join(sorted(allowed - {'type'}))})")
+        raise ValueError(
+            f"unknown key {where}.{unknown[0]} for a {kind!r} encoder{hint} "
+            f"(allowed: {', '.join(sorted(allowed - {'type'}))})"
+        )
     if kind == "timm" and not out.get("name"):
         raise ValueError(f"{where}: a timm encoder needs a model name ('timm:resnet18' or name: resnet18)")
     return out
@@ -281,12 +336,15 @@ def _auto_type(input_shape: tuple[int, ...]) -> str:
         return "mlp"
     if len(input_shape) == 2:
         return "transformer"
-    raise ValueError(f"no automatic encoder for inputs of per-sample shape {input_shape}: for images give "
-                     "'timm:NAME' (e.g. timm:resnet18) or 'mlp' to flatten")
+    raise ValueError(
+        f"no automatic encoder for inputs of per-sample shape {input_shape}: for images give "
+        "'timm:NAME' (e.g. timm:resnet18) or 'mlp' to flatten"
+    )
 
 
-def build_encoder(spec: str | Mapping[str, Any] | None, input_shape: Sequence[int],
-                  where: str = "encoder") -> tuple[nn.Module, int]:
+def build_encoder(
+    spec: str | Mapping[str, Any] | None, input_shape: Sequence[int], where: str = "encoder"
+) -> tuple[nn.Module, int]:
     """``(encoder, out_dim)`` for a spec and the per-sample input shape (``(d,)``, ``(T, d)`` or ``(C, H, W)``).
 
     Types: ``mlp``, ``gru``, ``transformer``, ``timm`` (``"timm:NAME"``) and ``auto`` (mlp for
@@ -304,21 +362,43 @@ def build_encoder(spec: str | Mapping[str, Any] | None, input_shape: Sequence[in
         raise ValueError(f"{where}: a timm encoder needs images (per-sample shape (C, H, W)), got {shape}")
     if kind == "mlp":
         if len(shape) == 2:
-            module = MLPEncoder(shape[1], params["out_dim"], params["hidden"], params["layers"], params["pool"],
-                                seq_len=shape[0])
+            module = MLPEncoder(
+                shape[1], params["out_dim"], params["hidden"], params["layers"], params["pool"], seq_len=shape[0]
+            )
         else:
             module = MLPEncoder(math.prod(shape), params["out_dim"], params["hidden"], params["layers"])
     elif kind == "gru":
-        module = GRUEncoder(shape[1], params["out_dim"], params["hidden"], params["layers"], params["bidirectional"],
-                            params["dropout"])
+        module = GRUEncoder(
+            shape[1], params["out_dim"], params["hidden"], params["layers"], params["bidirectional"], params["dropout"]
+        )
     elif kind == "transformer":
-        module = TransformerEncoder(shape[1], params["out_dim"], params["d_model"], params["heads"], params["layers"],
-                                    params["ff_dim"], params["dropout"], params["positional"])
+        module = TransformerEncoder(
+            shape[1],
+            params["out_dim"],
+            params["d_model"],
+            params["heads"],
+            params["layers"],
+            params["ff_dim"],
+            params["dropout"],
+            params["positional"],
+        )
     else:
-        module = TimmImageEncoder(str(params["name"]), params["out_dim"], params["pretrained"],
-                                  params["in_chans"] or shape[0], params["model_kwargs"])
+        module = TimmImageEncoder(
+            str(params["name"]),
+            params["out_dim"],
+            params["pretrained"],
+            params["in_chans"] or shape[0],
+            params["model_kwargs"],
+        )
     return module, int(module.out_dim)
 
 
-__all__ = ["GRUEncoder", "MLPEncoder", "TimmImageEncoder", "TransformerEncoder", "build_encoder", "masked_mean",
-           "normalize_spec"]
+__all__ = [
+    "GRUEncoder",
+    "MLPEncoder",
+    "TimmImageEncoder",
+    "TransformerEncoder",
+    "build_encoder",
+    "masked_mean",
+    "normalize_spec",
+]

@@ -63,8 +63,9 @@ def disk_full_message(path: str | os.PathLike, needed: int | None = None) -> str
     return f"no space left on the disk (or quota) while writing {path}{detail}"
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, binary: bool = True,
-                 needed: int | None = None) -> Path:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[IO[Any]], None], *, binary: bool = True, needed: int | None = None
+) -> Path:
     """Write ``path`` through ``write(file)`` into a temporary file beside it, flushed, then renamed over it.
 
     A crash (or a full disk) never leaves a half-written ``path``: the old file stays until the new

@@ -59,24 +59,32 @@ class FactorCL(nn.Module):
             config = None
         unknown = sorted(set(settings) - set(FactorCLConfig.field_names()))
         if unknown:
-            raise TypeError(f"FactorCL got unexpected keyword argument(s) {unknown}; the settings are "
-                            f"{list(FactorCLConfig.field_names())}")
+            raise TypeError(
+                f"FactorCL got unexpected keyword argument(s) {unknown}; the settings are "
+                f"{list(FactorCLConfig.field_names())}"
+            )
         cfg = (config or FactorCLConfig()).replace(**settings) if settings else (config or FactorCLConfig())
         self.config = cfg
         self.objective: Objective = get_objective(cfg.method)
         obj = self.objective
         if obj.needs_views and augment1 is None:
-            raise ValueError(f"method {obj.name!r} needs augmented views: pass augment1 (and augment2), "
-                             "or supply x1_aug / x2_aug in every batch and pass augment1='batch'")
+            raise ValueError(
+                f"method {obj.name!r} needs augmented views: pass augment1 (and augment2), "
+                "or supply x1_aug / x2_aug in every batch and pass augment1='batch'"
+            )
         self.encoder1, self.encoder2 = encoder1, encoder2
         self.dims = (int(dim1), int(dim2))
         if cfg.embed_dim is None and self.dims[0] != self.dims[1]:
-            raise ValueError(f"embed_dim=None uses the encoders' width, but they differ ({self.dims[0]} and "
-                             f"{self.dims[1]}); set embed_dim")
+            raise ValueError(
+                f"embed_dim=None uses the encoders' width, but they differ ({self.dims[0]} and "
+                f"{self.dims[1]}); set embed_dim"
+            )
         self.embed_dim = self.dims[0] if cfg.embed_dim is None else int(cfg.embed_dim)
         if cfg.shared_heads == "identity" and any(d != self.embed_dim for d in self.dims):
-            raise ValueError(f"shared_heads='identity' uses the encoder outputs as Z_S, so embed_dim must be their "
-                             f"width {self.dims[0]} (or None), got {cfg.embed_dim}")
+            raise ValueError(
+                f"shared_heads='identity' uses the encoder outputs as Z_S, so embed_dim must be their "
+                f"width {self.dims[0]} (or None), got {cfg.embed_dim}"
+            )
         self.critic_kind = cfg.critic
         self.conditioning = cfg.effective_conditioning
         self.num_classes = None if cfg.num_classes is None else int(cfg.num_classes)
@@ -87,11 +95,21 @@ class FactorCL(nn.Module):
         self.augment2 = None if augment2 == "batch" else augment2
         self.heads = nn.ModuleDict({key: self._head(key) for key in obj.representation_keys})
         self.terms = term_specs(obj)
-        self.estimators = nn.ModuleDict(build_estimators(
-            self.terms, embed_dim=self.embed_dim, num_classes=self.num_classes, supervised=obj.supervised,
-            conditioning=self.conditioning, make_critic=self._critic, proposal_hidden=cfg.critic_hidden,
-            num_negatives=cfg.num_negatives, include_diagonal=cfg.include_diagonal,
-            symmetric_shared_keep=cfg.symmetric_shared_keep, critics=critics))
+        self.estimators = nn.ModuleDict(
+            build_estimators(
+                self.terms,
+                embed_dim=self.embed_dim,
+                num_classes=self.num_classes,
+                supervised=obj.supervised,
+                conditioning=self.conditioning,
+                make_critic=self._critic,
+                proposal_hidden=cfg.critic_hidden,
+                num_negatives=cfg.num_negatives,
+                include_diagonal=cfg.include_diagonal,
+                symmetric_shared_keep=cfg.symmetric_shared_keep,
+                critics=critics,
+            )
+        )
         #: The detached inputs of the separately trained critics at the last :meth:`loss`, which
         #: :meth:`critic_loss` trains on (so the critic steps never re-run the encoders).
         self.critic_inputs: list[CriticInput] = []
@@ -149,7 +167,9 @@ class FactorCL(nn.Module):
             )
         return out
 
-    def _encode_with_view(self, i: int, x: Tensor, view: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def _encode_with_view(
+        self, i: int, x: Tensor, view: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         if view is None:
             return self._encode(i, x, mask), None
         if self.concat_views and view.shape == x.shape:
@@ -164,7 +184,9 @@ class FactorCL(nn.Module):
             reps = {key: F.normalize(v, dim=-1) for key, v in reps.items()}
         return reps
 
-    def embed(self, x1: Tensor, x2: Tensor, mask1: Tensor | None = None, mask2: Tensor | None = None) -> dict[str, Tensor]:
+    def embed(
+        self, x1: Tensor, x2: Tensor, mask1: Tensor | None = None, mask2: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """The learned representations: ``{"s1", "s2", "u1", "u2"}`` (Z_S1, Z_S2, Z_U1, Z_U2) when
         factorised, else ``{"z1", "z2"}`` (one Z per modality; L2-normalised for SupCon)."""
         x1, x2 = Batch(x1, x2).check_pair()
@@ -237,8 +259,15 @@ class FactorCL(nn.Module):
             value = self._supcon(reps["z1"], reps["z2"], b.y)
             return value, {"supcon": value.detach(), "loss": value.detach()}
         values, self.critic_inputs = evaluate_terms(
-            self.terms, self.estimators, reps, views, b.y, conditioning=self.conditioning,
-            num_classes=self.num_classes, symmetric_shared_keep=self.symmetric_shared_keep)
+            self.terms,
+            self.estimators,
+            reps,
+            views,
+            b.y,
+            conditioning=self.conditioning,
+            num_classes=self.num_classes,
+            symmetric_shared_keep=self.symmetric_shared_keep,
+        )
         total = sum(spec.sign * values[spec.name] for spec in self.terms)
         metrics = {name: v.detach() for name, v in values.items()}
         metrics["loss"] = total.detach()
@@ -258,8 +287,13 @@ class FactorCL(nn.Module):
         candidates = torch.cat([z1g, z2g])
         idx = torch.arange(b, device=z1.device) + off
         scores = anchors @ candidates.T / self.supcon_temperature
-        return bounds.supcon_loss(scores, torch.cat([y, y]), torch.cat([yg, yg]), self_index=torch.cat([idx, idx + n]),
-                                  normalizer=gather.normalizer)
+        return bounds.supcon_loss(
+            scores,
+            torch.cat([y, y]),
+            torch.cat([yg, yg]),
+            self_index=torch.cat([idx, idx + n]),
+            normalizer=gather.normalizer,
+        )
 
     def critic_loss(self, inputs: list[CriticInput] | None = None) -> Tensor:
         """The separately trained critics' loss on ``inputs`` (default: :attr:`critic_inputs` of the

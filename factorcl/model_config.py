@@ -87,25 +87,39 @@ class FactorCLConfig:
         if self.critic not in CRITICS:
             raise SettingError("critic", f"critic must be one of {list(CRITICS)}, got {self.critic!r}")
         if self.shared_heads not in SHARED_HEADS:
-            raise SettingError("shared_heads", f"shared_heads must be one of {list(SHARED_HEADS)}, got {self.shared_heads!r}")
+            raise SettingError(
+                "shared_heads", f"shared_heads must be one of {list(SHARED_HEADS)}, got {self.shared_heads!r}"
+            )
         for name in ("temperature", "supcon_temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
                 raise SettingError(name, f"{name} must be > 0, got {value}")  # `not value > 0` also refuses NaN
-        for name, low in (("head_layers", 0), ("critic_hidden", 1), ("critic_layers", 0), ("critic_embed", 1),
-                          ("num_negatives", 1), ("embed_dim", 1), ("num_classes", 2)):
+        for name, low in (
+            ("head_layers", 0),
+            ("critic_hidden", 1),
+            ("critic_layers", 0),
+            ("critic_embed", 1),
+            ("num_negatives", 1),
+            ("embed_dim", 1),
+            ("num_classes", 2),
+        ):
             value = getattr(self, name)
             if value is None and name in ("embed_dim", "num_classes"):
                 continue
             object.__setattr__(self, name, _integer(name, value, low))
         if objective.supervised and self.num_classes is None:
-            raise SettingError("num_classes", f"method {objective.name!r} uses labels: num_classes must be an integer >= 2, "
-                             f"got {self.num_classes!r}")
+            raise SettingError(
+                "num_classes",
+                f"method {objective.name!r} uses labels: num_classes must be an integer >= 2, got {self.num_classes!r}",
+            )
         allowed = self.conditionings
         if self.conditioning is not None and self.conditioning not in allowed:
             kind = "labels" if objective.supervised else "augmented views"
-            raise SettingError("conditioning", f"conditioning for {objective.name!r} (conditions on {kind}) must be one of "
-                             f"{list(allowed)}, got {self.conditioning!r}")
+            raise SettingError(
+                "conditioning",
+                f"conditioning for {objective.name!r} (conditions on {kind}) must be one of "
+                f"{list(allowed)}, got {self.conditioning!r}",
+            )
 
     @property
     def conditionings(self) -> tuple[str, ...]:

@@ -128,11 +128,23 @@ def term_specs(objective: Objective) -> tuple[TermSpec, ...]:
     if "unique_remove" in objective.terms:
         specs.append(TermSpec("unique_remove", "unique_remove", "nce_club", u1, u2))
     if "shared_remove" in objective.terms:
-        specs.append(TermSpec("shared_remove", "shared_remove", "conditional_nce_club", s1, s2, condition,
-                              None if sup else (s1, s2)))
+        specs.append(
+            TermSpec(
+                "shared_remove", "shared_remove", "conditional_nce_club", s1, s2, condition, None if sup else (s1, s2)
+            )
+        )
     if "unique_cond_keep" in objective.terms:
-        specs.append(TermSpec("unique_cond_keep", "unique_cond_keep", "conditional_infonce", u1, u2, condition,
-                              None if sup else (u1, u2)))
+        specs.append(
+            TermSpec(
+                "unique_cond_keep",
+                "unique_cond_keep",
+                "conditional_infonce",
+                u1,
+                u2,
+                condition,
+                None if sup else (u1, u2),
+            )
+        )
     return tuple(specs)
 
 

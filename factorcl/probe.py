@@ -41,8 +41,13 @@ class ProbeResult:
     num_classes: int
 
     def as_dict(self) -> dict[str, float | int | None]:
-        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "l2": self.l2,
-                "val_accuracy": self.val_accuracy, "num_classes": self.num_classes}
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "l2": self.l2,
+            "val_accuracy": self.val_accuracy,
+            "num_classes": self.num_classes,
+        }
 
 
 def _check(features: Any, labels: Any, name: str) -> tuple[Tensor, Tensor]:
@@ -53,8 +58,10 @@ def _check(features: Any, labels: Any, name: str) -> tuple[Tensor, Tensor]:
     if features.shape[0] == 0:
         raise ValueError(f"{name}_features is empty (N=0)")
     if labels.shape[0] != features.shape[0]:
-        raise ValueError(f"{name}_labels must have one label per row of {name}_features: got {labels.shape[0]} "
-                         f"labels for {features.shape[0]} rows")
+        raise ValueError(
+            f"{name}_labels must have one label per row of {name}_features: got {labels.shape[0]} "
+            f"labels for {features.shape[0]} rows"
+        )
     if labels.is_floating_point():
         if not bool((labels == labels.round()).all()):
             raise ValueError(f"{name}_labels must be integer class labels")
@@ -73,8 +80,15 @@ def _fit(x: Tensor, y: Tensor, num_classes: int, l2: float, max_iter: int, init:
     else:
         nn.init.zeros_(clf.weight)
         nn.init.zeros_(clf.bias)
-    opt = torch.optim.LBFGS(clf.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+    opt = torch.optim.LBFGS(
+        clf.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+    )
 
     def closure() -> Tensor:
         opt.zero_grad()
@@ -137,8 +151,10 @@ def linear_probe(
         raise ValueError("l2_grid must hold at least one L2 strength")
     classes = torch.unique(ytr)
     if classes.numel() < 2:
-        raise ValueError(f"train_labels hold a single class ({int(classes[0])}, all {ytr.shape[0]} rows): a linear "
-                         "probe needs at least 2 classes in the training split (its accuracy would mean nothing)")
+        raise ValueError(
+            f"train_labels hold a single class ({int(classes[0])}, all {ytr.shape[0]} rows): a linear "
+            "probe needs at least 2 classes in the training split (its accuracy would mean nothing)"
+        )
     labels_seen = [ytr.max(), yte.max()] + ([yva.max()] if yva is not None else [])
     k = int(num_classes) if num_classes is not None else int(max(labels_seen).item()) + 1
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
@@ -155,8 +171,13 @@ def linear_probe(
             if best_val is None or acc > best_val + 1e-9:
                 best_l2, best_val, best_clf = l2, acc, copy.deepcopy(clf)
         pred = best_clf(xte).argmax(1)
-        return ProbeResult(accuracy=(pred == yte).float().mean().item(), macro_f1=macro_f1(pred, yte), l2=best_l2,
-                           val_accuracy=best_val, num_classes=k)
+        return ProbeResult(
+            accuracy=(pred == yte).float().mean().item(),
+            macro_f1=macro_f1(pred, yte),
+            l2=best_l2,
+            val_accuracy=best_val,
+            num_classes=k,
+        )
     n_val = int(round(val_fraction * xtr.shape[0]))
     if len(grid) > 1 and n_val >= 1 and xtr.shape[0] - n_val >= 1:
         gen = torch.Generator().manual_seed(seed)
@@ -195,9 +216,14 @@ def embed_batch(model: nn.Module, batch: Any) -> Mapping[str, Tensor]:
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: Iterable, *, encode: Encode | None = None,
-                     device: torch.device | str | None = None,
-                     progress: bool | str = False) -> tuple[dict[str, Tensor], Tensor | None]:
+def extract_features(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    encode: Encode | None = None,
+    device: torch.device | str | None = None,
+    progress: bool | str = False,
+) -> tuple[dict[str, Tensor], Tensor | None]:
     """Run ``encode(model, batch)`` over a loader without gradients, with ``model`` in eval mode.
 
     The feature-extraction loop of every evaluation (``factorcl train``/``probe``, the CLIP probes,
@@ -214,9 +240,14 @@ def extract_features(model: nn.Module, loader: Iterable, *, encode: Encode | Non
     """
     encode = embed_batch if encode is None else encode
     if progress:
-        loader = tqdm(loader, total=len(loader) if hasattr(loader, "__len__") else None,
-                      desc=progress if isinstance(progress, str) else "features", unit="batch", leave=False,
-                      dynamic_ncols=True)
+        loader = tqdm(
+            loader,
+            total=len(loader) if hasattr(loader, "__len__") else None,
+            desc=progress if isinstance(progress, str) else "features",
+            unit="batch",
+            leave=False,
+            dynamic_ncols=True,
+        )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -283,10 +314,18 @@ def probe_parts(
     names: Iterable[str] = list(train)
     if progress:
         names = tqdm(names, desc=progress if isinstance(progress, str) else "probes", leave=False, dynamic_ncols=True)
-    return {name: linear_probe(to(train[name]), train_labels, to(test[name]), test_labels,
-                               val_features=None if valid is None else to(valid[name]),
-                               val_labels=None if valid is None else valid_labels, **settings)
-            for name in names}
+    return {
+        name: linear_probe(
+            to(train[name]),
+            train_labels,
+            to(test[name]),
+            test_labels,
+            val_features=None if valid is None else to(valid[name]),
+            val_labels=None if valid is None else valid_labels,
+            **settings,
+        )
+        for name in names
+    }
 
 
 def probe_ablation(

@@ -51,13 +51,19 @@ def build_data(config: RunConfig) -> SplitDataset:
     if d.kind == "multibench":
         from .data.multibench import load_multibench
 
-        return load_multibench(path(d.path), dataset=d.dataset, modalities=d.modalities or ("vision", "text"),
-                               zero_label=d.zero_label)
+        return load_multibench(
+            path(d.path), dataset=d.dataset, modalities=d.modalities or ("vision", "text"), zero_label=d.zero_label
+        )
     if d.kind == "mimic":
         from .data.mimic import load_mimic
 
-        return load_mimic(path(d.path), task=d.task, modalities=d.modalities or ("static", "timeseries"),
-                          splits=d.splits, seed=10 if d.split_seed is None else d.split_seed)
+        return load_mimic(
+            path(d.path),
+            task=d.task,
+            modalities=d.modalities or ("static", "timeseries"),
+            splits=d.splits,
+            seed=10 if d.split_seed is None else d.split_seed,
+        )
     if d.kind == "arrays":
         from .data.arrays import load_arrays
 
@@ -65,8 +71,14 @@ def build_data(config: RunConfig) -> SplitDataset:
     from .data.synthetic import make_synthetic
 
     syn = make_synthetic(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.synthetic.items()})
-    return SplitDataset(syn.split("train"), syn.split("val"), syn.split("test"), name="synthetic", num_classes=2,
-                        info={"config": {k: v for k, v in vars(syn.config).items()}})
+    return SplitDataset(
+        syn.split("train"),
+        syn.split("val"),
+        syn.split("test"),
+        name="synthetic",
+        num_classes=2,
+        info={"config": {k: v for k, v in vars(syn.config).items()}},
+    )
 
 
 def build_model(config: RunConfig, data: SplitDataset, for_eval: bool = False) -> nn.Module:
@@ -112,8 +124,9 @@ def _probe_settings(probe: Any, has_valid: bool) -> tuple[dict[str, Any], bool, 
     return {**settings, "val_fraction": probe.val_fraction}, False, selected_on
 
 
-def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.device | str | None = None,
-             progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module, data: SplitDataset, probe: Any, device: torch.device | str | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Linear-probe test accuracy of the frozen representation and its parts (see the module docstring).
 
     Returns ``{part: {accuracy, macro_f1, l2, val_accuracy, ...}}`` with parts ``all`` and, when
@@ -136,20 +149,38 @@ def evaluate(model: nn.Module, data: SplitDataset, probe: Any, device: torch.dev
         ds = data.split(name)
         if ds is None or len(ds) == 0:
             if name != "valid":
-                raise ValueError(f"the {name} split of {data.name} is empty: the linear probe needs train and test rows")
+                raise ValueError(
+                    f"the {name} split of {data.name} is empty: the linear probe needs train and test rows"
+                )
             if probe.select == "valid":
-                warnings.warn(f"the valid split of {data.name} is empty: the probe's L2 is chosen on a "
-                              f"{probe.val_fraction} fraction of train instead", stacklevel=2)
+                warnings.warn(
+                    f"the valid split of {data.name} is empty: the probe's L2 is chosen on a "
+                    f"{probe.val_fraction} fraction of train instead",
+                    stacklevel=2,
+                )
             continue
-        f, y = extract_features(model, ds.loader(probe.batch_size, shuffle=False), device=device,
-                                progress=f"probe: {name} features" if progress else False)
+        f, y = extract_features(
+            model,
+            ds.loader(probe.batch_size, shuffle=False),
+            device=device,
+            progress=f"probe: {name} features" if progress else False,
+        )
         parts = representation_parts(f)
         feats[name], labels[name] = (parts if probe.ablation else {"all": parts["all"]}), y
     k = max(2, int(data.num_classes or int(max(int(v.max()) for v in labels.values())) + 1))
     settings, on_valid, selected_on = _probe_settings(probe, "valid" in feats)
     valid = dict(valid=feats["valid"], valid_labels=labels["valid"]) if on_valid else {}
-    results = probe_parts(feats["train"], labels["train"], feats["test"], labels["test"], **valid, device=device,
-                          progress="probe: fitting" if progress else False, num_classes=k, **settings)
+    results = probe_parts(
+        feats["train"],
+        labels["train"],
+        feats["test"],
+        labels["test"],
+        **valid,
+        device=device,
+        progress="probe: fitting" if progress else False,
+        num_classes=k,
+        **settings,
+    )
     return {part: {**r.as_dict(), "selected_on": selected_on} for part, r in results.items()}
 
 
@@ -166,9 +197,12 @@ def _absolute_config(config: RunConfig) -> RunConfig:
 
 
 # -------------------------------------------------------------------------------------- running
-def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
-               overrides: Sequence[str] | Mapping[str, Any] | None = None, data: SplitDataset | None = None,
-               verbose: bool = False) -> dict[str, Any] | None:
+def run_config(
+    config: RunConfig | Mapping[str, Any] | str | os.PathLike,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    data: SplitDataset | None = None,
+    verbose: bool = False,
+) -> dict[str, Any] | None:
     """Pretrain, then linear-probe on the test split; writes config.yaml, checkpoint.pt, results.json in out_dir.
 
     Under torchrun every rank trains and rank 0 alone evaluates and writes; the other ranks return None.
@@ -190,15 +224,22 @@ def run_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike,
     data = data if data is not None else build_data(cfg)
     if verbose:
         s = data.summary()
-        print(f"data: {s['name']} {s['modalities']} shapes {s['input_shapes']} sizes {s['sizes']} "
-              f"classes {s['num_classes']}")
+        print(
+            f"data: {s['name']} {s['modalities']} shapes {s['input_shapes']} sizes {s['sizes']} "
+            f"classes {s['num_classes']}"
+        )
     seed = cfg.train_value("seed")
     seed_everything(0 if seed is None else int(seed))  # the model's initial weights follow train.seed
     model = build_model(cfg, data)
     batch_size = int(cfg.train_value("batch_size"))
     drop_last = bool(cfg.train_value("drop_last")) and len(data.train) >= batch_size
-    loader = data.train.loader(batch_size, shuffle=True, drop_last=drop_last, seed=0 if seed is None else int(seed),
-                               num_workers=int(cfg.train_value("num_workers")))
+    loader = data.train.loader(
+        batch_size,
+        shuffle=True,
+        drop_last=drop_last,
+        seed=0 if seed is None else int(seed),
+        num_workers=int(cfg.train_value("num_workers")),
+    )
     result = fit(model, loader, cfg.trainer_config())
     if not main:
         barrier()  # wait while rank 0 evaluates
@@ -269,7 +310,8 @@ def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
         raise ckpt_io.ConfigChangedError(
             f"config differs from the run in {out_dir} ({out_dir / CONFIG_NAME}) in the model: "
             f"{ckpt_io.format_changes(model_changes)}. A resume must build the same model; to train a new one, "
-            "use --overwrite or another --out-dir")
+            "use --overwrite or another --out-dir"
+        )
     state: dict[str, Any] = {}
     if (out_dir / RESULTS_NAME).is_file():
         import json
@@ -284,7 +326,8 @@ def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
             raise ckpt_io.ConfigChangedError(
                 f"config differs from the run being resumed ({out_dir / CONFIG_NAME}): "
                 f"{ckpt_io.format_changes(changes)}. Resume with the run's settings, allow a schedule change with "
-                "--allow-config-change (it is recorded; config.yaml is kept), or start a new run in another --out-dir")
+                "--allow-config-change (it is recorded; config.yaml is kept), or start a new run in another --out-dir"
+            )
         n = len(list(out_dir.glob("config.resumed-*.yaml"))) + 1
         saved = save_config(cfg, out_dir / f"config.resumed-{n}.yaml")
         history.append({"config": saved.name, "changes": {k: list(v) for k, v in changes.items()}})
@@ -335,8 +378,11 @@ def _run_dir(path: str | os.PathLike) -> tuple[Path, Path]:
     raise FileNotFoundError(f"no run folder or checkpoint at {p}")
 
 
-def load_run(path: str | os.PathLike, device: str | torch.device | None = None,
-             overrides: Sequence[str] | Mapping[str, Any] | None = None) -> tuple[RunConfig, nn.Module, SplitDataset]:
+def load_run(
+    path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+) -> tuple[RunConfig, nn.Module, SplitDataset]:
     """(config, model with the checkpoint's weights, data) of a finished run (its folder or checkpoint path)."""
     from . import checkpoint as ckpt_io
     from .device import select_device
@@ -344,8 +390,10 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = None,
     run_dir, ckpt = _run_dir(path)
     cfg_path = run_dir / CONFIG_NAME
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: 'factorcl probe' needs the config.yaml that "
-                                "'factorcl train' writes beside the checkpoint")
+        raise FileNotFoundError(
+            f"{cfg_path} not found: 'factorcl probe' needs the config.yaml that "
+            "'factorcl train' writes beside the checkpoint"
+        )
     cfg = load_config(cfg_path, overrides)
     data = build_data(cfg)
     model = build_model(cfg, data, for_eval=True)
@@ -360,16 +408,26 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = None,
     return cfg, model, data
 
 
-def probe_run(path: str | os.PathLike, device: str | torch.device | None = None, out: str | os.PathLike | None = None,
-              overrides: Sequence[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
+def probe_run(
+    path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    out: str | os.PathLike | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Re-run the evaluation of a finished run; writes ``probe_results.json`` in the run folder (or ``out``)."""
     run_dir, ckpt = _run_dir(path)
     cfg, model, data = load_run(path, device, overrides)
     if not data.has_labels:
         raise ValueError("the data has no labels 'y': nothing to probe")
     probe = evaluate(model, data, cfg.probe)
-    results = {"method": cfg.model.method, "dataset": data.name, "checkpoint": str(ckpt),
-               "accuracy": probe["all"]["accuracy"], "probe": probe, "protocol": _protocol_text(cfg)}
+    results = {
+        "method": cfg.model.method,
+        "dataset": data.name,
+        "checkpoint": str(ckpt),
+        "accuracy": probe["all"]["accuracy"],
+        "probe": probe,
+        "protocol": _protocol_text(cfg),
+    }
     write_json(Path(out) if out else run_dir / PROBE_RESULTS_NAME, results)
     return results
 
@@ -379,8 +437,15 @@ def format_probe(probe: Mapping[str, Mapping[str, Any]]) -> str:
     rows = [("part", "accuracy", "macro F1", "L2", "valid acc")]
     for part, r in probe.items():
         va = r.get("val_accuracy")
-        rows.append((part, f"{100 * r['accuracy']:.2f}%", f"{r['macro_f1']:.3f}", f"{r['l2']:g}",
-                     "-" if va is None else f"{100 * va:.2f}%"))
+        rows.append(
+            (
+                part,
+                f"{100 * r['accuracy']:.2f}%",
+                f"{r['macro_f1']:.3f}",
+                f"{r['l2']:g}",
+                "-" if va is None else f"{100 * va:.2f}%",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
 

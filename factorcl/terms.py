@@ -35,10 +35,20 @@ class CriticInput:
         return self.estimator.critic_loss(*self.args, offset=self.offset)
 
 
-def build_estimators(specs: tuple[TermSpec, ...], *, embed_dim: int, num_classes: int | None, supervised: bool,
-                     conditioning: str, make_critic: Callable[[int, int], nn.Module], proposal_hidden: int,
-                     num_negatives: int, include_diagonal: bool, symmetric_shared_keep: bool,
-                     critics: Mapping[str, nn.Module] | None = None) -> dict[str, nn.Module]:
+def build_estimators(
+    specs: tuple[TermSpec, ...],
+    *,
+    embed_dim: int,
+    num_classes: int | None,
+    supervised: bool,
+    conditioning: str,
+    make_critic: Callable[[int, int], nn.Module],
+    proposal_hidden: int,
+    num_negatives: int,
+    include_diagonal: bool,
+    symmetric_shared_keep: bool,
+    critics: Mapping[str, nn.Module] | None = None,
+) -> dict[str, nn.Module]:
     """One estimator per spec. ``critics`` replaces a critic by name: a spec's name for its main
     critic, ``<name>_marginal`` / ``<name>_correction`` for a conditional term's other critics."""
     custom = dict(critics or {})
@@ -53,23 +63,44 @@ def build_estimators(specs: tuple[TermSpec, ...], *, embed_dim: int, num_classes
         elif spec.kind == "nce_club":
             out[spec.name] = bounds.NCECLUB(pick(spec.name, e, e), include_diagonal=include_diagonal)
         else:
-            roles = {"critic": spec.name, "marginal_critic": f"{spec.name}_marginal",
-                     "correction_critic": f"{spec.name}_correction"}
+            roles = {
+                "critic": spec.name,
+                "marginal_critic": f"{spec.name}_marginal",
+                "correction_critic": f"{spec.name}_correction",
+            }
             given = {role: custom.pop(name) for role, name in roles.items() if name in custom}
             # One-hot labels: one condition shared by both sides; views: one per side.
             cx_dim, cy_dim = (k, None) if supervised else (e, e)
             out[spec.name] = bounds.conditional_estimator(
-                "nce_club" if spec.kind == "conditional_nce_club" else "infonce", conditioning, e, e, cx_dim, cy_dim,
-                make_critic, num_classes=num_classes, proposal_hidden=proposal_hidden, num_negatives=num_negatives,
-                include_diagonal=include_diagonal, critics=given)
+                "nce_club" if spec.kind == "conditional_nce_club" else "infonce",
+                conditioning,
+                e,
+                e,
+                cx_dim,
+                cy_dim,
+                make_critic,
+                num_classes=num_classes,
+                proposal_hidden=proposal_hidden,
+                num_negatives=num_negatives,
+                include_diagonal=include_diagonal,
+                critics=given,
+            )
     if custom:
         raise ValueError(f"critics has names that the method does not use: {sorted(custom)}; it uses {sorted(out)}")
     return out
 
 
-def evaluate_terms(specs: tuple[TermSpec, ...], estimators: Mapping[str, nn.Module], reps: Mapping[str, Tensor],
-                   views: Mapping[str, Tensor], y: Tensor | None, *, conditioning: str, num_classes: int | None,
-                   symmetric_shared_keep: bool) -> tuple[dict[str, Tensor], list[CriticInput]]:
+def evaluate_terms(
+    specs: tuple[TermSpec, ...],
+    estimators: Mapping[str, nn.Module],
+    reps: Mapping[str, Tensor],
+    views: Mapping[str, Tensor],
+    y: Tensor | None,
+    *,
+    conditioning: str,
+    num_classes: int | None,
+    symmetric_shared_keep: bool,
+) -> tuple[dict[str, Tensor], list[CriticInput]]:
     """Every term's estimate (nats) in spec order, and the inputs the critic step needs."""
     gather = Gatherer()
     out: dict[str, Tensor] = {}
@@ -110,8 +141,14 @@ def _target(spec: TermSpec, reps: Mapping[str, Tensor], views: Mapping[str, Tens
     return reps[spec.y]
 
 
-def _conditional_args(spec: TermSpec, reps: Mapping[str, Tensor], views: Mapping[str, Tensor], y: Tensor | None,
-                      conditioning: str, gather: Gatherer) -> tuple[tuple, int]:
+def _conditional_args(
+    spec: TermSpec,
+    reps: Mapping[str, Tensor],
+    views: Mapping[str, Tensor],
+    y: Tensor | None,
+    conditioning: str,
+    gather: Gatherer,
+) -> tuple[tuple, int]:
     """(x, candidates, cx, cy) and the offset of a conditional term, as its conditioning takes them."""
     x, b = reps[spec.x], reps[spec.y]
     bg, off = gather(b)

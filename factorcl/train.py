@@ -81,11 +81,15 @@ def check_bounds(row: Mapping[str, float]) -> dict[str, str]:
     for key, value in row.items():
         if key.startswith("bracket/") and value < -BRACKET_TOLERANCE:
             term = key.split("/", 1)[1]
-            broken[key] = (f"{term}: NCE-CLUB is {-value:.3f} nats below its own critic's InfoNCE, so the critic is "
-                           "far from optimal and the upper bound is not one (raise critic_steps or critic_lr)")
+            broken[key] = (
+                f"{term}: NCE-CLUB is {-value:.3f} nats below its own critic's InfoNCE, so the critic is "
+                "far from optimal and the upper bound is not one (raise critic_steps or critic_lr)"
+            )
     if row.get("shared_remove", 0.0) < -BRACKET_TOLERANCE:
-        broken["shared_remove"] = (f"shared_remove, an upper bound on a conditional MI (>= 0), reads "
-                                   f"{row['shared_remove']:.3f} nats: its critic is far from optimal")
+        broken["shared_remove"] = (
+            f"shared_remove, an upper bound on a conditional MI (>= 0), reads "
+            f"{row['shared_remove']:.3f} nats: its critic is far from optimal"
+        )
     return broken
 
 
@@ -160,8 +164,10 @@ class TrainConfig:
             "stop_after": self.stop_after is None or self.stop_after >= 1,
         }
         if self.resume is not None and self.overwrite:
-            raise ValueError(f"resume={self.resume!r} and overwrite=True exclude each other: resume continues the run "
-                             "in out_dir, overwrite replaces it")
+            raise ValueError(
+                f"resume={self.resume!r} and overwrite=True exclude each other: resume continues the run "
+                "in out_dir, overwrite replaces it"
+            )
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
@@ -204,7 +210,6 @@ def _lr_lambda(cfg: TrainConfig, total: int):
     return fn
 
 
-
 @dataclass
 class _Progress:
     """Where a run is: what flows from setup through the epochs to the result."""
@@ -245,8 +250,14 @@ class Trainer:
     same row on every rank), rank-0-only progress, logs and checkpoints.
     """
 
-    def __init__(self, model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
-                 callbacks: Iterable[Callable[[dict[str, float]], None]] = (), **overrides: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: Iterable,
+        config: TrainConfig | None = None,
+        callbacks: Iterable[Callable[[dict[str, float]], None]] = (),
+        **overrides: Any,
+    ) -> None:
         if config is None:
             config = TrainConfig(**overrides)
         elif overrides:
@@ -268,8 +279,9 @@ class Trainer:
         # Ranks with different numbers of batches would leave the others waiting in a collective.
         check_same_size(self.batches_per_epoch, "number of batches per epoch", self.device)
         if self.batches_per_epoch == 0:
-            raise ValueError("loader is empty: the dataset has fewer samples than one batch "
-                             "(check batch_size and drop_last)")
+            raise ValueError(
+                "loader is empty: the dataset has fewer samples than one batch (check batch_size and drop_last)"
+            )
         self.amp = resolve_amp(config.amp, self.device)
         self.out_dir = Path(config.out_dir) if config.out_dir else None
         self.ddp: nn.Module | None = None
@@ -280,8 +292,10 @@ class Trainer:
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         if dist.get_backend() == "nccl" and device.type != "cuda":
-            raise ValueError(f"the process group uses the nccl backend, which needs CUDA tensors, but device={device}; "
-                             "train on device='cuda' (or 'auto'), or initialise the group with backend='gloo'")
+            raise ValueError(
+                f"the process group uses the nccl backend, which needs CUDA tensors, but device={device}; "
+                "train on device='cuda' (or 'auto'), or initialise the group with backend='gloo'"
+            )
         return device
 
     @property
@@ -307,10 +321,16 @@ class Trainer:
     def _fit(self) -> TrainResult:
         """Setup, the epochs, then the last checkpoint and the safetensors export."""
         run = self._setup()
-        self.metrics_log = MetricsLog(self.out_dir if is_main_process() else None,
-                                      run.step if run.resumed else None, self.cfg.tensorboard)
-        self.bar = tqdm(total=self.total_steps, initial=run.step, disable=not (self.cfg.progress and is_main_process()),
-                        desc=getattr(getattr(self.model, "objective", None), "name", "train"), dynamic_ncols=True)
+        self.metrics_log = MetricsLog(
+            self.out_dir if is_main_process() else None, run.step if run.resumed else None, self.cfg.tensorboard
+        )
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=run.step,
+            disable=not (self.cfg.progress and is_main_process()),
+            desc=getattr(getattr(self.model, "objective", None), "name", "train"),
+            dynamic_ncols=True,
+        )
         run.start = time.perf_counter()
         try:
             while run.epoch < self.cfg.epochs and not run.stop:
@@ -325,8 +345,14 @@ class Trainer:
             self.metrics_log.close()
             # Drop the DDP wrapper (and its gradient hooks on the model's parameters) with the run.
             self.ddp = None
-        return TrainResult(step=run.step, epoch=run.epoch, metrics=run.metrics, history=run.history,
-                           checkpoint=run.checkpoint, seconds=time.perf_counter() - run.start)
+        return TrainResult(
+            step=run.step,
+            epoch=run.epoch,
+            metrics=run.metrics,
+            history=run.history,
+            checkpoint=run.checkpoint,
+            seconds=time.perf_counter() - run.start,
+        )
 
     # ----------------------------------------------------------------------------- setup
     def _setup(self) -> _Progress:
@@ -338,8 +364,12 @@ class Trainer:
         ckpt_io.prepare_out_dir(self.out_dir, resume_path is not None, self.cfg.overwrite, self.device)
         resumed = self.run_state.restore(resume_path) if resume_path is not None else None
         # After the restore (DDP broadcasts rank 0's parameters at wrap time; they already agree).
-        self.ddp = wrap_loss_ddp(self.model, exclude=self.critic_params, device=self.device,
-                                 find_unused_parameters=self.cfg.find_unused_parameters)
+        self.ddp = wrap_loss_ddp(
+            self.model,
+            exclude=self.critic_params,
+            device=self.device,
+            find_unused_parameters=self.cfg.find_unused_parameters,
+        )
         self.forward = self.ddp if self.ddp is not None else self.model.loss
         if resumed is None:
             if self.cfg.seed is not None:
@@ -347,9 +377,15 @@ class Trainer:
                 # are made before fit and DDP makes them rank 0's anyway).
                 seed_everything(self.cfg.seed + get_rank())
             return _Progress()
-        run = _Progress(step=resumed["step"], epoch=resumed["epoch"], skip=resumed["batch_in_epoch"], resumed=resumed,
-                        last_saved_step=resumed["step"], checkpoint=resume_path,
-                        metrics=dict(resumed.get("metrics") or {}))
+        run = _Progress(
+            step=resumed["step"],
+            epoch=resumed["epoch"],
+            skip=resumed["batch_in_epoch"],
+            resumed=resumed,
+            last_saved_step=resumed["step"],
+            checkpoint=resume_path,
+            metrics=dict(resumed.get("metrics") or {}),
+        )
         if run.skip >= self.batches_per_epoch:
             run.epoch, run.skip = run.epoch + 1, 0
         run.position = (run.epoch, run.skip)
@@ -366,22 +402,35 @@ class Trainer:
         self.critic_params = list(self.model.critic_parameters())
         self.main_opt = torch.optim.AdamW(self._main_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.critic_opt = (
-            torch.optim.AdamW(self.critic_params, lr=cfg.critic_lr or CRITIC_LR_FACTOR * cfg.lr,
-                              weight_decay=cfg.weight_decay)
+            torch.optim.AdamW(
+                self.critic_params, lr=cfg.critic_lr or CRITIC_LR_FACTOR * cfg.lr, weight_decay=cfg.weight_decay
+            )
             if self.critic_params and cfg.critic_steps > 0
             else None
         )
         self.main_sched = torch.optim.lr_scheduler.LambdaLR(self.main_opt, _lr_lambda(cfg, self.total_steps))
-        self.critic_sched = (torch.optim.lr_scheduler.LambdaLR(self.critic_opt, _lr_lambda(cfg, self.total_steps))
-                             if self.critic_opt else None)
+        self.critic_sched = (
+            torch.optim.lr_scheduler.LambdaLR(self.critic_opt, _lr_lambda(cfg, self.total_steps))
+            if self.critic_opt
+            else None
+        )
         use_scaler = self.amp == "fp16"
         self.main_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.critic_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
-        return ckpt_io.RunState(model=self.model, loader=self.loader, config=asdict(cfg),
-                                batches_per_epoch=self.batches_per_epoch, main_opt=self.main_opt,
-                                main_sched=self.main_sched, main_scaler=self.main_scaler, critic_opt=self.critic_opt,
-                                critic_sched=self.critic_sched, critic_scaler=self.critic_scaler,
-                                out_dir=self.out_dir, device=self.device)
+        return ckpt_io.RunState(
+            model=self.model,
+            loader=self.loader,
+            config=asdict(cfg),
+            batches_per_epoch=self.batches_per_epoch,
+            main_opt=self.main_opt,
+            main_sched=self.main_sched,
+            main_scaler=self.main_scaler,
+            critic_opt=self.critic_opt,
+            critic_sched=self.critic_sched,
+            critic_scaler=self.critic_scaler,
+            out_dir=self.out_dir,
+            device=self.device,
+        )
 
     def _main_groups(self) -> list[dict[str, Any]]:
         """The main optimizer's parameter groups: the encoders at ``encoder_lr`` (when set), the rest at ``lr``."""
@@ -451,14 +500,18 @@ class Trainer:
         bad = not bool(torch.isfinite(loss.detach()))
         return any_rank(bad, self.device) if is_distributed() else bad
 
-    def _nonfinite_loss(self, run: _Progress, index: int, batch: Any, loss: Tensor,
-                        terms: Mapping[str, Tensor]) -> NonFiniteLossError:
+    def _nonfinite_loss(
+        self, run: _Progress, index: int, batch: Any, loss: Tensor, terms: Mapping[str, Tensor]
+    ) -> NonFiniteLossError:
         """The error for a NaN/inf main loss: where, the term estimates, and the likely cause."""
         values = {k: round(float(v), 4) for k, v in terms.items()}
         where = f" on rank {get_rank()} (or another rank)" if is_distributed() else ""
         inputs = _nonfinite_inputs(batch)
-        cause = (f"The inputs are not finite: {'; '.join(inputs)}. Fix or drop those rows"
-                 if inputs else "Lower the learning rate, or set grad_clip")
+        cause = (
+            f"The inputs are not finite: {'; '.join(inputs)}. Fix or drop those rows"
+            if inputs
+            else "Lower the learning rate, or set grad_clip"
+        )
         return NonFiniteLossError(
             f"loss is {float(loss.detach())}{where} at step {run.step + 1} (epoch {run.epoch}, "
             f"batch {index}); term estimates {values}. Training stopped and {self.run_state.last_good()}. "
@@ -472,9 +525,11 @@ class Trainer:
             with autocast(self.device, self.amp):
                 loss = self.model.critic_loss()
             if self._nonfinite(loss):
-                raise NonFiniteLossError(f"the critic loss is {float(loss.detach())}"
-                                         f"{' (or not finite on another rank)' if is_distributed() else ''}; "
-                                         f"{self.run_state.last_good()}")
+                raise NonFiniteLossError(
+                    f"the critic loss is {float(loss.detach())}"
+                    f"{' (or not finite on another rank)' if is_distributed() else ''}; "
+                    f"{self.run_state.last_good()}"
+                )
             self.critic_scaler.scale(loss).backward()
             # The critics are outside DDP (model.loss runs them frozen): average their gradients here.
             average_gradients(self.critic_params)
@@ -504,13 +559,20 @@ class Trainer:
     # ------------------------------------------------------------------------ after-step
     def _metrics_row(self, run: _Progress, lr: float, micro: _MicroStep) -> dict[str, float]:
         """The step's metrics row, its estimates averaged over ranks; also kept as ``run.metrics``."""
-        stacked = torch.stack([v.float() for v in micro.terms.values()]
-                              + [torch.tensor(micro.critic_loss, device=micro.loss.device)])
+        stacked = torch.stack(
+            [v.float() for v in micro.terms.values()] + [torch.tensor(micro.critic_loss, device=micro.loss.device)]
+        )
         # Each rank's estimates are means over its rows: their mean over ranks is the global batch's.
         values = mean_over_ranks(stacked).tolist()
         run.metrics = dict(zip(micro.terms.keys(), values[:-1]))
-        return {"step": run.step, "epoch": run.epoch, "lr": lr, **run.metrics, "critic_loss": values[-1],
-                "time_s": time.perf_counter() - run.start}
+        return {
+            "step": run.step,
+            "epoch": run.epoch,
+            "lr": lr,
+            **run.metrics,
+            "critic_loss": values[-1],
+            "time_s": time.perf_counter() - run.start,
+        }
 
     def _after_step(self, run: _Progress, row: dict[str, float], index: int, iterator: Iterator) -> None:
         """Log the row, warn about broken bounds, call the callbacks; then checkpoint (and stop) when due."""
@@ -542,8 +604,13 @@ class Trainer:
             run.checkpoint, run.last_saved_step = saved, run.step
 
 
-def fit(model: nn.Module, loader: Iterable, config: TrainConfig | None = None,
-        callbacks: Iterable[Callable[[dict[str, float]], None]] = (), **overrides: Any) -> TrainResult:
+def fit(
+    model: nn.Module,
+    loader: Iterable,
+    config: TrainConfig | None = None,
+    callbacks: Iterable[Callable[[dict[str, float]], None]] = (),
+    **overrides: Any,
+) -> TrainResult:
     """Train ``model`` on ``loader``; keywords are :class:`TrainConfig` fields (epochs, lr, critic_steps, ...).
 
     ``callbacks`` are called with each step's metrics row.

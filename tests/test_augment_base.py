@@ -91,8 +91,12 @@ def test_non_tensor_and_bad_generator_rejected():
 
 def test_int_seed_works_through_containers_and_equals_a_seeded_generator():
     x = torch.randn(32, 6, 3)
-    for aug in (GaussianNoise(0.5), Compose([TimeMask(p=0.5), GaussianNoise(0.5)]),
-                RandomChoice([GaussianNoise(0.5), TimeMask(p=0.5)]), RandomApply(GaussianNoise(0.5), p=0.5)):
+    for aug in (
+        GaussianNoise(0.5),
+        Compose([TimeMask(p=0.5), GaussianNoise(0.5)]),
+        RandomChoice([GaussianNoise(0.5), TimeMask(p=0.5)]),
+        RandomApply(GaussianNoise(0.5), p=0.5),
+    ):
         assert torch.equal(aug(x, generator=7), aug(x, generator=gen(7)))
         assert not torch.equal(aug(x, generator=7), aug(x, generator=8))
     texts = ["a b c d e f g h", "i j k l m n o p"] * 8
@@ -182,7 +186,12 @@ def test_call_time_keywords_reach_only_the_children_that_use_them():
     # Nested containers: the probe gets mask, a plain function that takes only x gets nothing.
     probe = KeywordProbe()
     seq = torch.randn(4, 5, 2)
-    aug = Compose([RandomApply(Compose([probe, lambda t: t * 2]), p=1.0), UniqueAugment(KeywordProbe(), lambda a, c: c.sum((2, 3)), 2)])
+    aug = Compose(
+        [
+            RandomApply(Compose([probe, lambda t: t * 2]), p=1.0),
+            UniqueAugment(KeywordProbe(), lambda a, c: c.sum((2, 3)), 2),
+        ]
+    )
     out = aug(seq, mask=torch.ones(4, 5, dtype=torch.bool), cond=torch.zeros(4, 1))
     assert probe.seen == [{"mask"}] and torch.equal(out, seq * 2)
     # A leaf called directly takes only its own keywords.

@@ -34,9 +34,29 @@ def test_missing_files_are_skipped_and_file_overrides(tmp_path, capsys):
 
     path = write_fake_affect(tmp_path / "my_sarcasm.pkl", "sarcasm", sizes=(24, 8, 8))
     out = tmp_path / "mb.json"
-    rc = bench.main(["--data-dir", str(tmp_path / "empty"), "--file", f"mustard={path}", "--methods", "simclr", "supcon",
-                     "--datasets", "mosi", "mustard", "--epochs", "1", "--seeds", "0", "1", "--out", str(out),
-                     "--work-dir", str(tmp_path / "work")])
+    rc = bench.main(
+        [
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--file",
+            f"mustard={path}",
+            "--methods",
+            "simclr",
+            "supcon",
+            "--datasets",
+            "mosi",
+            "mustard",
+            "--epochs",
+            "1",
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "MOSI: skipped (file not found: mosi_raw.pkl or mosi_data.pkl in" in printed

@@ -142,8 +142,9 @@ def test_mi_estimation_distributions_hit_each_level(name):
     """--distribution: every level's data has I(X; Y) equal to the level, and a tiny run is finite."""
     for mi in mi_estimation.LEVELS:
         assert mi_estimation.make_distribution(name, 20, mi, df=2.0).mi == pytest.approx(mi)
-    traces = mi_estimation.run_dim(3, 2, 16, 8, 1, 8, 5e-3, 0, torch.device("cpu"), levels=(2.0,),
-                                   progress=False, distribution=name, df=2.0)
+    traces = mi_estimation.run_dim(
+        3, 2, 16, 8, 1, 8, 5e-3, 0, torch.device("cpu"), levels=(2.0,), progress=False, distribution=name, df=2.0
+    )
     assert all(np.isfinite(t).all() and t.shape == (2,) for t in traces.values())
     refs = mi_estimation.references(3, 16, (2.0,), distribution=name)
     assert math.isnan(refs["i_plus_lautum"][0]) == (name != "gaussian")

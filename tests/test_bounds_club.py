@@ -45,4 +45,3 @@ def test_club_routes_gradients_and_checks_shapes():
         club(torch.randn(5, 3), torch.randn(4, 2))
     with pytest.raises(ValueError, match="share one"):
         bounds.club(torch.randn(4, 2), torch.randn(4, 3), torch.randn(4, 2))
-

@@ -71,8 +71,10 @@ def test_discrete_condition_grouped_vs_unconditional_and_concat():
     concat = bounds.ConditionalInfoNCE(small_critic(4, 4), "concat", num_classes=2)
     train_estimator(concat, dist.sample, 600, 128, gen)
     c = held_out_mean(concat, dist.sample, 128, gen)
-    print(f"discrete Z: grouped {g:.4f}, unconditional {u:.4f}, concat {c:.4f} "
-          f"(I(X;Y|Z) {dist.conditional_mi:.4f}, H(Z) + I(X;Y|Z) {math.log(2) + dist.conditional_mi:.4f})")
+    print(
+        f"discrete Z: grouped {g:.4f}, unconditional {u:.4f}, concat {c:.4f} "
+        f"(I(X;Y|Z) {dist.conditional_mi:.4f}, H(Z) + I(X;Y|Z) {math.log(2) + dist.conditional_mi:.4f})"
+    )
     assert 0.82 <= g <= 1.12
     assert g - u >= 0.25
     assert c == pytest.approx(math.log(2) + dist.conditional_mi, abs=0.15)
@@ -141,11 +143,19 @@ def test_concat_condition_one_hot_and_errors():
 
 def sampled_estimators(d: int, critic=small_critic, num_negatives: int = 63, sees_condition: bool = False):
     """Sampled-negative conditional InfoNCE and NCE-CLUB on (x, y, c) = (X, Y, Z) of dimension d."""
+
     def build(cls):
         side = 2 * d if sees_condition else d
-        return cls(critic(side, side), "sampled", proposal=bounds.GaussianProposal(d, d, 64),
-                   x_proposal=bounds.GaussianProposal(d, d, 64), correction_critic=critic(d, d),
-                   num_negatives=num_negatives, critic_sees_condition=sees_condition)
+        return cls(
+            critic(side, side),
+            "sampled",
+            proposal=bounds.GaussianProposal(d, d, 64),
+            x_proposal=bounds.GaussianProposal(d, d, 64),
+            correction_critic=critic(d, d),
+            num_negatives=num_negatives,
+            critic_sees_condition=sees_condition,
+        )
+
     return build(bounds.ConditionalInfoNCE), build(bounds.ConditionalNCECLUB)
 
 
@@ -305,8 +315,10 @@ def test_dim_c_above_the_batch_size_still_fits():
 def test_score_candidates_matches_full_scores_and_trains_a_learnable_temperature():
     torch.manual_seed(0)
     x, cand = torch.randn(5, 3), torch.randn(5, 4, 2)
-    for critic in (bounds.SeparableCritic(3, 2, hidden_dim=16, learn_temperature=True),
-                   bounds.ConcatCritic(3, 2, hidden_dim=16)):
+    for critic in (
+        bounds.SeparableCritic(3, 2, hidden_dim=16, learn_temperature=True),
+        bounds.ConcatCritic(3, 2, hidden_dim=16),
+    ):
         own = bounds.score_candidates(critic, x, cand)
         full = critic(x, cand.reshape(20, 2)).view(5, 5, 4)
         torch.testing.assert_close(own, full[torch.arange(5), torch.arange(5)])

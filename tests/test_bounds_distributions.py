@@ -85,8 +85,9 @@ def _mc_mi(dist, n: int, seed: int) -> tuple[float, float]:
     return r.mean().item(), (r.std() / math.sqrt(n)).item()
 
 
-@pytest.mark.parametrize("df,x_dim,y_dim,rho", [(1, 5, 5, 0.0), (2, 5, 5, 0.0), (5, 5, 5, 0.0),
-                                                (3, 2, 4, 0.6), (1.5, 3, 3, 0.8)])
+@pytest.mark.parametrize(
+    "df,x_dim,y_dim,rho", [(1, 5, 5, 0.0), (2, 5, 5, 0.0), (5, 5, 5, 0.0), (3, 2, 4, 0.6), (1.5, 3, 3, 0.8)]
+)
 def test_student_t_mi_formula_matches_monte_carlo(df, x_dim, y_dim, rho):
     """Arellano-Valle et al. (2013): I = I_Gaussian + f(nu, p, q), against the mean exact log ratio."""
     dist = StudentTPair(x_dim, y_dim, df, rho)

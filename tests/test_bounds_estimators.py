@@ -54,8 +54,10 @@ def test_optimal_critic_on_correlated_gaussian():
         upper.append(float(bounds.nce_club(scores)))
     se = statistics.stdev(lower) / math.sqrt(len(lower))
     mean_lower = statistics.mean(lower)
-    print(f"optimal critic: InfoNCE {mean_lower:.4f} (SE {se:.4f}), NCE-CLUB {statistics.mean(upper):.4f}, "
-          f"I {dist.mi:.4f}, I + lautum {dist.mi_plus_lautum:.4f}")
+    print(
+        f"optimal critic: InfoNCE {mean_lower:.4f} (SE {se:.4f}), NCE-CLUB {statistics.mean(upper):.4f}, "
+        f"I {dist.mi:.4f}, I + lautum {dist.mi_plus_lautum:.4f}"
+    )
     assert 1.75 <= mean_lower <= 2.0 + 3 * se
     assert statistics.mean(upper) == pytest.approx(dist.mi_plus_lautum, rel=0.10)
 

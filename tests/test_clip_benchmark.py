@@ -32,7 +32,11 @@ def test_full_mode_skips_cleanly_without_cuda(tmp_path, capsys):
     assert clip_step.main(["--out", str(out)]) == 0
     assert "skipped: needs CUDA" in capsys.readouterr().out
     data = json.loads(out.read_text())
-    assert "needs CUDA" in data["skipped"] and data["config"]["model"] == "ViT-B-32" and data["config"]["batch_size"] == 256
+    assert (
+        "needs CUDA" in data["skipped"]
+        and data["config"]["model"] == "ViT-B-32"
+        and data["config"]["batch_size"] == 256
+    )
 
 
 @pytest.mark.cuda

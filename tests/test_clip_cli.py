@@ -17,11 +17,45 @@ def test_demo_data_train_and_probe_from_the_command_line(tmp_path, capsys):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config()))
     out = tmp_path / "run"
-    code = main(["clip", "train", "--data", str(data / "captions.csv"), "--config", str(config), "--out", str(out),
-                 "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--lock-image", "--unlocked-blocks", "1",
-                 "--image-aug", "unique-scored", "--num-candidates", "2", "--text-aug", "mask", "--accumulate", "2",
-                 "--grad-checkpointing", "--amp", "none", "--device", "cpu", "--no-progress",
-                 "--seed", "1", "--test-fraction", "0.25"])
+    code = main(
+        [
+            "clip",
+            "train",
+            "--data",
+            str(data / "captions.csv"),
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--lock-image",
+            "--unlocked-blocks",
+            "1",
+            "--image-aug",
+            "unique-scored",
+            "--num-candidates",
+            "2",
+            "--text-aug",
+            "mask",
+            "--accumulate",
+            "2",
+            "--grad-checkpointing",
+            "--amp",
+            "none",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--seed",
+            "1",
+            "--test-fraction",
+            "0.25",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "open_clip checkpoint:" in printed and "factorcl:U2" in printed
@@ -33,20 +67,53 @@ def test_demo_data_train_and_probe_from_the_command_line(tmp_path, capsys):
     assert (out / "train" / "metrics.csv").is_file() and (out / "train" / "checkpoint.pt").is_file()
     # probe --export without split flags: the split recorded at training (seed 1, 0.25), not the defaults.
     probe_json = tmp_path / "probe.json"
-    assert main(["clip", "probe", "--data", str(data / "captions.csv"), "--export", str(out / "export"),
-                 "--out", str(probe_json), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "clip",
+                "probe",
+                "--data",
+                str(data / "captions.csv"),
+                "--export",
+                str(out / "export"),
+                "--out",
+                str(probe_json),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "held-out split recorded at training: seed 1, test fraction 0.25" in capsys.readouterr().out
     probed = json.loads(probe_json.read_text())
     assert probed["model"]["trained"] is True and probed["split"]["training_data"] is True
     assert {k: v for k, v in probed["split"].items() if k in results["split"]} == results["split"]
     # The same held-out split and the same model as the training run's own probe: the same accuracies.
-    assert {k: v["accuracy"] for k, v in probed["probe"].items()} == {k: v["accuracy"] for k, v in results["probe"].items()}
+    assert {k: v["accuracy"] for k, v in probed["probe"].items()} == {
+        k: v["accuracy"] for k, v in results["probe"].items()
+    }
     # Another split of the training file would score the probe on training rows: refused.
-    for flags, message in ((["--seed", "0"], "seed=0 (--seed) differs from the split the model was trained with"),
-                           (["--test-fraction", "0.2"], "test_fraction=0.2 (--test-fraction) differs"),
-                           (["--skip-missing"], "skip_missing=True (--skip-missing) differs")):
-        assert main(["clip", "probe", "--data", str(data / "captions.csv"), "--export", str(out / "export"),
-                     "--device", "cpu", *flags]) == 2
+    for flags, message in (
+        (["--seed", "0"], "seed=0 (--seed) differs from the split the model was trained with"),
+        (["--test-fraction", "0.2"], "test_fraction=0.2 (--test-fraction) differs"),
+        (["--skip-missing"], "skip_missing=True (--skip-missing) differs"),
+    ):
+        assert (
+            main(
+                [
+                    "clip",
+                    "probe",
+                    "--data",
+                    str(data / "captions.csv"),
+                    "--export",
+                    str(out / "export"),
+                    "--device",
+                    "cpu",
+                    *flags,
+                ]
+            )
+            == 2
+        )
         assert message in capsys.readouterr().err
     # Zero-shot baseline: the towers as loaded, no training.
     assert main(["clip", "probe", "--data", str(data / "captions.csv"), "--config", "tiny", "--device", "cpu"]) == 0
@@ -74,8 +141,23 @@ def test_clear_errors_and_help(tmp_path, capsys):
     assert "--model" in capsys.readouterr().err
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config()))
-    assert main(["clip", "train", "--data", str(tmp_path / "none.csv"), "--config", str(config), "--out",
-                 str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "clip",
+                "train",
+                "--data",
+                str(tmp_path / "none.csv"),
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "caption file not found" in capsys.readouterr().err
     assert main(["clip"]) == 0
     assert "demo-data" in capsys.readouterr().out
@@ -87,11 +169,39 @@ def test_clip_train_reads_a_yaml_run_config_and_set_overrides(tmp_path, capsys, 
 
     data = clip_demo(48, seed=1)
     run = tmp_path / "clip.yaml"
-    run.write_text(yaml.safe_dump({"data": str(data), "out": str(tmp_path / "r"), "config": "tiny", "epochs": 3,
-                                   "batch_size": 8, "device": "cpu", "amp": "none", "no_progress": True,
-                                   "no_probe": True, "lock_text": True, "method": "factorcl-ssl"}))
-    code = main(["clip", "train", "--config", str(run), "--epochs", "1", "--set", "stop_after=2",
-                 "--set", "num_negatives=15", "--set", "lock_text=false"])
+    run.write_text(
+        yaml.safe_dump(
+            {
+                "data": str(data),
+                "out": str(tmp_path / "r"),
+                "config": "tiny",
+                "epochs": 3,
+                "batch_size": 8,
+                "device": "cpu",
+                "amp": "none",
+                "no_progress": True,
+                "no_probe": True,
+                "lock_text": True,
+                "method": "factorcl-ssl",
+            }
+        )
+    )
+    code = main(
+        [
+            "clip",
+            "train",
+            "--config",
+            str(run),
+            "--epochs",
+            "1",
+            "--set",
+            "stop_after=2",
+            "--set",
+            "num_negatives=15",
+            "--set",
+            "lock_text=false",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert results["train"]["steps"] == 2 and results["train"]["epochs"] == 1  # --epochs beat the file; --set stop

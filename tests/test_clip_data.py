@@ -27,8 +27,14 @@ from factorcl.clip.split import (
     split_record,
 )
 
-PREPROCESS = {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "interpolation": "bicubic",
-              "resize_mode": "shortest", "fill_color": 0}
+PREPROCESS = {
+    "size": (32, 32),
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+    "interpolation": "bicubic",
+    "resize_mode": "shortest",
+    "fill_color": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +100,11 @@ def _write_csv(path, rows, fields=("image", "caption", "label")):
 
 def test_missing_images_name_the_file_and_row_or_are_skipped_and_counted(demo, tmp_path):
     shutil.copy(demo.parent / "images" / "00000.png", tmp_path / "a.png")
-    rows = [{"image": "a.png", "caption": "a red circle", "label": "0"},
-            {"image": "missing.png", "caption": "a blue square", "label": "1"},
-            {"image": "a.png", "caption": "a green triangle", "label": "1"}]
+    rows = [
+        {"image": "a.png", "caption": "a red circle", "label": "0"},
+        {"image": "missing.png", "caption": "a blue square", "label": "1"},
+        {"image": "a.png", "caption": "a green triangle", "label": "1"},
+    ]
     path = _write_csv(tmp_path / "pairs.csv", rows)
     with pytest.raises(FileNotFoundError, match=r"missing\.png.*row 2 \(line 3\) of .*pairs\.csv"):
         ImageCaptionDataset(path, PREPROCESS)
@@ -128,8 +136,10 @@ def test_jsonl_with_paths_relative_to_the_file(demo, tmp_path):
     sub = tmp_path / "data"
     (sub / "img").mkdir(parents=True)
     shutil.copy(demo.parent / "images" / "00001.png", sub / "img" / "b.png")
-    lines = [{"image": "img/b.png", "caption": "a cat", "label": "cat"},
-             {"image": str(sub / "img" / "b.png"), "caption": "a dog", "label": "dog"}]
+    lines = [
+        {"image": "img/b.png", "caption": "a cat", "label": "cat"},
+        {"image": str(sub / "img" / "b.png"), "caption": "a dog", "label": "dog"},
+    ]
     path = sub / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     ds = ImageCaptionDataset(path, PREPROCESS)
@@ -146,7 +156,9 @@ def test_jsonl_with_paths_relative_to_the_file(demo, tmp_path):
     with pytest.raises(ValueError, match=r"not valid JSON \(Extra data.*name the file .jsonl"):
         ImageCaptionDataset(array, PREPROCESS)
     array.write_text(json.dumps({"image": "img/b.png", "caption": "a cat"}))
-    with pytest.raises(ValueError, match="must hold an array of objects .* got dict; for one object per line use .jsonl"):
+    with pytest.raises(
+        ValueError, match="must hold an array of objects .* got dict; for one object per line use .jsonl"
+    ):
         ImageCaptionDataset(array, PREPROCESS)
     array.write_text(json.dumps([lines[0], "a dog"]))
     with pytest.raises(ValueError, match="element 2 of the array must be a JSON object, got str"):
@@ -176,7 +188,10 @@ def test_probe_split_settings_follow_the_recorded_split_on_the_training_file(dem
     # Another file (other content): the given settings, defaults for the rest.
     other = tmp_path / "captions.csv"
     other.write_text(demo.read_text().replace("\n", "\r\n", 1))
-    assert probe_split_settings(recorded, other, seed=3) == ({"seed": 3, "test_fraction": 0.2, "skip_missing": False}, False)
+    assert probe_split_settings(recorded, other, seed=3) == (
+        {"seed": 3, "test_fraction": 0.2, "skip_missing": False},
+        False,
+    )
     assert probe_split_settings(None, demo) == (SPLIT_DEFAULTS, False)
     # The re-made split must hold out the recorded rows.
     check_same_held_out(recorded, split_record(ds, test, 1, 0.25, False), demo)
@@ -208,7 +223,7 @@ def test_text_views_never_touch_padding_or_special_tokens(mode):
         assert row_out[0] == tok.sot_token_id
         n_in = int((row_in == tok.eot_token_id).nonzero()[0])
         n_out = int((row_out == tok.eot_token_id).nonzero()[0])
-        assert bool((row_out[n_out + 1:] == 0).all())  # padding stays padding
+        assert bool((row_out[n_out + 1 :] == 0).all())  # padding stays padding
         assert n_out == n_in if mode == "mask" else n_out <= n_in
     assert torch.equal(ClipTextAugment(token_ids(tok), mode=mode, p=0.0)(tokens), tokens)
     assert torch.equal(ClipTextAugment(token_ids(tok), mode="none")(tokens), tokens)

@@ -31,8 +31,9 @@ def trained(clip_demo):
     config = ClipFactorCLConfig(method="factorcl-ssl")
     model = build_clip_factorcl(bundle, config)
     ds = ImageCaptionDataset(demo, bundle.preprocess_cfg)
-    factorcl.fit(model, make_loader(ds, bundle.tokenizer, 8), epochs=1, lr=1e-3, stop_after=2, progress=False,
-                 device="cpu")
+    factorcl.fit(
+        model, make_loader(ds, bundle.tokenizer, 8), epochs=1, lr=1e-3, stop_after=2, progress=False, device="cpu"
+    )
     model.eval()
     return bundle, model, config, batch_of(bundle, demo)
 
@@ -60,7 +61,11 @@ def test_export_folder_loads_as_local_dir_and_rebuilds_the_factorcl_model(traine
     bundle, model, config, batch = trained
     paths = export_clip_factorcl(model, bundle, tmp_path / "export", config)
     assert {p.name for p in (tmp_path / "export").iterdir()} == {
-        "open_clip_pytorch_model.bin", "open_clip_config.json", "clip-test-export.json", "factorcl_heads.pt"}
+        "open_clip_pytorch_model.bin",
+        "open_clip_config.json",
+        "clip-test-export.json",
+        "factorcl_heads.pt",
+    }
     assert json.loads(paths["model_config"].read_text()) == tiny_config()
     # open_clip alone: config and weights from the folder, tokenizer with the config's context length.
     local = open_clip.create_model(f"local-dir:{tmp_path / 'export'}").eval()

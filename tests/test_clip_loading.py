@@ -46,7 +46,9 @@ def test_load_from_config_dict_and_both_json_layouts(tmp_path):
     bare.write_text(json.dumps(tiny_config()))
     assert load_clip(config=bare).name == "my-tiny"
     wrapped = tmp_path / "open_clip_config.json"
-    wrapped.write_text(json.dumps({"model_cfg": tiny_config(), "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}))
+    wrapped.write_text(
+        json.dumps({"model_cfg": tiny_config(), "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}})
+    )
     model_cfg, preprocess = read_config(wrapped)
     assert model_cfg == tiny_config() and preprocess["std"] == [0.25, 0.25, 0.25]
     bundle = load_clip(config=wrapped, name="clip-test-b")

@@ -27,16 +27,19 @@ def demo(clip_demo):
     return clip_demo(64)
 
 
-@pytest.mark.parametrize("method, image_aug", [
-    ("factorcl-ssl", "unique-preset"),
-    ("factorcl-ssl", "unique-scored"),
-    ("factorcl-ssl", "standard"),
-    ("factorcl-sup", "unique-preset"),
-    ("ourcl-ssl", "unique-preset"),
-    ("cross+self", "unique-preset"),
-    ("cross+self+fact", "unique-preset"),
-    ("supcon", "unique-preset"),
-])
+@pytest.mark.parametrize(
+    "method, image_aug",
+    [
+        ("factorcl-ssl", "unique-preset"),
+        ("factorcl-ssl", "unique-scored"),
+        ("factorcl-ssl", "standard"),
+        ("factorcl-sup", "unique-preset"),
+        ("ourcl-ssl", "unique-preset"),
+        ("cross+self", "unique-preset"),
+        ("cross+self+fact", "unique-preset"),
+        ("supcon", "unique-preset"),
+    ],
+)
 def test_every_method_runs_on_the_towers(demo, method, image_aug):
     b = tiny()
     ds = ImageCaptionDataset(demo, b.preprocess_cfg)
@@ -57,8 +60,9 @@ def test_loss_decreases_over_a_few_steps_on_the_demo_data(demo, method):
     # batches first (c has 2 x 128 dimensions, a batch 16 rows), so over 12 steps of batch 16 its
     # terms are noise and the loss does not trend; this test is about the towers learning.
     model = build_clip_factorcl(b, method=method, conditioning="chain" if method == "factorcl-ssl" else None)
-    result = factorcl.fit(model, make_loader(ds, b.tokenizer, 16, seed=0), epochs=3, lr=1e-3, seed=0,
-                          progress=False, device="cpu")
+    result = factorcl.fit(
+        model, make_loader(ds, b.tokenizer, 16, seed=0), epochs=3, lr=1e-3, seed=0, progress=False, device="cpu"
+    )
     losses = [row["loss"] for row in result.history]
     assert len(losses) == 12 and all(math.isfinite(v) for v in losses)
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.05, losses
@@ -68,13 +72,30 @@ def test_pretrain_clip_trains_exports_probes_and_resumes(demo, tmp_path):
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(tiny_config()))
     out = tmp_path / "run"
-    kwargs = dict(config=cfg, epochs=2, batch_size=16, lr=1e-3, progress=False, device="cpu", seed=0,
-                  method="factorcl-ssl", lock_text=True, unlocked_blocks=1)
+    kwargs = dict(
+        config=cfg,
+        epochs=2,
+        batch_size=16,
+        lr=1e-3,
+        progress=False,
+        device="cpu",
+        seed=0,
+        method="factorcl-ssl",
+        lock_text=True,
+        unlocked_blocks=1,
+    )
     results = pretrain_clip(demo, out, stop_after=2, **kwargs)
     assert json.loads((out / "results.json").read_text())["train"]["steps"] == results["train"]["steps"] == 2
     assert results["data"]["train"] + results["data"]["test"] == 64 and results["modalities"]["x1"] == "text"
-    assert set(results["probe"]) == {"image+text", "image", "text", "factorcl:all", "factorcl:S", "factorcl:U1",
-                                     "factorcl:U2"}
+    assert set(results["probe"]) == {
+        "image+text",
+        "image",
+        "text",
+        "factorcl:all",
+        "factorcl:S",
+        "factorcl:U1",
+        "factorcl:U2",
+    }
     for r in results["probe"].values():
         assert 0.0 <= r["accuracy"] <= 1.0 and r["num_classes"] == 3
     for key in ("checkpoint", "config", "heads", "model_config"):
@@ -96,8 +117,9 @@ def test_supervised_methods_need_labels(demo, tmp_path):
     unlabelled = demo.parent / "unlabelled.csv"
     unlabelled.write_text("\n".join(",".join(r.split(",")[:2]) for r in rows) + "\n")
     with pytest.raises(ValueError, match="supervised"):
-        pretrain_clip(unlabelled, tmp_path / "x", config=tiny_config(), method="factorcl-sup", progress=False,
-                      device="cpu")
+        pretrain_clip(
+            unlabelled, tmp_path / "x", config=tiny_config(), method="factorcl-sup", progress=False, device="cpu"
+        )
 
 
 def test_bf16_autocast_step_is_finite_and_close_to_fp32(demo):
@@ -119,9 +141,11 @@ def test_bf16_autocast_step_is_finite_and_close_to_fp32(demo):
 def test_training_steps_on_cuda_with_bf16_and_checkpointing(demo):
     b = tiny()
     ds = ImageCaptionDataset(demo, b.preprocess_cfg)
-    model = build_clip_factorcl(b, method="factorcl-ssl", image_aug="unique-scored", grad_checkpointing=True,
-                                num_candidates=2)
-    result = factorcl.fit(model, make_loader(ds, b.tokenizer, 16), epochs=1, lr=1e-3, amp="bf16", device="cuda",
-                          progress=False)
+    model = build_clip_factorcl(
+        b, method="factorcl-ssl", image_aug="unique-scored", grad_checkpointing=True, num_candidates=2
+    )
+    result = factorcl.fit(
+        model, make_loader(ds, b.tokenizer, 16), epochs=1, lr=1e-3, amp="bf16", device="cuda", progress=False
+    )
     assert result.step == 4 and all(math.isfinite(v) for v in result.metrics.values())
     assert next(b.model.parameters()).device.type == "cuda"

@@ -86,14 +86,24 @@ def test_locked_towers_stay_bit_identical_through_training(demo):
     model = build_clip_factorcl(b, method="factorcl-ssl", lock_image=True, lock_text=True, unlocked_blocks=1)
     trainable = {k for k, p in b.model.named_parameters() if p.requires_grad}
     # The last block of each tower, its final norm and projection, and CLIP's temperature.
-    assert trainable == {k for k, _ in b.model.named_parameters()
-                         if k.startswith(("visual.transformer.resblocks.1.", "visual.ln_post.", "transformer.resblocks.1.",
-                                          "ln_final."))
-                         or k in ("visual.proj", "text_projection", "logit_scale")}
+    assert trainable == {
+        k
+        for k, _ in b.model.named_parameters()
+        if k.startswith(("visual.transformer.resblocks.1.", "visual.ln_post.", "transformer.resblocks.1.", "ln_final."))
+        or k in ("visual.proj", "text_projection", "logit_scale")
+    }
     before = _snapshot(b.model)
     ds = ImageCaptionDataset(demo, b.preprocess_cfg)
-    factorcl.fit(model, make_loader(ds, b.tokenizer, 8), epochs=1, lr=1e-2, weight_decay=0.1, progress=False,
-                 device="cpu", stop_after=3)
+    factorcl.fit(
+        model,
+        make_loader(ds, b.tokenizer, 8),
+        epochs=1,
+        lr=1e-2,
+        weight_decay=0.1,
+        progress=False,
+        device="cpu",
+        stop_after=3,
+    )
     after = _snapshot(b.model)
     for k, p in b.model.named_parameters():
         if k in trainable:

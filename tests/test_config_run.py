@@ -20,42 +20,67 @@ TINY_MODEL = {"embed_dim": 8, "critic_hidden": 16, "critic_embed": 8}
 
 
 # ----------------------------------------------------------------------------------- validation
-@pytest.mark.parametrize("data, message", [
-    ({"data": {"kind": "mosii"}},
-     r"config key 'data.kind' must be one of \['multibench', 'mimic', 'arrays', 'synthetic'\], got 'mosii'"),
-    ({"data": {"kind": "mimic"}}, r"config key 'data.path' is required for data.kind 'mimic'"),
-    ({"data": {"kind": "multibench", "path": "x.pkl", "dataset": "mosx"}}, r"config key 'data.dataset': dataset must be one of"),
-    ({"data": {"kind": "multibench", "path": "x.pkl", "modalities": ["text"]}}, r"config key 'data.modalities' must be two"),
-    ({"data": {"kind": "mimic", "path": "im.pk", "task": "icd9-25"}}, r"config key 'data.task': task must be"),
-    ({"data": {"kind": "arrays", "path": "a.npz", "splits": [0.5, 0.6, 0.1]}}, r"config key 'data.splits'"),
-    ({"data": {"kind": "synthetic", "synthetic": {"num_sample": 5}}},
-     r"unknown config key 'data.synthetic.num_sample'; did you mean 'num_samples'\?"),
-    ({"data": {"knd": "mimic"}}, r"unknown config key 'data.knd'; did you mean 'kind'\?"),
-    ({"model": {"method": "factorcl"}}, r"config key 'model.method': method must be one of"),
-    ({"model": {"critic": "bilinear"}}, r"config key 'model.critic' must be one of \['separable', 'concat'\]"),
-    ({"model": {"embed_dim": "big"}}, r"config key 'model.embed_dim' must be an integer or null, got 'big'"),
-    ({"model": {"augment1": "none"}}, r"config key 'model.augment1' is 'none', but method 'factorcl-ssl' needs augmented views"),
-    ({"model": {"augment1": "noize"}}, r"config key 'model.augment1': .*got 'noize'; did you mean 'noise'\?"),
-    ({"model": {"augment1": {"name": "noise", "sigma": 1}}}, r"unknown key model.augment1.sigma for augmentation 'noise'"),
-    # Parameter values are checked at load time, named by their config key.
-    ({"model": {"augment1": {"name": "noise", "std": -1}}},
-     r"config key 'model.augment1': model.augment1: std must be >= 0.0, got -1"),
-    ({"model": {"augment1": [{"name": "time_mask", "p": 1.5}]}},
-     r"config key 'model.augment1': model.augment1\[0\]: p must be in \[0, 1\], got 1.5"),
-    ({"model": {"augment2": {"name": "auto", "strength": 9}}}, r"model.augment2: strength must be <= 2.0, got 9"),
-    ({"model": {"augment1": {"choice": ["noise", "mixup"], "weights": [1, -1]}}},
-     r"model.augment1.weights: weights\[1\] must be >= 0"),
-    ({"model": {"options": {"temprature": 1}}}, r"unknown config key 'model.options.temprature'"),
-    ({"encoders": {"x1": "lstm"}}, r"config key 'encoders.x1': encoders.x1.type must be one of"),
-    ({"encoders": {"x2": {"type": "gru", "hiden": 3}}}, r"unknown key encoders.x2.hiden for a 'gru' encoder"),
-    ({"train": {"epoch": 3}}, r"unknown config key 'train.epoch'; did you mean 'epochs'\?"),
-    ({"train": {"epochs": 0}}, r"config key 'train.epochs': epochs=0 is not valid"),
-    ({"train": {"lr": "fast"}}, r"config key 'train.lr' must be a number, got 'fast'"),
-    ({"train": {"out_dir": "x"}}, r"set the top-level 'out_dir'"),
-    ({"probe": {"select": "test"}}, r"config key 'probe.select' must be one of \['valid', 'val_fraction'\]"),
-    ({"probe": {"l2_grid": []}}, r"config key 'probe.l2_grid' must be a non-empty list"),
-    ({"trian": {}}, r"unknown config key 'trian'; did you mean 'train'\?"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            {"data": {"kind": "mosii"}},
+            r"config key 'data.kind' must be one of \['multibench', 'mimic', 'arrays', 'synthetic'\], got 'mosii'",
+        ),
+        ({"data": {"kind": "mimic"}}, r"config key 'data.path' is required for data.kind 'mimic'"),
+        (
+            {"data": {"kind": "multibench", "path": "x.pkl", "dataset": "mosx"}},
+            r"config key 'data.dataset': dataset must be one of",
+        ),
+        (
+            {"data": {"kind": "multibench", "path": "x.pkl", "modalities": ["text"]}},
+            r"config key 'data.modalities' must be two",
+        ),
+        ({"data": {"kind": "mimic", "path": "im.pk", "task": "icd9-25"}}, r"config key 'data.task': task must be"),
+        ({"data": {"kind": "arrays", "path": "a.npz", "splits": [0.5, 0.6, 0.1]}}, r"config key 'data.splits'"),
+        (
+            {"data": {"kind": "synthetic", "synthetic": {"num_sample": 5}}},
+            r"unknown config key 'data.synthetic.num_sample'; did you mean 'num_samples'\?",
+        ),
+        ({"data": {"knd": "mimic"}}, r"unknown config key 'data.knd'; did you mean 'kind'\?"),
+        ({"model": {"method": "factorcl"}}, r"config key 'model.method': method must be one of"),
+        ({"model": {"critic": "bilinear"}}, r"config key 'model.critic' must be one of \['separable', 'concat'\]"),
+        ({"model": {"embed_dim": "big"}}, r"config key 'model.embed_dim' must be an integer or null, got 'big'"),
+        (
+            {"model": {"augment1": "none"}},
+            r"config key 'model.augment1' is 'none', but method 'factorcl-ssl' needs augmented views",
+        ),
+        ({"model": {"augment1": "noize"}}, r"config key 'model.augment1': .*got 'noize'; did you mean 'noise'\?"),
+        (
+            {"model": {"augment1": {"name": "noise", "sigma": 1}}},
+            r"unknown key model.augment1.sigma for augmentation 'noise'",
+        ),
+        # Parameter values are checked at load time, named by their config key.
+        (
+            {"model": {"augment1": {"name": "noise", "std": -1}}},
+            r"config key 'model.augment1': model.augment1: std must be >= 0.0, got -1",
+        ),
+        (
+            {"model": {"augment1": [{"name": "time_mask", "p": 1.5}]}},
+            r"config key 'model.augment1': model.augment1\[0\]: p must be in \[0, 1\], got 1.5",
+        ),
+        ({"model": {"augment2": {"name": "auto", "strength": 9}}}, r"model.augment2: strength must be <= 2.0, got 9"),
+        (
+            {"model": {"augment1": {"choice": ["noise", "mixup"], "weights": [1, -1]}}},
+            r"model.augment1.weights: weights\[1\] must be >= 0",
+        ),
+        ({"model": {"options": {"temprature": 1}}}, r"unknown config key 'model.options.temprature'"),
+        ({"encoders": {"x1": "lstm"}}, r"config key 'encoders.x1': encoders.x1.type must be one of"),
+        ({"encoders": {"x2": {"type": "gru", "hiden": 3}}}, r"unknown key encoders.x2.hiden for a 'gru' encoder"),
+        ({"train": {"epoch": 3}}, r"unknown config key 'train.epoch'; did you mean 'epochs'\?"),
+        ({"train": {"epochs": 0}}, r"config key 'train.epochs': epochs=0 is not valid"),
+        ({"train": {"lr": "fast"}}, r"config key 'train.lr' must be a number, got 'fast'"),
+        ({"train": {"out_dir": "x"}}, r"set the top-level 'out_dir'"),
+        ({"probe": {"select": "test"}}, r"config key 'probe.select' must be one of \['valid', 'val_fraction'\]"),
+        ({"probe": {"l2_grid": []}}, r"config key 'probe.l2_grid' must be a non-empty list"),
+        ({"trian": {}}, r"unknown config key 'trian'; did you mean 'train'\?"),
+    ],
+)
 def test_validation_errors_name_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
         load_config(data)
@@ -107,27 +132,45 @@ def test_augment_specs():
         build_augment("sequence", (5,))
 
 
-@pytest.mark.parametrize("data, message", [
-    # pydantic's errors, in the words of the config layer (the key, what it must be, what it got)
-    ({"train": {"batch_size": 0}}, r"^config key 'train.batch_size' must be >= 1, got 0$"),
-    ({"train": {"num_workers": -1}}, r"^config key 'train.num_workers' must be >= 0, got -1$"),
-    ({"train": {"epochs": "3"}}, r"^config key 'train.epochs' must be an integer, got '3'$"),  # strict: no "3" -> 3
-    ({"train": {"drop_last": 1}}, r"^config key 'train.drop_last' must be true/false, got 1$"),
-    ({"train": {"resume": "auto", "overwrite": True}}, r"^config key 'train.resume': resume='auto' and overwrite=True"),
-    ({"train": [1]}, r"^config key 'train' must be a mapping, got list$"),
-    ({"probe": {"val_fraction": 1}}, r"^config key 'probe.val_fraction' must be in \[0, 1\), got 1$"),
-    ({"probe": {"l2_grid": [1, -1]}}, r"^config key 'probe.l2_grid' must be a non-empty list of L2 strengths >= 0, "),
-    ({"probe": {"select": "vaild"}}, r"got 'vaild'; did you mean 'valid'\?$"),
-    ({"model": {"temperature": True}}, r"^config key 'model.temperature' must be a number, got True$"),
-    ({"model": {"temprature": 1}}, r"^unknown config key 'model.temprature'; did you mean 'temperature'\? \(allowed: "),
-    ({"model": {"num_negatives": 0}}, r"^config key 'model.num_negatives' must be an integer >= 1, got 0$"),
-    ({"model": {"options": {"embed_dim": 32}, "embed_dim": 16}}, r"'model.options.embed_dim' and 'model.embed_dim'"),
-    ({"data": {"kind": "arrays", "path": 5}}, r"^config key 'data.path' must be a string or a mapping or null, got 5$"),
-    ({"data": {"kind": "mimic", "path": "im.pk", "task": True}}, r"must be a string or an integer, got True$"),
-    ({"data": []}, r"^config key 'data' must be a mapping, got list$"),
-    ({"out_dir": 5}, r"^config key 'out_dir' must be a string \(a folder path\), got 5$"),
-    ({"trian": {}, "data": {"kind": "mosii"}}, r"^unknown config key 'trian'; did you mean 'train'\? \(sections: "),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        # pydantic's errors, in the words of the config layer (the key, what it must be, what it got)
+        ({"train": {"batch_size": 0}}, r"^config key 'train.batch_size' must be >= 1, got 0$"),
+        ({"train": {"num_workers": -1}}, r"^config key 'train.num_workers' must be >= 0, got -1$"),
+        ({"train": {"epochs": "3"}}, r"^config key 'train.epochs' must be an integer, got '3'$"),  # strict: no "3" -> 3
+        ({"train": {"drop_last": 1}}, r"^config key 'train.drop_last' must be true/false, got 1$"),
+        (
+            {"train": {"resume": "auto", "overwrite": True}},
+            r"^config key 'train.resume': resume='auto' and overwrite=True",
+        ),
+        ({"train": [1]}, r"^config key 'train' must be a mapping, got list$"),
+        ({"probe": {"val_fraction": 1}}, r"^config key 'probe.val_fraction' must be in \[0, 1\), got 1$"),
+        (
+            {"probe": {"l2_grid": [1, -1]}},
+            r"^config key 'probe.l2_grid' must be a non-empty list of L2 strengths >= 0, ",
+        ),
+        ({"probe": {"select": "vaild"}}, r"got 'vaild'; did you mean 'valid'\?$"),
+        ({"model": {"temperature": True}}, r"^config key 'model.temperature' must be a number, got True$"),
+        (
+            {"model": {"temprature": 1}},
+            r"^unknown config key 'model.temprature'; did you mean 'temperature'\? \(allowed: ",
+        ),
+        ({"model": {"num_negatives": 0}}, r"^config key 'model.num_negatives' must be an integer >= 1, got 0$"),
+        (
+            {"model": {"options": {"embed_dim": 32}, "embed_dim": 16}},
+            r"'model.options.embed_dim' and 'model.embed_dim'",
+        ),
+        (
+            {"data": {"kind": "arrays", "path": 5}},
+            r"^config key 'data.path' must be a string or a mapping or null, got 5$",
+        ),
+        ({"data": {"kind": "mimic", "path": "im.pk", "task": True}}, r"must be a string or an integer, got True$"),
+        ({"data": []}, r"^config key 'data' must be a mapping, got list$"),
+        ({"out_dir": 5}, r"^config key 'out_dir' must be a string \(a folder path\), got 5$"),
+        ({"trian": {}, "data": {"kind": "mosii"}}, r"^unknown config key 'trian'; did you mean 'train'\? \(sections: "),
+    ],
+)
 def test_schema_errors_are_worded_like_the_config_layer(data, message):
     with pytest.raises(ConfigError, match=message):
         load_config(data)
@@ -139,8 +182,12 @@ def test_yaml_numbers_and_python_values_are_accepted(tmp_path):
     cfg = load_config(path)  # PyYAML reads 5e-2 as a string: float keys take it as a number
     assert cfg.model.temperature == 0.05 and cfg.probe.val_fraction == 0.1
     assert cfg.train == {"grad_clip": 10.0, "lr": 3.0} and isinstance(cfg.train["lr"], float)
-    cfg = load_config({"data": {"kind": "arrays", "path": tmp_path / "a.npz", "splits": (0.5, 0.25, 0.25)},
-                       "out_dir": tmp_path / "run"})  # paths and tuples from Python are what YAML would hold
+    cfg = load_config(
+        {
+            "data": {"kind": "arrays", "path": tmp_path / "a.npz", "splits": (0.5, 0.25, 0.25)},
+            "out_dir": tmp_path / "run",
+        }
+    )  # paths and tuples from Python are what YAML would hold
     assert cfg.data.path == str(tmp_path / "a.npz") and cfg.data.splits == [0.5, 0.25, 0.25]
     assert cfg.out_dir == str(tmp_path / "run") and cfg.source is None
 
@@ -154,10 +201,16 @@ def test_sections_are_derived_from_the_classes_that_own_the_settings():
     model = {f.name: RUN_MODEL_DEFAULTS.get(f.name, f.default) for f in dataclasses.fields(FactorCLConfig)}
     del model["num_classes"]
     assert {k: v.get_default(call_default_factory=True) for k, v in ModelConfig.model_fields.items()} == {
-        **model, "augment1": "auto", "augment2": None, "options": {}}
+        **model,
+        "augment1": "auto",
+        "augment2": None,
+        "options": {},
+    }
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "out_dir"}
     assert {k: v.get_default(call_default_factory=True) for k, v in TrainSection.model_fields.items()} == {
-        **train, **LOADER_KEYS}
+        **train,
+        **LOADER_KEYS,
+    }
     cfg = load_config({"model": {"embed_dim": 16, "critic": "concat"}})
     assert cfg.model.factorcl_config(num_classes=None) == FactorCLConfig(embed_dim=16, critic="concat")
 
@@ -170,22 +223,32 @@ def test_readme_config_reference_is_the_schema():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert config_reference() in readme, (
         "README.md's config reference differs from the schema: paste the output of "
-        "python -c 'from factorcl.config import config_reference; print(config_reference())'")
+        "python -c 'from factorcl.config import config_reference; print(config_reference())'"
+    )
 
 
 def test_augment_spec_is_parsed_once_into_a_tree(monkeypatch):
     import augment.spec as spec
     from augment.spec import ChoiceSpec, ComposeSpec, NamedSpec
 
-    raw = [{"name": "noise", "std": 0.3}, {"choice": ["none", "time_shuffle"], "weights": [1, 3]},
-           {"compose": ["NOISE", {"name": "time_mask", "p": 0.5}]}]
-    assert spec.parse_augment(raw, "x") == ChoiceSpec((
-        NamedSpec("noise", {"std": 0.3}, "[0]"),
-        ChoiceSpec((NamedSpec("identity", {}, "[1].choice[0]"), NamedSpec("time_shuffle", {}, "[1].choice[1]")),
-                   (1, 3), "[1]"),
-        ComposeSpec((NamedSpec("noise", {}, "[2].compose[0]"), NamedSpec("time_mask", {"p": 0.5}, "[2].compose[1]")),
-                    "[2]"),
-    ))
+    raw = [
+        {"name": "noise", "std": 0.3},
+        {"choice": ["none", "time_shuffle"], "weights": [1, 3]},
+        {"compose": ["NOISE", {"name": "time_mask", "p": 0.5}]},
+    ]
+    assert spec.parse_augment(raw, "x") == ChoiceSpec(
+        (
+            NamedSpec("noise", {"std": 0.3}, "[0]"),
+            ChoiceSpec(
+                (NamedSpec("identity", {}, "[1].choice[0]"), NamedSpec("time_shuffle", {}, "[1].choice[1]")),
+                (1, 3),
+                "[1]",
+            ),
+            ComposeSpec(
+                (NamedSpec("noise", {}, "[2].compose[0]"), NamedSpec("time_mask", {"p": 0.5}, "[2].compose[1]")), "[2]"
+            ),
+        )
+    )
     assert spec.parse_augment("off") is None and spec.parse_augment(None) is None
     cfg = load_config({"model": {"augment1": raw}})
 
@@ -239,8 +302,12 @@ def test_cli_train_then_probe_reproduces_accuracy(tmp_path, capsys):
         assert again["probe"][part]["accuracy"] == pytest.approx(r["accuracy"], abs=1e-6), part
         assert again["probe"][part]["l2"] == r["l2"]
     other = tmp_path / "elsewhere.json"
-    assert cli.main(["probe", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(other),
-                     "--set", "probe.ablation=false"]) == 0
+    assert (
+        cli.main(
+            ["probe", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(other), "--set", "probe.ablation=false"]
+        )
+        == 0
+    )
     assert set(json.loads(other.read_text())["probe"]) == {"all"}
 
 
@@ -263,14 +330,18 @@ def test_supervised_on_mimic_and_relative_paths(tmp_path, monkeypatch):
     cfg_dir = tmp_path / "configs"
     cfg_dir.mkdir()
     # A path relative to the config file's folder (not to the current folder) is found too.
-    (cfg_dir / "mimic.yaml").write_text(yaml.safe_dump({
-        "data": {"kind": "mimic", "path": "../data/im.pk", "task": "icd9-2"},
-        "encoders": {"x1": {"type": "mlp", "hidden": 16, "out_dim": 8}, "x2": {"type": "gru", "hidden": 8}},
-        "model": {"method": "factorcl-sup", "critic": "concat", **TINY_MODEL},
-        "train": TINY_TRAIN,
-        "probe": {"l2_grid": [1e-2], "ablation": False},
-        "out_dir": str(tmp_path / "mimic_run"),
-    }))
+    (cfg_dir / "mimic.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"kind": "mimic", "path": "../data/im.pk", "task": "icd9-2"},
+                "encoders": {"x1": {"type": "mlp", "hidden": 16, "out_dim": 8}, "x2": {"type": "gru", "hidden": 8}},
+                "model": {"method": "factorcl-sup", "critic": "concat", **TINY_MODEL},
+                "train": TINY_TRAIN,
+                "probe": {"l2_grid": [1e-2], "ablation": False},
+                "out_dir": str(tmp_path / "mimic_run"),
+            }
+        )
+    )
     monkeypatch.chdir(tmp_path / "data")
     results = run_config(cfg_dir / "mimic.yaml")
     assert results["method"] == "factorcl-sup" and set(results["probe"]) == {"all"}
@@ -296,9 +367,13 @@ def test_train_probes_on_the_training_device(tmp_path, monkeypatch):
 
 def test_unlabelled_arrays_train_without_probe_and_sup_needs_labels(tmp_path):
     path = write_fake_pairs(tmp_path / "pairs.npz", n=40, labels=False)
-    cfg = {"data": {"kind": "arrays", "path": str(path)},
-           "encoders": {"x1": {"type": "mlp", "hidden": 16, "out_dim": 8}, "x2": {"type": "gru", "hidden": 8}},
-           "model": {"method": "simclr", **TINY_MODEL}, "train": TINY_TRAIN, "out_dir": str(tmp_path / "r")}
+    cfg = {
+        "data": {"kind": "arrays", "path": str(path)},
+        "encoders": {"x1": {"type": "mlp", "hidden": 16, "out_dim": 8}, "x2": {"type": "gru", "hidden": 8}},
+        "model": {"method": "simclr", **TINY_MODEL},
+        "train": TINY_TRAIN,
+        "out_dir": str(tmp_path / "r"),
+    }
     results = run_config(cfg)
     assert results["probe"] is None and "no labels" in results["note"]
     cfg["model"]["method"] = "supcon"
@@ -323,14 +398,19 @@ def test_write_json_writes_strict_json_atomically(tmp_path, monkeypatch):
 
     from factorcl.jsonio import to_jsonable, write_json
 
-    data = {"loss": float("nan"), "acc": [0.5, math.inf], "t": torch.tensor([1.0, 2.0]), 3: (Path("a/b"), None),
-            "n": torch.tensor(7), "obj": object}
+    data = {
+        "loss": float("nan"),
+        "acc": [0.5, math.inf],
+        "t": torch.tensor([1.0, 2.0]),
+        3: (Path("a/b"), None),
+        "n": torch.tensor(7),
+        "obj": object,
+    }
     path = write_json(tmp_path / "sub" / "r.json", data)
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    assert loaded == {"loss": None, "acc": [0.5, None], "t": [1.0, 2.0], "3": ["a/b", None], "n": 7,
-                      "obj": str(object)}
+    assert loaded == {"loss": None, "acc": [0.5, None], "t": [1.0, 2.0], "3": ["a/b", None], "n": 7, "obj": str(object)}
     assert to_jsonable({"x": (1, float("-inf"))}) == {"x": [1, None]}
     # Replaced in one step, no temporary file left behind; a failed write keeps the old file.
     write_json(path, {"v": 2})

@@ -66,7 +66,9 @@ def test_errors(tmp_path):
         load_arrays(_save(tmp_path, x1=x1, y=np.zeros(10)))
     with pytest.raises(ValueError, match="x2 has 9 rows but x1 has 10"):
         load_arrays(_save(tmp_path, x1=x1, x2=x2[:9]))
-    with pytest.raises(ValueError, match=r"x1 in bad.npz must be \[N, d\], \[N, T, d\] or \[N, C, H, W\], got shape \(10,\)"):
+    with pytest.raises(
+        ValueError, match=r"x1 in bad.npz must be \[N, d\], \[N, T, d\] or \[N, C, H, W\], got shape \(10,\)"
+    ):
         load_arrays(_save(tmp_path, x1=np.zeros(10), x2=x2))
     with pytest.raises(ValueError, match=r"mask2 in bad.npz must be \[N, T\] = \(10, 4\)"):
         load_arrays(_save(tmp_path, x1=x1, x2=x2, mask2=np.ones((10, 3), bool)))

@@ -21,7 +21,7 @@ def _multibench_split(n: int) -> dict[str, list[int]]:
     order = list(range(n))
     random.seed(10)
     random.shuffle(order)
-    return {"valid": order[: n // 10], "test": order[n // 10: n // 5], "train": order[n // 5:]}
+    return {"valid": order[: n // 10], "test": order[n // 10 : n // 5], "train": order[n // 5 :]}
 
 
 def _data(n: int = N) -> dict[str, np.ndarray]:
@@ -95,7 +95,9 @@ def test_mortality_labels_and_tasks(tmp_path):
 
 def test_parse_task():
     assert parse_task(-1) == ("mortality", None) and parse_task("mortality") == ("mortality", None)
-    assert parse_task("icd9-7") == ("icd9", 7) and parse_task(19) == ("icd9", 19) and parse_task("icd9:0") == ("icd9", 0)
+    assert (
+        parse_task("icd9-7") == ("icd9", 7) and parse_task(19) == ("icd9", 19) and parse_task("icd9:0") == ("icd9", 0)
+    )
     for bad in (20, -2, "icd9-20", "death", True):
         with pytest.raises(ValueError, match="task must be"):
             parse_task(bad)
@@ -117,7 +119,9 @@ def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="im.pk"):
         load_mimic(tmp_path / "im.pk")
     missing = {k: v for k, v in raw.items() if k != "adm_features_all"}
-    with pytest.raises(ValueError, match=r"missing key 'adm_features_all' in im.pk \(has: ep_tdata, adm_labels_all, y_icd9\)"):
+    with pytest.raises(
+        ValueError, match=r"missing key 'adm_features_all' in im.pk \(has: ep_tdata, adm_labels_all, y_icd9\)"
+    ):
         load_mimic(_write(tmp_path, missing))
     with pytest.raises(ValueError, match=r"'ep_tdata' in im.pk must be \[N, 24, 12\] \(3-D\), got shape \(60, 288\)"):
         load_mimic(_write(tmp_path, {**raw, "ep_tdata": raw["ep_tdata"].reshape(N, -1)}))
@@ -140,4 +144,6 @@ def test_fake_file(tmp_path):
     ds = load_mimic(write_fake_mimic(tmp_path / "im.pk", n=50))
     assert ds.input_shapes == ((5,), (24, 12))
     assert (len(ds.train), len(ds.valid), len(ds.test)) == (40, 5, 5)
-    assert all(bool(torch.isfinite(getattr(ds, s).fields[k]).all()) for s in ("train", "valid", "test") for k in ("x1", "x2"))
+    assert all(
+        bool(torch.isfinite(getattr(ds, s).fields[k]).all()) for s in ("train", "valid", "test") for k in ("x1", "x2")
+    )

@@ -27,7 +27,13 @@ def _split(rows: int = 4) -> dict[str, np.ndarray]:
     text[3, 1:] = 3.0
     text[3, 3] = 0.0  # row 3: a zero step after the first word stays valid (only the prefix is padding)
     labels = np.array([1.5, -2.0, 0.0, -0.5], dtype=np.float32)[:rows].reshape(rows, 1, 1)
-    return {"vision": vision, "audio": audio, "text": text, "labels": labels, "id": np.array(["a", "b", "c", "d"])[:rows]}
+    return {
+        "vision": vision,
+        "audio": audio,
+        "text": text,
+        "labels": labels,
+        "id": np.array(["a", "b", "c", "d"])[:rows],
+    }
 
 
 def _write(tmp_path, data, name="mosi_raw.pkl"):
@@ -121,7 +127,9 @@ def _bad(tmp_path, mutate):
 
 def test_error_missing_key(tmp_path):
     path = _bad(tmp_path, lambda d: d["valid"].pop("vision"))
-    with pytest.raises(ValueError, match=r"missing key 'vision' in split 'valid' of mosi_raw.pkl \(has: audio, text, labels, id\)"):
+    with pytest.raises(
+        ValueError, match=r"missing key 'vision' in split 'valid' of mosi_raw.pkl \(has: audio, text, labels, id\)"
+    ):
         load_multibench(path)
 
 
@@ -135,7 +143,9 @@ def test_error_wrong_rank(tmp_path):
     def mutate(d):
         d["train"]["audio"] = np.zeros((10, 5), dtype=np.float32)
 
-    with pytest.raises(ValueError, match=r"train\['audio'\] in mosi_raw.pkl must be \[N, T, d\] \(3-D\), got shape \(10, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"train\['audio'\] in mosi_raw.pkl must be \[N, T, d\] \(3-D\), got shape \(10, 5\)"
+    ):
         load_multibench(_bad(tmp_path, mutate), modalities=("audio", "text"))
 
 
@@ -155,7 +165,9 @@ def test_error_mismatched_rows_and_steps(tmp_path):
     def labels(d):
         d["train"]["labels"] = np.zeros((4, 1, 7))
 
-    with pytest.raises(ValueError, match=r"labels'\] in mosi_raw.pkl must be \[N\], \[N, 1\] or \[N, 1, 1\].*\(4, 1, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"labels'\] in mosi_raw.pkl must be \[N\], \[N, 1\] or \[N, 1, 1\].*\(4, 1, 7\)"
+    ):
         load_multibench(_bad(tmp_path, labels))
 
 
@@ -163,7 +175,9 @@ def test_error_empty_after_filtering(tmp_path):
     def mutate(d):
         d["test"]["text"][:] = 0.0
 
-    with pytest.raises(ValueError, match=r"split 'test' of mosi_raw.pkl is empty after filtering: all 4 rows were dropped"):
+    with pytest.raises(
+        ValueError, match=r"split 'test' of mosi_raw.pkl is empty after filtering: all 4 rows were dropped"
+    ):
         load_multibench(_bad(tmp_path, mutate))
 
 

@@ -16,8 +16,26 @@ from factorcl.checkpoint import load
 from factorcl.cli import main as cli_main
 
 # 400 samples -> 280 train rows -> 140 per rank -> 8 batches of 16 per epoch; 2 epochs = 16 steps.
-SWEEP = ["synthetic", "--samples", "400", "--epochs", "2", "--batch-size", "16", "--methods", "factorcl-ssl",
-         "simclr", "--ratios", "0", "1", "--seeds", "0", "--no-mi-probe", "--device", "cpu"]
+SWEEP = [
+    "synthetic",
+    "--samples",
+    "400",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--methods",
+    "factorcl-ssl",
+    "simclr",
+    "--ratios",
+    "0",
+    "1",
+    "--seeds",
+    "0",
+    "--no-mi-probe",
+    "--device",
+    "cpu",
+]
 STEPS = 16
 
 
@@ -27,11 +45,15 @@ def _torchrun(args: list[str], timeout: float = 400.0) -> subprocess.CompletedPr
     cmd = [launcher] if launcher else [sys.executable, "-m", "torch.distributed.run"]
     # --standalone: a local rendezvous on a free port, so parallel test runs never collide.
     cmd += ["--standalone", "--nproc_per_node=2", "-m", "factorcl.cli", *args]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -42,8 +64,9 @@ def _torchrun(args: list[str], timeout: float = 400.0) -> subprocess.CompletedPr
 
 
 def _check(run: subprocess.CompletedProcess) -> str:
-    assert run.returncode == 0, (f"exit code {run.returncode}\nstdout:\n{run.stdout[-3000:]}\n"
-                                 f"stderr:\n{run.stderr[-5000:]}")
+    assert run.returncode == 0, (
+        f"exit code {run.returncode}\nstdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-5000:]}"
+    )
     return run.stdout
 
 
@@ -84,8 +107,26 @@ def test_resume_needs_a_work_dir(capsys):
 
 def test_resumed_sweep_loads_finished_runs_and_reports_the_same_results(tmp_path):
     """Single process: a finished run is loaded from --work-dir, not retrained, and probes the same."""
-    args = ["synthetic", "--samples", "400", "--epochs", "1", "--batch-size", "32", "--methods", "simclr",
-            "--ratios", "0", "--seeds", "0", "--no-mi-probe", "--device", "cpu", "--work-dir", str(tmp_path / "w")]
+    args = [
+        "synthetic",
+        "--samples",
+        "400",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--methods",
+        "simclr",
+        "--ratios",
+        "0",
+        "--seeds",
+        "0",
+        "--no-mi-probe",
+        "--device",
+        "cpu",
+        "--work-dir",
+        str(tmp_path / "w"),
+    ]
     assert cli_main(args + ["--out", str(tmp_path / "a.json")]) == 0
     state = load(tmp_path / "w" / "0" / "simclr" / "checkpoint.pt")
     assert cli_main(args + ["--resume", "--out", str(tmp_path / "b.json")]) == 0
@@ -97,9 +138,14 @@ def test_resumed_sweep_loads_finished_runs_and_reports_the_same_results(tmp_path
 @pytest.mark.slow
 def test_torchrun_config_training_trains_on_every_rank_and_reports_once(tmp_path):
     config = {
-        "data": {"kind": "synthetic", "synthetic": {"num_samples": 400, "input_dim": 20, "shared_dim": 4,
-                                                    "unique1_dim": 3, "unique2_dim": 3}},
-        "encoders": {"x1": {"type": "mlp", "out_dim": 16, "hidden": 32}, "x2": {"type": "mlp", "out_dim": 16, "hidden": 32}},
+        "data": {
+            "kind": "synthetic",
+            "synthetic": {"num_samples": 400, "input_dim": 20, "shared_dim": 4, "unique1_dim": 3, "unique2_dim": 3},
+        },
+        "encoders": {
+            "x1": {"type": "mlp", "out_dim": 16, "hidden": 32},
+            "x2": {"type": "mlp", "out_dim": 16, "hidden": 32},
+        },
         "model": {"method": "factorcl-ssl", "embed_dim": 8, "critic_hidden": 32},
         "train": {"epochs": 1, "batch_size": 16, "device": "cpu", "progress": False},
         "out_dir": str(tmp_path / "run"),

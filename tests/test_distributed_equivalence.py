@@ -40,9 +40,14 @@ EMPTY_ON_RANK0 = [0, 1, 2, 3, 4, 4, 5, 5]  # rank 0: every row alone in its grou
 
 def _data() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"x": torch.randn(N, D, generator=g), "y": torch.randn(N, D, generator=g),
-            "c1": torch.randn(N, K, generator=g), "c2": torch.randn(N, K, generator=g),
-            "uneven": torch.tensor(UNEVEN), "empty0": torch.tensor(EMPTY_ON_RANK0)}
+    return {
+        "x": torch.randn(N, D, generator=g),
+        "y": torch.randn(N, D, generator=g),
+        "c1": torch.randn(N, K, generator=g),
+        "c2": torch.randn(N, K, generator=g),
+        "uneven": torch.tensor(UNEVEN),
+        "empty0": torch.tensor(EMPTY_ON_RANK0),
+    }
 
 
 def _sep(x_dim=D, y_dim=D):
@@ -90,6 +95,7 @@ def _grouped_infonce(labels):
     def fn(m, t):
         yg, off = _g(t["y"])
         return bounds.grouped_infonce(m(t["x"], yg), t[labels], gather_no_grad(t[labels]), offset=off)
+
     return fn
 
 
@@ -97,14 +103,17 @@ def _grouped_nce_club(labels):
     def fn(m, t):
         yg, off = _g(t["y"])
         scores = bounds.call_frozen(m, t["x"], yg)
-        return bounds.grouped_nce_club(scores, t[labels], gather_no_grad(t[labels]), offset=off,
-                                       normalizer=global_mean_normalizer)
+        return bounds.grouped_nce_club(
+            scores, t[labels], gather_no_grad(t[labels]), offset=off, normalizer=global_mean_normalizer
+        )
+
     return fn
 
 
 def _cond(kind, critic=False):
     """Conditional estimators as FactorCL calls them: concat conditions the x side with its own rows'
     condition; chain puts the (gathered) conditions with the candidates; grouped uses labels."""
+
     def fn(m, t):
         yg, off = _g(t["y"])
         if kind == "grouped":
@@ -118,6 +127,7 @@ def _cond(kind, critic=False):
         if kind == "grouped" and isinstance(m, bounds.ConditionalNCECLUB):
             return m(t["x"], yg, cx, cy, offset=off, normalizer=global_mean_normalizer)
         return m(t["x"], yg, cx, cy, offset=off)
+
     return fn
 
 
@@ -133,8 +143,14 @@ def _supcon(labels, two_views):
         z2 = F.normalize(m(t["y"]), dim=-1)
         z2g = _g(z2)[0]
         anchors, cands = torch.cat([z1, z2]), torch.cat([z1g, z2g])
-        return bounds.supcon_loss(anchors @ cands.T / 0.2, torch.cat([y, y]), torch.cat([yg, yg]),
-                                  self_index=torch.cat([idx, idx + n]), normalizer=global_mean_normalizer)
+        return bounds.supcon_loss(
+            anchors @ cands.T / 0.2,
+            torch.cat([y, y]),
+            torch.cat([yg, yg]),
+            self_index=torch.cat([idx, idx + n]),
+            normalizer=global_mean_normalizer,
+        )
+
     return fn
 
 
@@ -154,27 +170,43 @@ BOUND_CASES = {
     "grouped_infonce/empty-rank": (lambda: _sep(), _grouped_infonce("empty0")),
     "grouped_nce_club/uneven": (lambda: _sep(), _grouped_nce_club("uneven")),
     "grouped_nce_club/empty-rank": (lambda: _sep(), _grouped_nce_club("empty0")),
-    "conditional_infonce/grouped": (lambda: bounds.ConditionalInfoNCE(_sep(D + 7, D + 7), "grouped", num_classes=7),
-                                    _cond("grouped")),
-    "conditional_nce_club/grouped": (lambda: bounds.ConditionalNCECLUB(_sep(D + 7, D + 7), "grouped", num_classes=7),
-                                     _cond("grouped")),
+    "conditional_infonce/grouped": (
+        lambda: bounds.ConditionalInfoNCE(_sep(D + 7, D + 7), "grouped", num_classes=7),
+        _cond("grouped"),
+    ),
+    "conditional_nce_club/grouped": (
+        lambda: bounds.ConditionalNCECLUB(_sep(D + 7, D + 7), "grouped", num_classes=7),
+        _cond("grouped"),
+    ),
     "conditional_nce_club/grouped/critic_loss": (
-        lambda: bounds.ConditionalNCECLUB(_sep(D + 7, D + 7), "grouped", num_classes=7), _cond("grouped", True)),
+        lambda: bounds.ConditionalNCECLUB(_sep(D + 7, D + 7), "grouped", num_classes=7),
+        _cond("grouped", True),
+    ),
     "conditional_infonce/concat": (lambda: bounds.ConditionalInfoNCE(_sep(D + K, D + K), "concat"), _cond("concat")),
-    "conditional_nce_club/concat": (lambda: bounds.ConditionalNCECLUB(_concat(D + K, D + K), "concat"),
-                                    _cond("concat")),
-    "conditional_nce_club/concat/critic_loss": (lambda: bounds.ConditionalNCECLUB(_concat(D + K, D + K), "concat"),
-                                                _cond("concat", True)),
+    "conditional_nce_club/concat": (
+        lambda: bounds.ConditionalNCECLUB(_concat(D + K, D + K), "concat"),
+        _cond("concat"),
+    ),
+    "conditional_nce_club/concat/critic_loss": (
+        lambda: bounds.ConditionalNCECLUB(_concat(D + K, D + K), "concat"),
+        _cond("concat", True),
+    ),
     "conditional_infonce/chain": (
-        lambda: bounds.ConditionalInfoNCE(_sep(D, D + 2 * K), "chain", marginal_critic=_marginal()), _cond("chain")),
+        lambda: bounds.ConditionalInfoNCE(_sep(D, D + 2 * K), "chain", marginal_critic=_marginal()),
+        _cond("chain"),
+    ),
     "conditional_infonce/chain/critic_loss": (
         lambda: bounds.ConditionalInfoNCE(_sep(D, D + 2 * K), "chain", marginal_critic=_marginal()),
-        _cond("chain", True)),
+        _cond("chain", True),
+    ),
     "conditional_nce_club/chain": (
-        lambda: bounds.ConditionalNCECLUB(_sep(D, D + 2 * K), "chain", marginal_critic=_marginal()), _cond("chain")),
+        lambda: bounds.ConditionalNCECLUB(_sep(D, D + 2 * K), "chain", marginal_critic=_marginal()),
+        _cond("chain"),
+    ),
     "conditional_nce_club/chain/critic_loss": (
         lambda: bounds.ConditionalNCECLUB(_sep(D, D + 2 * K), "chain", marginal_critic=_marginal()),
-        _cond("chain", True)),
+        _cond("chain", True),
+    ),
     "supcon/one-view/uneven": (_linear, _supcon("uneven", two_views=False)),
     "supcon/one-view/empty-rank": (_linear, _supcon("empty0", two_views=False)),
     "supcon/two-views": (_linear, _supcon("uneven", two_views=True)),
@@ -187,9 +219,11 @@ def _run_bound(name: str, rows: slice) -> dict:
     t = {k: v[rows].clone().requires_grad_(v.is_floating_point()) for k, v in _data().items()}
     loss = fn(module, t)
     loss.backward()
-    return {"loss": loss.detach(),
-            "inputs": {k: v.grad for k, v in t.items() if v.grad is not None},
-            "params": {k: p.grad for k, p in module.named_parameters() if p.grad is not None}}
+    return {
+        "loss": loss.detach(),
+        "inputs": {k: v.grad for k, v in t.items() if v.grad is not None},
+        "params": {k: p.grad for k, p in module.named_parameters() if p.grad is not None},
+    }
 
 
 # ------------------------------------------------------------------------------- model steps
@@ -224,17 +258,24 @@ def _run_model(name: str, rows: slice) -> dict:
     if critic.requires_grad:
         critic.backward()
         average_gradients(model.critic_parameters())
-    return {"loss": loss.detach(), "metrics": metrics, "critic_loss": critic.detach(),
-            "params": {k: p.grad for k, p in model.named_parameters() if p.grad is not None},
-            "critic_params": sorted(k for k, p in model.named_parameters()
-                                    if any(p is q for q in model.critic_parameters()))}
+    return {
+        "loss": loss.detach(),
+        "metrics": metrics,
+        "critic_loss": critic.detach(),
+        "params": {k: p.grad for k, p in model.named_parameters() if p.grad is not None},
+        "critic_params": sorted(
+            k for k, p in model.named_parameters() if any(p is q for q in model.critic_parameters())
+        ),
+    }
 
 
 def _worker(rank: int, world: int) -> dict:
     b = N // world
     rows = slice(rank * b, (rank + 1) * b)
-    out = {"bounds": {name: _run_bound(name, rows) for name in BOUND_CASES},
-           "models": {name: _run_model(name, rows) for name in MODEL_CASES}}
+    out = {
+        "bounds": {name: _run_bound(name, rows) for name in BOUND_CASES},
+        "models": {name: _run_model(name, rows) for name in MODEL_CASES},
+    }
     # Per-rank batch sizes that differ: a clear error on every rank, not a hang in all_gather.
     model = small_model("simclr")
     try:
@@ -269,10 +310,10 @@ def test_bound_loss_and_gradients_match_one_process(ranks, name):
 def test_uneven_valid_rows_really_differ_between_ranks():
     # The grouped / SupCon cases above are only meaningful if ranks average over different row counts.
     labels = torch.tensor(UNEVEN)
-    counts = [(labels[r * 4:(r + 1) * 4, None] == labels[None]).sum(1).gt(1).sum().item() for r in range(WORLD)]
+    counts = [(labels[r * 4 : (r + 1) * 4, None] == labels[None]).sum(1).gt(1).sum().item() for r in range(WORLD)]
     assert counts == [3, 4]
     labels = torch.tensor(EMPTY_ON_RANK0)
-    counts = [(labels[r * 4:(r + 1) * 4, None] == labels[None]).sum(1).gt(1).sum().item() for r in range(WORLD)]
+    counts = [(labels[r * 4 : (r + 1) * 4, None] == labels[None]).sum(1).gt(1).sum().item() for r in range(WORLD)]
     assert counts == [0, 4]
 
 

@@ -38,8 +38,9 @@ def run_ranks(fn, tmp_path: Path, world: int = 2, args: tuple = (), timeout: flo
     out_dir = tmp_path / "ranks"
     out_dir.mkdir(parents=True, exist_ok=True)
     store = tmp_path / "store"
-    ctx = mp.start_processes(_entry, args=(fn, world, str(store), str(out_dir), args), nprocs=world, join=False,
-                             start_method="spawn")
+    ctx = mp.start_processes(
+        _entry, args=(fn, world, str(store), str(out_dir), args), nprocs=world, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + timeout
     try:
         # join raises (and terminates the others) as soon as one process fails.
@@ -112,9 +113,18 @@ def _collectives(rank: int, world: int) -> dict:
         fd.check_same_size(4 + rank, "batch size")
     except ValueError as exc:
         errors.append(str(exc))
-    return {"gathered": g.detach(), "offset": off, "grad": x.grad, "avg": p.grad,
-            "seen": fd.all_gather_object(rank * 2), "any": fd.any_rank(rank == 1), "seed": fd.broadcast_int(5 + rank),
-            "errors": errors, "world": fd.get_world_size(), "main": fd.is_main_process()}
+    return {
+        "gathered": g.detach(),
+        "offset": off,
+        "grad": x.grad,
+        "avg": p.grad,
+        "seen": fd.all_gather_object(rank * 2),
+        "any": fd.any_rank(rank == 1),
+        "seed": fd.broadcast_int(5 + rank),
+        "errors": errors,
+        "world": fd.get_world_size(),
+        "main": fd.is_main_process(),
+    }
 
 
 def test_collectives_on_two_processes(tmp_path):

@@ -14,8 +14,18 @@ from factorcl_helpers import small_data, small_model
 from test_distributed_helpers import run_ranks
 
 WORLD, PER_RANK, BATCHES = 2, 4, 6
-TRAIN = dict(epochs=2, accumulate=2, critic_steps=2, lr=3e-3, warmup_steps=1, grad_clip=5.0, device="cpu",
-             progress=False, tensorboard=False, seed=0)
+TRAIN = dict(
+    epochs=2,
+    accumulate=2,
+    critic_steps=2,
+    lr=3e-3,
+    warmup_steps=1,
+    grad_clip=5.0,
+    device="cpu",
+    progress=False,
+    tensorboard=False,
+    seed=0,
+)
 
 
 def _batches(rank: int | None) -> list[dict[str, torch.Tensor]]:
@@ -26,14 +36,19 @@ def _batches(rank: int | None) -> list[dict[str, torch.Tensor]]:
     out = []
     for t in range(BATCHES):
         start = t * WORLD * PER_RANK
-        rows = (slice(start, start + WORLD * PER_RANK) if rank is None
-                else slice(start + rank * PER_RANK, start + (rank + 1) * PER_RANK))
+        rows = (
+            slice(start, start + WORLD * PER_RANK)
+            if rank is None
+            else slice(start + rank * PER_RANK, start + (rank + 1) * PER_RANK)
+        )
         out.append({k: v[rows] for k, v in full.items()})
     return out
 
 
 def _model():
-    model = small_model("factorcl-ssl", augment1="batch", augment2="batch", conditioning="chain")  # exact: in-batch negatives
+    model = small_model(
+        "factorcl-ssl", augment1="batch", augment2="batch", conditioning="chain"
+    )  # exact: in-batch negatives
     model.encoder1[0].weight.requires_grad_(False)  # frozen parameters must be fine under DDP
     return model
 
@@ -41,9 +56,11 @@ def _model():
 def _train_like_one_process(rank: int, world: int, out_dir: str) -> dict:
     model = _model()
     result = factorcl.fit(model, _batches(rank), out_dir=out_dir, **TRAIN)
-    return {"params": {k: v.detach().clone() for k, v in model.named_parameters()},
-            "history": [{k: v for k, v in row.items() if k != "time_s"} for row in result.history],
-            "checkpoint": result.checkpoint}
+    return {
+        "params": {k: v.detach().clone() for k, v in model.named_parameters()},
+        "history": [{k: v for k, v in row.items() if k != "time_s"} for row in result.history],
+        "checkpoint": result.checkpoint,
+    }
 
 
 def _loader(data):
@@ -64,15 +81,22 @@ def _resume_exactly(rank: int, world: int, out_dir: str) -> dict:
     first = factorcl.fit(part, _loader(data), out_dir=f"{out_dir}/part", stop_after=3, **kw)
     resumed = small_model("factorcl-ssl", seed=123)  # everything must come from the checkpoint
     last = factorcl.fit(resumed, _loader(data), out_dir=f"{out_dir}/part", resume="auto", **kw)
-    return {"sampler": type(sampler).__name__, "indices": indices, "batches": trainer.batches_per_epoch,
-            "first_step": first.step, "last_step": last.step,
-            "full": {k: v.detach().clone() for k, v in full.named_parameters()},
-            "resumed": {k: v.detach().clone() for k, v in resumed.named_parameters()}}
+    return {
+        "sampler": type(sampler).__name__,
+        "indices": indices,
+        "batches": trainer.batches_per_epoch,
+        "first_step": first.step,
+        "last_step": last.step,
+        "full": {k: v.detach().clone() for k, v in full.named_parameters()},
+        "resumed": {k: v.detach().clone() for k, v in resumed.named_parameters()},
+    }
 
 
 def _worker(rank: int, world: int, out_dir: str) -> dict:
-    return {"one_process": _train_like_one_process(rank, world, f"{out_dir}/ddp"),
-            "resume": _resume_exactly(rank, world, f"{out_dir}/resume")}
+    return {
+        "one_process": _train_like_one_process(rank, world, f"{out_dir}/ddp"),
+        "resume": _resume_exactly(rank, world, f"{out_dir}/resume"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -136,5 +160,11 @@ def test_resume_with_another_world_size_is_refused(runs):
     tmp, _ = runs
     path = tmp / "out" / "resume" / "part" / CHECKPOINT_NAME
     with pytest.raises(ValueError, match=r"written with world size 2, but this run has 1; resume with the same number"):
-        factorcl.fit(small_model("factorcl-ssl"), _loader(small_data(num_samples=320)), resume=str(path),
-                     progress=False, tensorboard=False, device="cpu")
+        factorcl.fit(
+            small_model("factorcl-ssl"),
+            _loader(small_data(num_samples=320)),
+            resume=str(path),
+            progress=False,
+            tensorboard=False,
+            device="cpu",
+        )

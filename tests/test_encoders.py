@@ -50,9 +50,9 @@ def test_padded_equals_unpadded(name, gen):
     end = torch.zeros_like(x)
     end_mask = torch.arange(T)[None, :] < lengths[:, None]
     for i, n in enumerate(lengths.tolist()):
-        bare = enc(x[i:i + 1, T - n:])
+        bare = enc(x[i : i + 1, T - n :])
         torch.testing.assert_close(out[i], bare[0], atol=1e-5, rtol=1e-4)
-        end[i, :n] = x[i, T - n:]
+        end[i, :n] = x[i, T - n :]
     torch.testing.assert_close(enc(end, mask=end_mask), out, atol=1e-5, rtol=1e-4)
 
 
@@ -130,8 +130,9 @@ def test_timm_encoder_random_init_offline():
     torch.manual_seed(0)
     enc, dim = build_encoder("timm:test_resnet", (3, 32, 32))
     assert isinstance(enc, TimmImageEncoder) and enc(torch.randn(2, 3, 32, 32)).shape == (2, dim)
-    enc, dim = build_encoder({"type": "timm", "name": "test_vit", "out_dim": 6, "model_kwargs": {"img_size": 32}},
-                             (3, 32, 32))
+    enc, dim = build_encoder(
+        {"type": "timm", "name": "test_vit", "out_dim": 6, "model_kwargs": {"img_size": 32}}, (3, 32, 32)
+    )
     assert dim == 6 and enc(torch.randn(2, 3, 32, 32)).shape == (2, 6)
     with pytest.raises(ValueError, match="unknown timm model 'test_resnett'"):
         TimmImageEncoder("test_resnett")
@@ -152,9 +153,18 @@ def test_factorcl_trains_on_front_padded_sequences(gen):
             return super().forward(x, mask=mask)
 
     aug = augment.RandomChoice([augment.TimeShuffle(), augment.GaussianNoise(0.1), augment.TimeMask(p=0.2)])
-    model = factorcl.FactorCL(Spy(D, 8, hidden=8), TransformerEncoder(3, 8, d_model=8, heads=2, layers=1), 8, 8,
-                              method="factorcl-ssl", augment1=aug, augment2=aug, embed_dim=4, critic_hidden=16,
-                              critic_embed=8)
+    model = factorcl.FactorCL(
+        Spy(D, 8, hidden=8),
+        TransformerEncoder(3, 8, d_model=8, heads=2, layers=1),
+        8,
+        8,
+        method="factorcl-ssl",
+        augment1=aug,
+        augment2=aug,
+        embed_dim=4,
+        critic_hidden=16,
+        critic_embed=8,
+    )
     loss, _ = model.loss({"x1": x1, "x2": x2, "mask1": mask, "mask2": mask})
     loss.backward()
     assert torch.isfinite(loss) and all(m is not None and m.shape[1] == T for m in seen["masks"])

@@ -9,10 +9,20 @@ from factorcl.experiments import synthetic as syn
 
 
 def tiny_config(**kw):
-    base = dict(methods=("factorcl-ssl", "simclr", "factorcl-sup"), ratios=(0.0, 1.0), seeds=(0,), num_samples=640,
-                epochs=1, batch_size=64, hidden_dim=32, feature_dim=16,
-                model=syn.FactorCLConfig(embed_dim=8, critic_hidden=32, num_classes=2),
-                mi_steps=20, progress=False, device="cpu")
+    base = dict(
+        methods=("factorcl-ssl", "simclr", "factorcl-sup"),
+        ratios=(0.0, 1.0),
+        seeds=(0,),
+        num_samples=640,
+        epochs=1,
+        batch_size=64,
+        hidden_dim=32,
+        feature_dim=16,
+        model=syn.FactorCLConfig(embed_dim=8, critic_hidden=32, num_classes=2),
+        mi_steps=20,
+        progress=False,
+        device="cpu",
+    )
     base.update(kw)
     return syn.SyntheticBenchmarkConfig(**base)
 
@@ -49,8 +59,29 @@ def test_mi_bits_is_near_its_ceiling_for_a_copy_and_near_zero_for_independent_la
 
 def test_cli_quick_run_writes_json_and_plot(tmp_path, capsys):
     out = tmp_path / "results.json"
-    code = cli_main(["synthetic", "--samples", "640", "--epochs", "1", "--methods", "factorcl-ssl", "simclr",
-                     "--ratios", "0", "1", "--seeds", "0", "--mi-steps", "10", "--device", "cpu", "--out", str(out)])
+    code = cli_main(
+        [
+            "synthetic",
+            "--samples",
+            "640",
+            "--epochs",
+            "1",
+            "--methods",
+            "factorcl-ssl",
+            "simclr",
+            "--ratios",
+            "0",
+            "1",
+            "--seeds",
+            "0",
+            "--mi-steps",
+            "10",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Linear-probe test accuracy" in printed and "MI probing" in printed

@@ -3,7 +3,7 @@ import torch
 
 import factorcl
 from factorcl.objectives import METHODS, SIGNS
-from factorcl_helpers import IN_DIM, noise_aug, small_data, small_model
+from factorcl_helpers import IN_DIM, small_data, small_model
 
 ALL_CONFIGS = [(m, "separable", None) for m in METHODS] + [
     ("factorcl-ssl", "concat", None),
@@ -197,7 +197,6 @@ def test_custom_critic_replaces_a_term():
     critic = bounds.SeparableCritic(8, 8, hidden_dim=16, normalize=True, temperature=0.05)
     model = small_model("simclr", critics={"shared_keep": critic})
     assert model.estimators["shared_keep"].critic is critic
-
 
 
 def test_shared_scorer_drives_the_unique_augmentation():

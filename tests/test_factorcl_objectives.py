@@ -22,7 +22,13 @@ def test_table_rows_match_the_paper():
 
 
 def test_signs_lower_bounds_maximised_upper_bounds_minimised():
-    assert SIGNS == {"shared_keep": -1, "shared_remove": 1, "unique_keep": -1, "unique_remove": 1, "unique_cond_keep": -1}
+    assert SIGNS == {
+        "shared_keep": -1,
+        "shared_remove": 1,
+        "unique_keep": -1,
+        "unique_remove": 1,
+        "unique_cond_keep": -1,
+    }
     assert all(SIGNS[t] == 1 for t in UPPER_BOUND_TERMS)
 
 

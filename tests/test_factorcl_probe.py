@@ -26,8 +26,9 @@ def test_probe_is_at_chance_on_shuffled_labels():
     xtr, ytr = blobs(2000, 0, classes=2)
     xte, yte = blobs(2000, 1, classes=2)
     gen = torch.Generator().manual_seed(3)
-    result = factorcl.linear_probe(xtr, ytr[torch.randperm(2000, generator=gen)],
-                                   xte, yte[torch.randperm(2000, generator=gen)])
+    result = factorcl.linear_probe(
+        xtr, ytr[torch.randperm(2000, generator=gen)], xte, yte[torch.randperm(2000, generator=gen)]
+    )
     assert abs(result.accuracy - 0.5) < 0.05  # 4.5 standard errors at n=2000
 
 
@@ -75,8 +76,9 @@ def test_probe_chooses_l2_on_explicit_validation_features():
     result = factorcl.linear_probe(xtr, ytr, xte, yte, val_features=xva, val_labels=yva, l2_grid=(1.0, 1e-3))
     assert result.val_accuracy is not None and result.val_accuracy > 0.9 and result.accuracy > 0.95
     # The chosen strength is the one with the better validation accuracy.
-    scores = {l2: factorcl.linear_probe(xtr, ytr, xva, yva, val_fraction=0.0, l2_grid=(l2,)).accuracy
-              for l2 in (1.0, 1e-3)}
+    scores = {
+        l2: factorcl.linear_probe(xtr, ytr, xva, yva, val_fraction=0.0, l2_grid=(l2,)).accuracy for l2 in (1.0, 1e-3)
+    }
     assert scores[result.l2] == max(scores.values())
     with pytest.raises(ValueError, match="given together"):
         factorcl.linear_probe(xtr, ytr, xte, yte, val_features=xva)
@@ -87,9 +89,10 @@ def test_extract_features_takes_an_encode_and_tuple_batches():
     data = small_data()
     model = small_model("simclr")
     x1, x2, y = data.x1[:70], data.x2[:70], data.y[:70]
-    batches = [(x1[i:i + 32], x2[i:i + 32], y[i:i + 32]) for i in range(0, 70, 32)]
+    batches = [(x1[i : i + 32], x2[i : i + 32], y[i : i + 32]) for i in range(0, 70, 32)]
     feats, labels = factorcl.extract_features(
-        model, batches, encode=lambda m, b: {"z": m.encoder1(b[0]), "twice": 2 * m.encoder1(b[0])}, device="cpu")
+        model, batches, encode=lambda m, b: {"z": m.encoder1(b[0]), "twice": 2 * m.encoder1(b[0])}, device="cpu"
+    )
     model.eval()
     with torch.no_grad():
         expected = model.encoder1(x1)

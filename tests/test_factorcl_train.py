@@ -44,13 +44,24 @@ def test_metrics_csv_and_checkpoint_contents(tmp_path):
     data = small_data()
     model = small_model("factorcl-ssl")
     loader = loader_of(data)
-    result = factorcl.fit(model, loader, epochs=2, progress=False, tensorboard=False, device="cpu",
-                          out_dir=str(tmp_path))
+    result = factorcl.fit(
+        model, loader, epochs=2, progress=False, tensorboard=False, device="cpu", out_dir=str(tmp_path)
+    )
     with (tmp_path / METRICS_NAME).open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == result.step == 2 * len(loader)
-    for column in ("step", "lr", "loss", "shared_keep", "shared_remove", "unique_keep1", "unique_keep2",
-                   "unique_remove", "unique_cond_keep", "critic_loss"):
+    for column in (
+        "step",
+        "lr",
+        "loss",
+        "shared_keep",
+        "shared_remove",
+        "unique_keep1",
+        "unique_keep2",
+        "unique_remove",
+        "unique_cond_keep",
+        "critic_loss",
+    ):
         assert column in rows[0]
     state = load(tmp_path / CHECKPOINT_NAME)
     for key in ("model", "main_opt", "critic_opt", "main_sched", "main_scaler", "rng", "step", "epoch"):
@@ -70,8 +81,16 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
 
     model.encoder1.register_forward_hook(poison)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5 .*the last good checkpoint is"):
-        factorcl.fit(model, loader_of(data), epochs=2, checkpoint_every=1, progress=False, tensorboard=False,
-                     device="cpu", out_dir=str(tmp_path))
+        factorcl.fit(
+            model,
+            loader_of(data),
+            epochs=2,
+            checkpoint_every=1,
+            progress=False,
+            tensorboard=False,
+            device="cpu",
+            out_dir=str(tmp_path),
+        )
     state = load(tmp_path / CHECKPOINT_NAME)
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -87,8 +106,16 @@ def test_schedule_warmup_then_cosine():
 
 def test_bf16_autocast_on_cpu_and_grad_clip():
     data = small_data()
-    result = factorcl.fit(small_model("factorcl-ssl"), loader_of(data), epochs=1, amp="bf16", grad_clip=1.0,
-                          progress=False, tensorboard=False, device="cpu")
+    result = factorcl.fit(
+        small_model("factorcl-ssl"),
+        loader_of(data),
+        epochs=1,
+        amp="bf16",
+        grad_clip=1.0,
+        progress=False,
+        tensorboard=False,
+        device="cpu",
+    )
     assert math.isfinite(result.metrics["loss"])
 
 
@@ -96,8 +123,9 @@ def test_gradient_accumulation_counts_optimizer_steps():
     data = small_data(num_samples=640)
     loader = loader_of(data)
     assert len(loader) == 7
-    result = factorcl.fit(small_model("simclr"), loader, epochs=1, accumulate=2, progress=False,
-                          tensorboard=False, device="cpu")
+    result = factorcl.fit(
+        small_model("simclr"), loader, epochs=1, accumulate=2, progress=False, tensorboard=False, device="cpu"
+    )
     assert result.step == math.ceil(7 / 2)
 
 
@@ -115,11 +143,13 @@ def test_bad_configuration_and_data():
 
 def test_resume_refuses_another_method(tmp_path):
     data = small_data()
-    factorcl.fit(small_model("simclr"), loader_of(data), epochs=1, progress=False, tensorboard=False,
-                 out_dir=str(tmp_path))
+    factorcl.fit(
+        small_model("simclr"), loader_of(data), epochs=1, progress=False, tensorboard=False, out_dir=str(tmp_path)
+    )
     with pytest.raises(ValueError, match="written by method 'simclr'"):
-        factorcl.fit(small_model("cross+self"), loader_of(data), epochs=1, progress=False, out_dir=str(tmp_path),
-                     resume="auto")
+        factorcl.fit(
+            small_model("cross+self"), loader_of(data), epochs=1, progress=False, out_dir=str(tmp_path), resume="auto"
+        )
 
 
 def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
@@ -139,8 +169,9 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
 def test_encoder_lr_puts_the_encoders_in_their_own_group():
     data = small_data()
     model = small_model("simclr")
-    trainer = factorcl.Trainer(model, loader_of(data), epochs=1, lr=1e-3, encoder_lr=0.0, progress=False,
-                               tensorboard=False, device="cpu")
+    trainer = factorcl.Trainer(
+        model, loader_of(data), epochs=1, lr=1e-3, encoder_lr=0.0, progress=False, tensorboard=False, device="cpu"
+    )
     encoders = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("encoder")}
     heads = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("heads")}
     trainer.fit()

@@ -41,8 +41,11 @@ def loader_of(data, batch_size: int = 64) -> DataLoader:
 
 def digest(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder`` (to show that a refused call changed nothing)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def write_pairs(path: Path, n: int = 96, labels: np.ndarray | None = None) -> Path:
@@ -58,13 +61,26 @@ def run_cfg(tmp_path: Path, out: str = "run", **train) -> dict:
     pairs = tmp_path / "pairs.npz"
     if not pairs.exists():
         write_pairs(pairs)
-    return {"data": {"kind": "arrays", "path": str(pairs)},
-            "encoders": {"x1": {"type": "mlp", "hidden": 16, "out_dim": 8}, "x2": {"type": "mlp", "hidden": 16, "out_dim": 8}},
-            "model": {"embed_dim": 8, "critic_hidden": 16, "critic_embed": 8},
-            "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "progress": False, "tensorboard": False, "seed": 0,
-                      "device": "cpu", **train},
-            "probe": {"l2_grid": [1e-3]},
-            "out_dir": str(tmp_path / out)}
+    return {
+        "data": {"kind": "arrays", "path": str(pairs)},
+        "encoders": {
+            "x1": {"type": "mlp", "hidden": 16, "out_dim": 8},
+            "x2": {"type": "mlp", "hidden": 16, "out_dim": 8},
+        },
+        "model": {"embed_dim": 8, "critic_hidden": 16, "critic_embed": 8},
+        "train": {
+            "epochs": 2,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "progress": False,
+            "tensorboard": False,
+            "seed": 0,
+            "device": "cpu",
+            **train,
+        },
+        "probe": {"l2_grid": [1e-3]},
+        "out_dir": str(tmp_path / out),
+    }
 
 
 # ------------------------------------------------------------------------- 1. overwrite refusal
@@ -72,8 +88,11 @@ def test_fit_refuses_a_folder_that_holds_a_run_and_changes_nothing(tmp_path):
     data = small_data()
     factorcl.fit(small_model(), loader_of(data), out_dir=str(tmp_path), **FIT)
     before = digest(tmp_path)
-    with pytest.raises(RunExistsError, match=r"already holds a run \(checkpoint.pt, metrics.csv.*--resume.*"
-                                             r"--overwrite.*--out-dir"):
+    with pytest.raises(
+        RunExistsError,
+        match=r"already holds a run \(checkpoint.pt, metrics.csv.*--resume.*"
+        r"--overwrite.*--out-dir",
+    ):
         factorcl.fit(small_model(), loader_of(data), out_dir=str(tmp_path), **{**FIT, "epochs": 1})
     assert digest(tmp_path) == before
 
@@ -97,13 +116,32 @@ def test_cli_train_refuses_an_existing_run_and_names_the_choices(tmp_path):
     cfg_path.write_text(yaml.safe_dump(run_cfg(tmp_path)))
     run_config(cfg_path)
     before = digest(tmp_path / "run")
-    proc = subprocess.run([sys.executable, "-m", "factorcl.cli", "train", "--config", str(cfg_path), "--epochs", "1",
-                           "--quiet"], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "factorcl.cli", "train", "--config", str(cfg_path), "--epochs", "1", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert "already holds a run" in proc.stderr and "--resume" in proc.stderr and "--overwrite" in proc.stderr
     assert digest(tmp_path / "run") == before
-    proc = subprocess.run([sys.executable, "-m", "factorcl.cli", "train", "--config", str(cfg_path), "--epochs", "1",
-                           "--quiet", "--overwrite"], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "factorcl.cli",
+            "train",
+            "--config",
+            str(cfg_path),
+            "--epochs",
+            "1",
+            "--quiet",
+            "--overwrite",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "run" / "results.json").read_text())["train"]["steps"] == 4  # 67 train rows / 16
 
@@ -153,8 +191,11 @@ def test_resume_with_a_changed_model_says_config_differs(tmp_path):
 def test_fit_resume_with_another_model_lists_the_differences(tmp_path):
     data = small_data()
     factorcl.fit(small_model(), loader_of(data), out_dir=str(tmp_path), **FIT)
-    with pytest.raises(ConfigChangedError, match=r"config differs .*shapes differ: heads.s1.*\(8, 16\) in the "
-                                                 r"checkpoint, \(12, 16\) in the model"):
+    with pytest.raises(
+        ConfigChangedError,
+        match=r"config differs .*shapes differ: heads.s1.*\(8, 16\) in the "
+        r"checkpoint, \(12, 16\) in the model",
+    ):
         factorcl.fit(small_model(embed_dim=12), loader_of(data), out_dir=str(tmp_path), resume="auto", **FIT)
     with pytest.raises(ConfigChangedError, match=r"lr: 0.003 -> 0.01"):
         factorcl.fit(small_model(), loader_of(data), out_dir=str(tmp_path), resume="auto", **{**FIT, "lr": 1e-2})
@@ -203,10 +244,19 @@ def test_full_disk_at_the_last_checkpoint_raises_naming_the_path_and_keeps_the_l
     monkeypatch.setattr(torch, "save", _disk_full_on({1, 2, 3}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CheckpointWarning)
-        with pytest.raises(CheckpointWriteError, match=rf"{CHECKPOINT_NAME} \(needs about .*MiB free in .*the last "
-                                                       r"good checkpoint is .*checkpoint.pt \(step 5\)"):
-            factorcl.fit(small_model(), loader_of(data), out_dir=str(tmp_path), resume="auto",
-                         allow_config_change=True, **{**FIT, "epochs": 3})
+        with pytest.raises(
+            CheckpointWriteError,
+            match=rf"{CHECKPOINT_NAME} \(needs about .*MiB free in .*the last "
+            r"good checkpoint is .*checkpoint.pt \(step 5\)",
+        ):
+            factorcl.fit(
+                small_model(),
+                loader_of(data),
+                out_dir=str(tmp_path),
+                resume="auto",
+                allow_config_change=True,
+                **{**FIT, "epochs": 3},
+            )
     assert digest(tmp_path)[CHECKPOINT_NAME] == good  # the last good checkpoint is intact
 
 
@@ -230,8 +280,12 @@ def test_an_empty_config_file_is_refused(tmp_path):
     path.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match=r"config file .*empty.yaml is empty"):
         load_config(path)
-    proc = subprocess.run([sys.executable, "-m", "factorcl.cli", "train", "--config", str(path)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "factorcl.cli", "train", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "is empty" in proc.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -319,7 +373,9 @@ def test_a_checkpoint_with_numpy_rng_state_from_the_previous_format_still_loads(
 
 def test_a_checkpoint_with_foreign_objects_is_not_unpickled(tmp_path):
     torch.save({"step": 1, "payload": Path("x")}, tmp_path / "foreign.pt")
-    with pytest.raises(ValueError, match=r"foreign.pt: it holds Python objects \(pathlib.PosixPath\) other than tensors"):
+    with pytest.raises(
+        ValueError, match=r"foreign.pt: it holds Python objects \(pathlib.PosixPath\) other than tensors"
+    ):
         ckpt_io.load(tmp_path / "foreign.pt")
 
 

@@ -29,8 +29,11 @@ PREPROCESS = {"size": (32, 32), "interpolation": "bicubic", "resize_mode": "shor
 
 def _pairs(n: int = 20) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"x1": rng.normal(size=(n, 3)).astype(np.float32), "x2": rng.normal(size=(n, 4)).astype(np.float32),
-            "y": np.arange(n) % 2}
+    return {
+        "x1": rng.normal(size=(n, 3)).astype(np.float32),
+        "x2": rng.normal(size=(n, 4)).astype(np.float32),
+        "y": np.arange(n) % 2,
+    }
 
 
 def _truncate(path, keep: float = 0.5):
@@ -43,7 +46,9 @@ def _truncate(path, keep: float = 0.5):
 def test_truncated_npz_names_the_file(tmp_path):
     path = tmp_path / "pairs.npz"
     np.savez(path, **_pairs())
-    with pytest.raises(ValueError, match=r"could not read .*pairs\.npz: not a valid \.npz file \(truncated or corrupt\?\)"):
+    with pytest.raises(
+        ValueError, match=r"could not read .*pairs\.npz: not a valid \.npz file \(truncated or corrupt\?\)"
+    ):
         load_arrays(_truncate(path))
 
 
@@ -75,7 +80,9 @@ def test_object_array_in_npz_names_the_key(tmp_path):
 def test_truncated_pt_names_the_file(tmp_path):
     path = tmp_path / "pairs.pt"
     torch.save({k: torch.as_tensor(v) for k, v in _pairs().items()}, path)
-    with pytest.raises(ValueError, match=r"could not read .*pairs\.pt: not a valid \.pt file \(truncated or corrupt\?\)"):
+    with pytest.raises(
+        ValueError, match=r"could not read .*pairs\.pt: not a valid \.pt file \(truncated or corrupt\?\)"
+    ):
         load_arrays(_truncate(path))
     path.write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match=r"could not read .*pairs\.pt: not a valid \.pt file"):
@@ -89,13 +96,17 @@ class _Custom:
 def test_pt_holding_python_objects_is_refused_with_a_reason(tmp_path):
     path = tmp_path / "pairs.pt"
     torch.save({"x1": torch.zeros(4, 3), "x2": _Custom()}, path)
-    with pytest.raises(ValueError, match=r"could not read .*pairs\.pt: it holds Python objects \(.*_Custom\) other than "
-                                         r"tensors"):
+    with pytest.raises(
+        ValueError,
+        match=r"could not read .*pairs\.pt: it holds Python objects \(.*_Custom\) other than "
+        r"tensors",
+    ):
         load_arrays(path)
 
 
-@pytest.mark.parametrize("loader, name", [(lambda p: load_multibench(p, dataset="mosi"), "mosi_raw.pkl"),
-                                          (load_mimic, "im.pk")])
+@pytest.mark.parametrize(
+    "loader, name", [(lambda p: load_multibench(p, dataset="mosi"), "mosi_raw.pkl"), (load_mimic, "im.pk")]
+)
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
 def test_corrupt_pickles_name_the_file(tmp_path, loader, name, damage):
     path = tmp_path / name
@@ -104,7 +115,9 @@ def test_corrupt_pickles_name_the_file(tmp_path, loader, name, damage):
         _truncate(path)
     else:
         path.write_bytes(b"" if damage == "empty" else b"hello world")
-    with pytest.raises(ValueError, match=rf"could not read .*{name}: not a valid pickle file \(truncated or corrupt\?\)"):
+    with pytest.raises(
+        ValueError, match=rf"could not read .*{name}: not a valid pickle file \(truncated or corrupt\?\)"
+    ):
         loader(path)
 
 
@@ -149,16 +162,23 @@ def test_nan_and_inf_name_the_array_and_rows(tmp_path):
 
 def _affect(labels) -> dict:
     rng = np.random.default_rng(0)
-    split = {"vision": rng.normal(size=(6, 5, 3)), "audio": rng.normal(size=(6, 5, 2)),
-             "text": rng.normal(size=(6, 5, 4)) + 1.0, "labels": labels}
+    split = {
+        "vision": rng.normal(size=(6, 5, 3)),
+        "audio": rng.normal(size=(6, 5, 2)),
+        "text": rng.normal(size=(6, 5, 4)) + 1.0,
+        "labels": labels,
+    }
     return {"train": split, "valid": split, "test": split}
 
 
 def test_multibench_string_and_nan_labels_name_the_split(tmp_path):
     path = tmp_path / "mosi_raw.pkl"
     path.write_bytes(pickle.dumps(_affect(np.array(["pos", "neg"] * 3))))
-    with pytest.raises(ValueError, match=r"train\['labels'\] in mosi_raw\.pkl holds strings \('pos', 'neg'\); "
-                                         r"expected numbers"):
+    with pytest.raises(
+        ValueError,
+        match=r"train\['labels'\] in mosi_raw\.pkl holds strings \('pos', 'neg'\); "
+        r"expected numbers",
+    ):
         load_multibench(path)
     path.write_bytes(pickle.dumps(_affect(np.array([0.5, np.nan, 1.0, -1.0, 2.0, 0.1]))))
     with pytest.raises(ValueError, match=r"train\['labels'\] in mosi_raw\.pkl contains NaN at rows \[1\]"):
@@ -167,27 +187,37 @@ def test_multibench_string_and_nan_labels_name_the_split(tmp_path):
 
 def test_mimic_string_labels_name_the_key(tmp_path):
     rng = np.random.default_rng(0)
-    data = {"ep_tdata": rng.normal(size=(30, 24, 12)), "adm_features_all": rng.normal(size=(30, 5)),
-            "adm_labels_all": np.array([["dead"] * 6] * 30), "y_icd9": np.zeros((30, 20))}
+    data = {
+        "ep_tdata": rng.normal(size=(30, 24, 12)),
+        "adm_features_all": rng.normal(size=(30, 5)),
+        "adm_labels_all": np.array([["dead"] * 6] * 30),
+        "y_icd9": np.zeros((30, 20)),
+    }
     path = tmp_path / "im.pk"
     path.write_bytes(pickle.dumps(data))
     with pytest.raises(ValueError, match=r"'adm_labels_all' in im\.pk holds strings \('dead'\); expected numbers"):
         load_mimic(path)
 
 
-@pytest.mark.parametrize("name, content, offset, line", [
-    ("pairs.csv", b"image,caption\na.png,caf\xe9 au lait\n", 23, 2),
-    ("pairs.csv", b"\xef\xbb\xbfimage,caption\na.png,caf\xe9\n", 26, 2),  # offsets count the byte-order mark
-    ("pairs.tsv", b"image\tcaption\n\xffa.png\tx\n", 14, 2),
-    ("pairs.jsonl", b'{"image": "a.png", "caption": "ok"}\n{"image": "a.png", "caption": "caf\xe9"}\n', 70, 2),
-    ("pairs.json", b'[{"image": "a.png", "caption": "caf\xe9"}]', 35, 1),
-])
+@pytest.mark.parametrize(
+    "name, content, offset, line",
+    [
+        ("pairs.csv", b"image,caption\na.png,caf\xe9 au lait\n", 23, 2),
+        ("pairs.csv", b"\xef\xbb\xbfimage,caption\na.png,caf\xe9\n", 26, 2),  # offsets count the byte-order mark
+        ("pairs.tsv", b"image\tcaption\n\xffa.png\tx\n", 14, 2),
+        ("pairs.jsonl", b'{"image": "a.png", "caption": "ok"}\n{"image": "a.png", "caption": "caf\xe9"}\n', 70, 2),
+        ("pairs.json", b'[{"image": "a.png", "caption": "caf\xe9"}]', 35, 1),
+    ],
+)
 def test_caption_files_that_are_not_utf8_name_the_byte(tmp_path, name, content, offset, line):
     path = tmp_path / name
     path.write_bytes(content)
     byte = content[offset]
-    with pytest.raises(ValueError, match=rf"{name} is not UTF-8 \(byte 0x{byte:02x} at offset {offset}, line {line}\); "
-                                         "re-save it as UTF-8"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name} is not UTF-8 \(byte 0x{byte:02x} at offset {offset}, line {line}\); "
+        "re-save it as UTF-8",
+    ):
         ImageCaptionDataset(path, PREPROCESS)
 
 
@@ -204,8 +234,24 @@ def test_clip_cli_prints_the_encoding_error_as_one_line(tmp_path, capsys):
     data.write_bytes(b"image,caption\na.png,caf\xe9\n")
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config()))
-    assert main(["clip", "train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "o"),
-                 "--device", "cpu", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "clip",
+                "train",
+                "--data",
+                str(data),
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "factorcl clip: error:" in err and "pairs.csv is not UTF-8 (byte 0xe9 at offset 23, line 2)" in err
 
@@ -215,9 +261,13 @@ def test_damaged_or_mismatched_clip_checkpoint_names_the_file(tmp_path):
 
     checkpoint = save_open_clip_checkpoint(load_clip(config=tiny_config()).model, tmp_path / "clip.pt")
     wider = {**tiny_config(), "embed_dim": 2 * tiny_config()["embed_dim"]}
-    with pytest.raises(ValueError, match=r"CLIP checkpoint .*clip\.pt does not fit the model config dict: .*size mismatch"):
+    with pytest.raises(
+        ValueError, match=r"CLIP checkpoint .*clip\.pt does not fit the model config dict: .*size mismatch"
+    ):
         load_clip(config=wider, checkpoint=checkpoint)
-    with pytest.raises(ValueError, match=r"could not read .*clip\.pt: not a valid checkpoint file \(truncated or corrupt\?\)"):
+    with pytest.raises(
+        ValueError, match=r"could not read .*clip\.pt: not a valid checkpoint file \(truncated or corrupt\?\)"
+    ):
         load_clip(config=tiny_config(), checkpoint=_truncate(checkpoint))
 
 
@@ -252,8 +302,11 @@ def test_corrupt_image_is_found_up_front_naming_file_and_row(tmp_path, clip_demo
         _truncate(tmp_path / "bad.png")
     rows = [{"image": "a.png", "caption": "a red circle"}, {"image": "bad.png", "caption": "a blue square"}]
     path = _write_csv(tmp_path / "pairs.csv", rows)
-    with pytest.raises(ValueError, match=r"not a readable image: .*bad\.png \(image='bad\.png' in row 2 \(line 3\) of "
-                                         r".*pairs\.csv\): .*pass skip_missing=True \(--skip-missing\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"not a readable image: .*bad\.png \(image='bad\.png' in row 2 \(line 3\) of "
+        r".*pairs\.csv\): .*pass skip_missing=True \(--skip-missing\)",
+    ):
         ImageCaptionDataset(path, PREPROCESS)
 
 
@@ -261,11 +314,18 @@ def test_skip_missing_drops_corrupt_images_and_counts_them_apart(tmp_path, clip_
     demo = clip_demo(8)
     shutil.copy(demo.parent / "images" / "00000.png", tmp_path / "a.png")
     (tmp_path / "bad.png").write_text("not an image")
-    rows = [{"image": "a.png", "caption": "one"}, {"image": "bad.png", "caption": "two"},
-            {"image": "missing.png", "caption": "three"}, {"image": "a.png", "caption": "four"}]
+    rows = [
+        {"image": "a.png", "caption": "one"},
+        {"image": "bad.png", "caption": "two"},
+        {"image": "missing.png", "caption": "three"},
+        {"image": "a.png", "caption": "four"},
+    ]
     path = _write_csv(tmp_path / "pairs.csv", rows)
-    with pytest.warns(UserWarning, match=r"skipped 2 of 4 rows \(1 missing image, 1 bad image\); first unreadable "
-                                         r"image: .*bad\.png \(row 2 \(line 3\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"skipped 2 of 4 rows \(1 missing image, 1 bad image\); first unreadable "
+        r"image: .*bad\.png \(row 2 \(line 3\)",
+    ):
         ds = ImageCaptionDataset(path, PREPROCESS, skip_missing=True)
     assert ds.captions == ["one", "four"]
     assert ds.skipped == {"missing_image": 1, "bad_image": 1, "empty_caption": 0, "missing_label": 0}
@@ -309,9 +369,20 @@ def test_skipped_bad_images_reach_results_json_and_the_split_record(demo_with_ba
     out = tmp_path / "run"
     lines: list[str] = []
     with pytest.warns(UserWarning, match="1 bad image"):
-        results = pretrain_clip(demo_with_bad_image, out, config=tiny_config(), epochs=1, batch_size=8, lr=1e-3,
-                                stop_after=1, progress=False, device="cpu", skip_missing=True, test_fraction=0.25,
-                                log=lines.append)
+        pretrain_clip(
+            demo_with_bad_image,
+            out,
+            config=tiny_config(),
+            epochs=1,
+            batch_size=8,
+            lr=1e-3,
+            stop_after=1,
+            progress=False,
+            device="cpu",
+            skip_missing=True,
+            test_fraction=0.25,
+            log=lines.append,
+        )
     written = json.loads((out / "results.json").read_text())
     assert written["data"]["skipped"]["bad_image"] == 1 and written["data"]["pairs"] == 48
     assert written["split"]["skipped"] == written["data"]["skipped"] == export_split(out / "export")["skipped"]
@@ -324,9 +395,18 @@ def test_skipped_bad_images_reach_results_json_and_the_split_record(demo_with_ba
 
     model, bundle = load_clip_factorcl(out / "export")
     with pytest.warns(UserWarning, match="1 bad image"):
-        probed = probe_clip(bundle, demo_with_bad_image, model=model, recorded_split=export_split(out / "export"),
-                            device="cpu", batch_size=8, progress=False)
-    assert probed["split"]["training_data"] and probed["split"]["test_rows_sha256"] == written["split"]["test_rows_sha256"]
+        probed = probe_clip(
+            bundle,
+            demo_with_bad_image,
+            model=model,
+            recorded_split=export_split(out / "export"),
+            device="cpu",
+            batch_size=8,
+            progress=False,
+        )
+    assert (
+        probed["split"]["training_data"] and probed["split"]["test_rows_sha256"] == written["split"]["test_rows_sha256"]
+    )
 
 
 def test_a_changed_split_names_the_changed_skip_counts(demo_with_bad_image):
@@ -334,8 +414,11 @@ def test_a_changed_split_names_the_changed_skip_counts(demo_with_bad_image):
         ds = ImageCaptionDataset(demo_with_bad_image, PREPROCESS, skip_missing=True)
     recorded = split_record(ds, [0, 1, 2], 0, 0.25, True)
     now = {**split_record(ds, [0, 1], 0, 0.25, True), "skipped": {**ds.skipped, "bad_image": 2}}
-    with pytest.raises(ValueError, match=r"held-out rows .* differ .*\(2 vs 3 rows; rows skipped now "
-                                         r"\{.*'bad_image': 2.*\}, at training \{.*'bad_image': 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"held-out rows .* differ .*\(2 vs 3 rows; rows skipped now "
+        r"\{.*'bad_image': 2.*\}, at training \{.*'bad_image': 1",
+    ):
         check_same_held_out(recorded, now, demo_with_bad_image)
 
 
@@ -367,15 +450,42 @@ def test_pretrain_clip_passes_overwrite_to_fit(tmp_path, monkeypatch, clip_demo)
     monkeypatch.setattr(factorcl.clip.pretrain, "fit", fake_fit)
     for overwrite in (False, True):
         with pytest.raises(ValueError, match="stop here"):
-            pretrain_clip(clip_demo(48, seed=1), tmp_path / "o", config=tiny_config(), batch_size=8, device="cpu",
-                          progress=False, overwrite=overwrite)
+            pretrain_clip(
+                clip_demo(48, seed=1),
+                tmp_path / "o",
+                config=tiny_config(),
+                batch_size=8,
+                device="cpu",
+                progress=False,
+                overwrite=overwrite,
+            )
         assert seen["overwrite"] is overwrite
 
 
 def test_clip_train_refuses_an_existing_run_as_an_error_line_and_overwrite_replaces_it(tmp_path, capsys, clip_demo):
     data = clip_demo(48, seed=1)
-    args = ["clip", "train", "--data", str(data), "--config", "tiny", "--out", str(tmp_path / "run"), "--epochs", "1",
-            "--batch-size", "8", "--stop-after", "1", "--device", "cpu", "--amp", "none", "--no-progress", "--no-probe"]
+    args = [
+        "clip",
+        "train",
+        "--data",
+        str(data),
+        "--config",
+        "tiny",
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--stop-after",
+        "1",
+        "--device",
+        "cpu",
+        "--amp",
+        "none",
+        "--no-progress",
+        "--no-probe",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "trained 1 steps" in out and "open_clip checkpoint:" in out
@@ -397,9 +507,32 @@ def test_feature_extraction_shows_progress_unless_turned_off(tmp_path, capsys, c
 
 def test_clip_train_prints_the_training_summary_before_the_probe(tmp_path, capsys, clip_demo):
     data = clip_demo(48, seed=1)
-    assert main(["clip", "train", "--data", str(data), "--config", "tiny", "--out", str(tmp_path / "run"),
-                 "--epochs", "1", "--batch-size", "8", "--stop-after", "1", "--device", "cpu", "--amp", "none",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "clip",
+                "train",
+                "--data",
+                str(data),
+                "--config",
+                "tiny",
+                "--out",
+                str(tmp_path / "run"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--stop-after",
+                "1",
+                "--device",
+                "cpu",
+                "--amp",
+                "none",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.index("trained 1 steps") < out.index("linear probe: features of") < out.index("linear probe (held-out")
 
@@ -407,8 +540,11 @@ def test_clip_train_prints_the_training_summary_before_the_probe(tmp_path, capsy
 # ------------------------------------------------------------------ 4. image range
 def test_image_augment_refuses_0_255_floats_naming_the_range():
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 255
-    with pytest.raises(ValueError, match=r"x must be float images with values in \[0, 1\], got min [\d.]+ max 2\d\d"
-                                         r"(\.\d+)?; divide \[0, 255\] images by 255"):
+    with pytest.raises(
+        ValueError,
+        match=r"x must be float images with values in \[0, 1\], got min [\d.]+ max 2\d\d"
+        r"(\.\d+)?; divide \[0, 255\] images by 255",
+    ):
         augment.ImageAugment("unique")(x, generator=0)
     with pytest.raises(ValueError, match=r"values in \[0, 1\], got min -1 max 1$"):
         augment.ImageAugment("standard")(torch.linspace(-1, 1, 2 * 3 * 8 * 8).reshape(2, 3, 8, 8), generator=0)
@@ -419,8 +555,11 @@ def test_image_augment_refuses_0_255_floats_naming_the_range():
 
 # ------------------------------------------------------------------ 5. a batch of one
 def test_batch_of_one_names_the_batch_size():
-    with pytest.raises(ValueError, match=r"the batch size must be >= 2 for a contrastive estimate \(in-batch "
-                                         r"negatives\), got a batch of 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"the batch size must be >= 2 for a contrastive estimate \(in-batch "
+        r"negatives\), got a batch of 1",
+    ):
         bounds.nce_club(torch.randn(1, 1))
     est = bounds.NCECLUB(bounds.SeparableCritic(4, 4, hidden_dim=8))
     with pytest.raises(ValueError, match="batch size must be >= 2 .* got a batch of 1"):
@@ -429,9 +568,17 @@ def test_batch_of_one_names_the_batch_size():
 
 # ------------------------------------------------------------------ 6. offset must be an integer
 @pytest.mark.parametrize("offset", [2.7, 2.0, "3", True, None, -1])
-@pytest.mark.parametrize("fn", [bounds.infonce, bounds.nce_club, bounds.check_bracket,
-                                lambda s, offset: bounds.grouped_infonce(s, torch.zeros(4, dtype=torch.long),
-                                                                         torch.zeros(8, dtype=torch.long), offset)])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        bounds.infonce,
+        bounds.nce_club,
+        bounds.check_bracket,
+        lambda s, offset: bounds.grouped_infonce(
+            s, torch.zeros(4, dtype=torch.long), torch.zeros(8, dtype=torch.long), offset
+        ),
+    ],
+)
 def test_non_integer_offset_is_refused_naming_offset(fn, offset):
     with pytest.raises(ValueError, match=r"offset must be an integer >= 0 \(the column of row 0's positive\), got "):
         fn(torch.randn(4, 8), offset=offset)
@@ -443,9 +590,13 @@ def test_integer_offsets_of_any_integer_type_work():
 
 
 def test_sampled_conditional_refuses_non_integer_offset():
-    est = bounds.ConditionalInfoNCE(bounds.SeparableCritic(2, 2, hidden_dim=8), "sampled",
-                                    proposal=bounds.GaussianProposal(2, 2, 8), x_proposal=bounds.GaussianProposal(2, 2, 8),
-                                    num_negatives=4)
+    est = bounds.ConditionalInfoNCE(
+        bounds.SeparableCritic(2, 2, hidden_dim=8),
+        "sampled",
+        proposal=bounds.GaussianProposal(2, 2, 8),
+        x_proposal=bounds.GaussianProposal(2, 2, 8),
+        num_negatives=4,
+    )
     x, y, c = torch.randn(4, 2), torch.randn(8, 2), torch.randn(4, 2)
     with pytest.raises(ValueError, match=r"offset must be an integer >= 0 .*got 1\.5 \(float\)"):
         est(x, y, c, offset=1.5)
@@ -458,8 +609,16 @@ def test_sampled_conditional_refuses_non_integer_offset():
 @pytest.mark.parametrize("name", ["supcon_temperature", "temperature"])
 def test_factorcl_refuses_non_positive_temperatures(name, value):
     with pytest.raises(ValueError, match=rf"^{name} must be > 0, got {value}$"):
-        FactorCL(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), 4, 4, method="supcon", num_classes=2,
-                 critic="concat", **{name: value})
+        FactorCL(
+            torch.nn.Linear(4, 4),
+            torch.nn.Linear(4, 4),
+            4,
+            4,
+            method="supcon",
+            num_classes=2,
+            critic="concat",
+            **{name: value},
+        )
 
 
 # ------------------------------------------------------------------ 8. FeatureDropout on integers
@@ -482,9 +641,12 @@ def test_relative_data_path_not_found_lists_every_folder_searched(tmp_path, monk
     config = tmp_path / "configs" / "run.yaml"
     config.write_text("data: {kind: arrays, path: data/pairs.npz}\n")
     monkeypatch.chdir(tmp_path / "elsewhere")
-    with pytest.raises(FileNotFoundError, match=r"data file not found: data/pairs\.npz \(relative paths are looked up "
-                                                r"in the current folder .*elsewhere and the config's folder "
-                                                r".*configs\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"data file not found: data/pairs\.npz \(relative paths are looked up "
+        r"in the current folder .*elsewhere and the config's folder "
+        r".*configs\)",
+    ):
         build_data(load_config(config))
     # Found in the config's folder: loaded from there, as before.
     (tmp_path / "configs" / "data").mkdir()
@@ -494,8 +656,11 @@ def test_relative_data_path_not_found_lists_every_folder_searched(tmp_path, monk
 
 def test_resolve_path_without_a_config_folder_names_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"nope\.npz \(relative paths are looked up in the current folder "
-                                                rf"{tmp_path.resolve()}\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"nope\.npz \(relative paths are looked up in the current folder "
+        rf"{tmp_path.resolve()}\)",
+    ):
         resolve_path("nope.npz")
     (tmp_path / "here.npz").write_bytes(b"")
     assert resolve_path("here.npz", tmp_path / "other") == (tmp_path / "here.npz").resolve()

@@ -26,8 +26,9 @@ def test_a_small_run_reproduces_its_pinned_numbers(method):
     loader = data.split("train").loader(64, shuffle=True, drop_last=True, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = factorcl.fit(model, loader, epochs=2, lr=3e-3, critic_steps=2, progress=False, tensorboard=False,
-                              device="cpu", seed=0)
+        result = factorcl.fit(
+            model, loader, epochs=2, lr=3e-3, critic_steps=2, progress=False, tensorboard=False, device="cpu", seed=0
+        )
     pinned = PINNED[method]
     assert result.step == pinned["step"]
     assert sorted(result.metrics) == sorted(pinned["metrics"])

@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def python_block(after_heading: str) -> str:
     text = README.read_text()
-    section = text[text.index(after_heading):]
+    section = text[text.index(after_heading) :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 

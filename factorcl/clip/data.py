@@ -88,8 +88,10 @@ def _rows(path: Path) -> tuple[list[tuple[int, int | None, dict[str, Any]]], lis
             hint = " (one object per line is JSON Lines: name the file .jsonl)" if exc.msg == "Extra data" else ""
             raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}){hint}") from None
         if not isinstance(data, list):
-            raise ValueError(f"{path}: a .json file must hold an array of objects (one per pair), "
-                             f"got {type(data).__name__}; for one object per line use .jsonl")
+            raise ValueError(
+                f"{path}: a .json file must hold an array of objects (one per pair), "
+                f"got {type(data).__name__}; for one object per line use .jsonl"
+            )
         rows = []
         for i, obj in enumerate(data, start=1):
             if not isinstance(obj, dict):
@@ -177,22 +179,28 @@ def read_records(
             if skip_missing:
                 skipped["empty_caption"] += 1
                 continue
-            raise ValueError(f"empty caption in {where}; fix the row or pass skip_missing=True (--skip-missing) to drop it")
+            raise ValueError(
+                f"empty caption in {where}; fix the row or pass skip_missing=True (--skip-missing) to drop it"
+            )
         image = image_path(raw_image)
         problem = problems[image] if raw_image else _MISSING
         if problem == _MISSING:
             if skip_missing:
                 skipped["missing_image"] += 1
                 continue
-            raise FileNotFoundError(f"image file not found: {image} ({image_column}={raw_image!r} in {where}); "
-                                    "pass skip_missing=True (--skip-missing) to drop such rows")
+            raise FileNotFoundError(
+                f"image file not found: {image} ({image_column}={raw_image!r} in {where}); "
+                "pass skip_missing=True (--skip-missing) to drop such rows"
+            )
         if problem is not None:
             if skip_missing:
                 skipped["bad_image"] += 1
                 first_bad = first_bad or f"{image} ({where}): {problem}"
                 continue
-            raise ValueError(f"not a readable image: {image} ({image_column}={raw_image!r} in {where}): {problem}; "
-                             "replace the file or pass skip_missing=True (--skip-missing) to drop such rows")
+            raise ValueError(
+                f"not a readable image: {image} ({image_column}={raw_image!r} in {where}): {problem}; "
+                "replace the file or pass skip_missing=True (--skip-missing) to drop such rows"
+            )
         label = None
         if use_labels:
             label = fields.get(label_column)
@@ -302,8 +310,10 @@ class ImageCaptionDataset(Dataset):
             with Image.open(rec.image) as img:
                 image = self.transform(img.convert("RGB"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file not found: {rec.image} (row {rec.row} of {self.path}); "
-                                    "it existed when the dataset was made") from None
+            raise FileNotFoundError(
+                f"image file not found: {rec.image} (row {rec.row} of {self.path}); "
+                "it existed when the dataset was made"
+            ) from None
         except OSError as exc:
             raise ValueError(f"cannot read image {rec.image} (row {rec.row} of {self.path}): {exc}") from exc
         return image, rec.caption, self.labels[index]
@@ -346,8 +356,10 @@ def make_loader(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     drop_last = shuffle if drop_last is None else drop_last
     if drop_last and len(dataset) < batch_size:  # type: ignore[arg-type]
-        raise ValueError(f"the dataset has {len(dataset)} pairs, fewer than one batch of {batch_size}; "  # type: ignore[arg-type]
-                         "lower the batch size")
+        raise ValueError(
+            f"the dataset has {len(dataset)} pairs, fewer than one batch of {batch_size}; "  # type: ignore[arg-type]
+            "lower the batch size"
+        )
     generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
     return DataLoader(
         dataset,
@@ -362,8 +374,13 @@ def make_loader(
     )
 
 
-def train_test_split(n_or_labels: int | Sequence[int], test_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Seeded (train, test) index lists; stratified by class when labels are given (each class in both when it has 2+ rows)."""
+def train_test_split(
+    n_or_labels: int | Sequence[int], test_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Seeded (train, test) index lists.
+
+    Stratified by class when labels are given (each class in both when it has 2+ rows).
+    """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     gen = torch.Generator().manual_seed(int(seed))

@@ -53,7 +53,9 @@ def write_demo_dataset(
     image_size: int = 64,
     mention_prob: float = 0.5,
 ) -> Path:
-    """Write ``n`` PNG images and ``captions.csv`` (``image``, ``caption``, ``label``) into ``folder``; returns the CSV path.
+    """Write ``n`` PNG images and ``captions.csv`` into ``folder``; returns the CSV path.
+
+    The CSV's columns are ``image``, ``caption`` and ``label``.
 
     Deterministic for a ``seed``. ``label`` is a shape name (see the module docstring);
     ``mentioned`` (1/0) says whether the caption names it, ``background`` is never in a caption.
@@ -87,13 +89,22 @@ def write_demo_dataset(
         other = 1 - described
         mentioned = rng.random() < mention_prob
         if mentioned:
-            caption = rng.choice(_TWO).format(c=colors[described], s=shapes[described], c2=colors[other], s2=shapes[other])
+            caption = rng.choice(_TWO).format(
+                c=colors[described], s=shapes[described], c2=colors[other], s2=shapes[other]
+            )
         else:
             caption = rng.choice(_ONE).format(c=colors[described], s=shapes[described])
         name = f"images/{i:05d}.png"
         img.save(folder / name)
-        rows.append({"image": name, "caption": caption, "label": shapes[other], "mentioned": int(mentioned),
-                     "background": bg_name})
+        rows.append(
+            {
+                "image": name,
+                "caption": caption,
+                "label": shapes[other],
+                "mentioned": int(mentioned),
+                "background": bg_name,
+            }
+        )
     path = folder / "captions.csv"
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["image", "caption", "label", "mentioned", "background"])

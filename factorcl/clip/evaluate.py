@@ -32,14 +32,17 @@ from .towers import ImageTower, TextTower
 __all__ = ["clip_features", "factorcl_features", "probe_clip", "probe_features", "probe_loaders"]
 
 
-def _tower_encode(encode: Callable[[Tensor, Tensor], dict[str, Tensor]], device: torch.device,
-                  amp: str | None) -> Encode:
+def _tower_encode(
+    encode: Callable[[Tensor, Tensor], dict[str, Tensor]], device: torch.device, amp: str | None
+) -> Encode:
     """An ``encode`` for :func:`factorcl.extract_features`: ``encode(tokens, images)`` under autocast."""
 
     def run(_model: nn.Module, batch: Any) -> dict[str, Tensor]:
         if not isinstance(batch, Mapping) or TEXT_KEY not in batch or IMAGE_KEY not in batch:
-            raise ValueError(f"batches must be dicts with {TEXT_KEY!r} (tokens) and {IMAGE_KEY!r} (images), "
-                             "as factorcl.clip.make_loader yields")
+            raise ValueError(
+                f"batches must be dicts with {TEXT_KEY!r} (tokens) and {IMAGE_KEY!r} (images), "
+                "as factorcl.clip.make_loader yields"
+            )
         with autocast(device, amp):
             return encode(batch[TEXT_KEY], batch[IMAGE_KEY])
 
@@ -47,8 +50,12 @@ def _tower_encode(encode: Callable[[Tensor, Tensor], dict[str, Tensor]], device:
 
 
 def clip_features(
-    bundle: ClipBundle, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None,
-    progress: bool = True, desc: str = "features",
+    bundle: ClipBundle,
+    loader: Iterable,
+    device: torch.device | str | None = None,
+    amp: str | None = None,
+    progress: bool = True,
+    desc: str = "features",
 ) -> tuple[dict[str, Tensor], Tensor | None]:
     """``({"image": [N, D], "text": [N, D]}, labels)``: the towers' L2-normalised embeddings, in eval mode.
 
@@ -61,13 +68,18 @@ def clip_features(
     def encode(tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
         return {"image": F.normalize(image(images).float(), dim=-1), "text": F.normalize(text(tokens).float(), dim=-1)}
 
-    return extract_features(clip, loader, encode=_tower_encode(encode, device, amp), device=device,
-                            progress=desc if progress else False)
+    return extract_features(
+        clip, loader, encode=_tower_encode(encode, device, amp), device=device, progress=desc if progress else False
+    )
 
 
 def factorcl_features(
-    model: FactorCL, loader: Iterable, device: torch.device | str | None = None, amp: str | None = None,
-    progress: bool = True, desc: str = "features",
+    model: FactorCL,
+    loader: Iterable,
+    device: torch.device | str | None = None,
+    amp: str | None = None,
+    progress: bool = True,
+    desc: str = "features",
 ) -> tuple[dict[str, Tensor], Tensor | None]:
     """The FactorCL representation (``s1, s2, u1, u2`` or ``z1, z2``) plus the towers' own ``image``/``text``
     embeddings (L2-normalised), from one pass of the towers per batch, in eval mode.
@@ -83,8 +95,9 @@ def factorcl_features(
         reps["image"] = F.normalize(f_image.float(), dim=-1)
         return reps
 
-    return extract_features(model, loader, encode=_tower_encode(encode, device, amp), device=device,
-                            progress=desc if progress else False)
+    return extract_features(
+        model, loader, encode=_tower_encode(encode, device, amp), device=device, progress=desc if progress else False
+    )
 
 
 def probe_features(
@@ -104,18 +117,27 @@ def probe_features(
     if train_labels is None or test_labels is None:
         raise ValueError("the linear probe needs labels: the data has no label column")
     tr_sets, te_sets = _probe_sets(train), _probe_sets(test)
-    return {name: r.as_dict() for name, r in probe_parts(tr_sets, train_labels, te_sets, test_labels, device=device,
-                                                         **probe_kwargs).items()}
+    return {
+        name: r.as_dict()
+        for name, r in probe_parts(tr_sets, train_labels, te_sets, test_labels, device=device, **probe_kwargs).items()
+    }
 
 
 def probe_loaders(
-    extract: Callable[..., tuple[dict[str, Tensor], Tensor | None]], train_loader: Iterable, test_loader: Iterable,
-    device: torch.device, amp: str | None, progress: bool, num_classes: int | None,
+    extract: Callable[..., tuple[dict[str, Tensor], Tensor | None]],
+    train_loader: Iterable,
+    test_loader: Iterable,
+    device: torch.device,
+    amp: str | None,
+    progress: bool,
+    num_classes: int | None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`probe_features` of the features that ``extract`` (:func:`clip_features` or
     :func:`factorcl_features` with its model bound) gives for the train and held-out loaders."""
-    (ftr, ytr), (fte, yte) = (extract(ld, device=device, amp=amp, progress=progress, desc=f"features ({name})")
-                              for ld, name in ((train_loader, "train"), (test_loader, "held-out")))
+    (ftr, ytr), (fte, yte) = (
+        extract(ld, device=device, amp=amp, progress=progress, desc=f"features ({name})")
+        for ld, name in ((train_loader, "train"), (test_loader, "held-out"))
+    )
     return probe_features(ftr, ytr, fte, yte, device=device, num_classes=num_classes)
 
 
@@ -160,8 +182,9 @@ def probe_clip(
     from .data import ImageCaptionDataset, make_loader
     from .split import check_same_held_out, held_out_split, probe_split_settings, split_record
 
-    settings, training_data = probe_split_settings(recorded_split, data, seed=seed, test_fraction=test_fraction,
-                                                   skip_missing=skip_missing)
+    settings, training_data = probe_split_settings(
+        recorded_split, data, seed=seed, test_fraction=test_fraction, skip_missing=skip_missing
+    )
     dev = select_device(device)
     amp_mode = resolve_amp(amp, dev)
     dataset = ImageCaptionDataset(data, bundle.preprocess_cfg, skip_missing=settings["skip_missing"], **dataset_kwargs)
@@ -173,13 +196,21 @@ def probe_clip(
     split = split_record(dataset, test_idx, settings["seed"], settings["test_fraction"], settings["skip_missing"])
     if training_data and recorded_split is not None:
         check_same_held_out(recorded_split, split, data)
-    loaders = [make_loader(Subset(dataset, idx), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers)
-               for idx in (train_idx, test_idx)]
+    loaders = [
+        make_loader(Subset(dataset, idx), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers)
+        for idx in (train_idx, test_idx)
+    ]
     extract = partial(clip_features, bundle) if model is None else partial(factorcl_features, model)
     probe = probe_loaders(extract, *loaders, dev, amp_mode, progress, dataset.num_classes)  # counts skipped rows
     return {
-        "data": {"path": str(data), "pairs": len(dataset), "skipped": dataset.skipped, "train": len(train_idx),
-                 "test": len(test_idx), "classes": dataset.classes},
+        "data": {
+            "path": str(data),
+            "pairs": len(dataset),
+            "skipped": dataset.skipped,
+            "train": len(train_idx),
+            "test": len(test_idx),
+            "classes": dataset.classes,
+        },
         "split": {**split, "training_data": training_data, "recorded": recorded_split is not None},
         "model": {"name": bundle.name, "source": bundle.source, "trained": model is not None},
         "probe": probe,

@@ -93,8 +93,9 @@ def export_clip_factorcl(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"checkpoint": save_open_clip_checkpoint(bundle.model, folder / CHECKPOINT_NAME)}
-    paths["config"] = write_json(folder / CONFIG_NAME,
-                                 {"model_cfg": bundle.model_cfg, "preprocess_cfg": bundle.preprocess_cfg})
+    paths["config"] = write_json(
+        folder / CONFIG_NAME, {"model_cfg": bundle.model_cfg, "preprocess_cfg": bundle.preprocess_cfg}
+    )
     if not bundle.builtin:
         paths["model_config"] = write_json(folder / f"{bundle.name}.json", bundle.model_cfg)
     paths["heads"] = save_heads(model, folder / HEADS_NAME, config, bundle, split)
@@ -123,6 +124,8 @@ def load_clip_factorcl(folder: str | os.PathLike, device: str = "cpu") -> tuple[
     result = model.load_state_dict(payload["state_dict"], strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(_ENCODERS)]
     if missing or result.unexpected_keys:
-        raise ValueError(f"{folder / HEADS_NAME} does not match the rebuilt model: missing {missing}, "
-                         f"unexpected {list(result.unexpected_keys)}")
+        raise ValueError(
+            f"{folder / HEADS_NAME} does not match the rebuilt model: missing {missing}, "
+            f"unexpected {list(result.unexpected_keys)}"
+        )
     return model.to(device), bundle

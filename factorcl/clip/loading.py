@@ -79,8 +79,10 @@ def _check_model_cfg(cfg: Any, what: str) -> dict[str, Any]:
         raise ValueError(f"{what} must be a mapping (an open_clip model config), got {type(cfg).__name__}")
     missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
     if missing:
-        raise ValueError(f"{what} is not an open_clip model config: it lacks {missing} "
-                         "(expected keys embed_dim, vision_cfg, text_cfg)")
+        raise ValueError(
+            f"{what} is not an open_clip model config: it lacks {missing} "
+            "(expected keys embed_dim, vision_cfg, text_cfg)"
+        )
     return dict(cfg)
 
 
@@ -124,7 +126,9 @@ def resolve_model_name(name: str) -> str:
     if cleaned.lower() in lower:
         return lower[cleaned.lower()]
     close = difflib.get_close_matches(cleaned, known, n=5, cutoff=0.5)
-    close += [k for k in difflib.get_close_matches(cleaned.lower(), list(lower), n=5, cutoff=0.5) if lower[k] not in close]
+    close += [
+        k for k in difflib.get_close_matches(cleaned.lower(), list(lower), n=5, cutoff=0.5) if lower[k] not in close
+    ]
     hint = f" Close matches: {', '.join(close)}." if close else ""
     raise ValueError(
         f"unknown open_clip model {name!r}.{hint} See open_clip.list_models() for all {len(known)} names, "
@@ -148,8 +152,12 @@ def token_ids(tokenizer: Any) -> TokenIds:
     if inner is not None and hasattr(inner, "all_special_ids"):
         pad = inner.pad_token_id if inner.pad_token_id is not None else 0
         eot = inner.eos_token_id if inner.eos_token_id is not None else inner.sep_token_id
-        return TokenIds(int(pad), tuple(int(i) for i in inner.all_special_ids), None if eot is None else int(eot),
-                        getattr(inner, "mask_token_id", None))
+        return TokenIds(
+            int(pad),
+            tuple(int(i) for i in inner.all_special_ids),
+            None if eot is None else int(eot),
+            getattr(inner, "mask_token_id", None),
+        )
     # open_clip's SimpleTokenizer pads with 0; CLIP's BPE vocabulary has no mask token.
     specials = tuple(int(i) for i in getattr(tokenizer, "all_special_ids", ()))
     eot = getattr(tokenizer, "eot_token_id", None)
@@ -248,15 +256,29 @@ def load_clip(
             path = Path(config)
             name = path.parent.name if path.stem == "open_clip_config" and path.parent.name else path.stem
         if pretrained is not None:
-            raise ValueError("a pretrained tag needs a built-in model name, not a local config; "
-                             "use checkpoint= for local weights")
+            raise ValueError(
+                "a pretrained tag needs a built-in model name, not a local config; use checkpoint= for local weights"
+            )
         where = "dict" if isinstance(config, Mapping) else str(config)
         with registered_config(model_cfg, name) as reg:
-            clip = _create_model(reg, weights, f"the model config {where}", device=device, precision=precision,
-                                 force_preprocess_cfg=preprocess or None)
+            clip = _create_model(
+                reg,
+                weights,
+                f"the model config {where}",
+                device=device,
+                precision=precision,
+                force_preprocess_cfg=preprocess or None,
+            )
             tokenizer = open_clip.get_tokenizer(reg)
-        return ClipBundle(clip, reg, model_cfg, open_clip.get_model_preprocess_cfg(clip), tokenizer, builtin=False,
-                          source=f"checkpoint {weights}" if weights else f"config {where} (random init)")
+        return ClipBundle(
+            clip,
+            reg,
+            model_cfg,
+            open_clip.get_model_preprocess_cfg(clip),
+            tokenizer,
+            builtin=False,
+            source=f"checkpoint {weights}" if weights else f"config {where} (random init)",
+        )
 
     if model is None:
         raise ValueError("pass a model name (e.g. 'ViT-B-32' or 'local-dir:FOLDER') or a local config")
@@ -269,23 +291,33 @@ def load_clip(
         model_cfg = open_clip.get_model_config(arch)  # hf-hub: the config was fetched by create_model already
         if model_cfg is None:
             model_cfg = {"embed_dim": _embed_dim(clip), "vision_cfg": {}, "text_cfg": {}}
-        return ClipBundle(clip, arch, dict(model_cfg), open_clip.get_model_preprocess_cfg(clip), tokenizer,
-                          builtin=True, source=arch)
+        return ClipBundle(
+            clip, arch, dict(model_cfg), open_clip.get_model_preprocess_cfg(clip), tokenizer, builtin=True, source=arch
+        )
     if pretrained is not None:
         tags = open_clip.list_pretrained_tags_by_model(arch)
         if pretrained not in tags:
             close = difflib.get_close_matches(pretrained, tags, n=5, cutoff=0.4)
             hint = f" Close matches: {', '.join(close)}." if close else ""
-            raise ValueError(f"unknown pretrained tag {pretrained!r} for {arch!r} (and no such file).{hint} "
-                             f"Tags for {arch}: {', '.join(tags) or 'none'}")
+            raise ValueError(
+                f"unknown pretrained tag {pretrained!r} for {arch!r} (and no such file).{hint} "
+                f"Tags for {arch}: {', '.join(tags) or 'none'}"
+            )
     if weights is not None:
         clip = _create_model(arch, weights, f"the architecture {arch!r}", device=device, precision=precision)
     else:
         clip = open_clip.create_model(arch, pretrained=pretrained, device=device, precision=precision)
     tokenizer = open_clip.get_tokenizer(arch)
     source = f"pretrained tag {pretrained}" if pretrained else (f"checkpoint {weights}" if weights else "random init")
-    return ClipBundle(clip, arch, open_clip.get_model_config(arch), open_clip.get_model_preprocess_cfg(clip), tokenizer,
-                      builtin=True, source=source)
+    return ClipBundle(
+        clip,
+        arch,
+        open_clip.get_model_config(arch),
+        open_clip.get_model_preprocess_cfg(clip),
+        tokenizer,
+        builtin=True,
+        source=source,
+    )
 
 
 def _create_model(arch: str, weights: str | None, shown: str, **kwargs: Any) -> nn.Module:

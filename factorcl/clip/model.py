@@ -58,13 +58,18 @@ class ClipFactorCLConfig:
 
     def __init__(self, model: FactorCLConfig | Mapping[str, Any] | None = None, **settings: Any) -> None:
         own = {f.name: f.default for f in fields(ClipFactorCLConfig) if f.name != "model"}
-        base = CLIP_MODEL_DEFAULTS if model is None else (
-            model if isinstance(model, FactorCLConfig) else CLIP_MODEL_DEFAULTS.replace(**dict(model)))
+        base = (
+            CLIP_MODEL_DEFAULTS
+            if model is None
+            else (model if isinstance(model, FactorCLConfig) else CLIP_MODEL_DEFAULTS.replace(**dict(model)))
+        )
         model_settings = {k: v for k, v in settings.items() if k not in own}
         unknown = sorted(set(model_settings) - set(FactorCLConfig.field_names()))
         if unknown:
-            raise TypeError(f"ClipFactorCLConfig got unknown setting(s) {unknown}; its own are {sorted(own)}, the "
-                            f"model's {list(FactorCLConfig.field_names())}")
+            raise TypeError(
+                f"ClipFactorCLConfig got unknown setting(s) {unknown}; its own are {sorted(own)}, the "
+                f"model's {list(FactorCLConfig.field_names())}"
+            )
         self.model = base.replace(**model_settings) if model_settings else base
         for name, default in own.items():
             setattr(self, name, settings.get(name, default))
@@ -131,8 +136,10 @@ def build_clip_factorcl(bundle: ClipBundle, config: ClipFactorCLConfig | None = 
     critics: dict[str, Any] = {}
     if cfg.shared_critic == "clip":
         if settings.embed_dim not in (None, dim):
-            raise ValueError(f"shared_critic='clip' uses the towers' own embeddings as Z_S, so embed_dim must be "
-                             f"CLIP's embedding width {dim} (or None), got {settings.embed_dim}")
+            raise ValueError(
+                f"shared_critic='clip' uses the towers' own embeddings as Z_S, so embed_dim must be "
+                f"CLIP's embedding width {dim} (or None), got {settings.embed_dim}"
+            )
         # Z_S (or Z) are the towers' own embeddings, scored by CLIP's logit in both directions, so
         # that the shared term is CLIP's loss.
         settings = settings.replace(shared_heads="identity", symmetric_shared_keep=True)

@@ -27,8 +27,15 @@ from .loading import load_clip
 from .model import CONDITIONINGS, CRITICS, SHARED_CRITICS, ClipFactorCLConfig, build_clip_factorcl
 from .split import held_out_split, split_record
 
-__all__ = ["CONDITIONINGS", "CRITICS", "SHARED_CRITICS", "ClipFactorCLConfig", "build_clip_factorcl", "pretrain_clip",
-           "train_summary"]
+__all__ = [
+    "CONDITIONINGS",
+    "CRITICS",
+    "SHARED_CRITICS",
+    "ClipFactorCLConfig",
+    "build_clip_factorcl",
+    "pretrain_clip",
+    "train_summary",
+]
 
 
 def pretrain_clip(
@@ -87,8 +94,14 @@ def pretrain_clip(
     dev = select_device(device)
     torch.manual_seed(seed)  # the heads' and critics' initialisation
     bundle = load_clip(model, pretrained=pretrained, checkpoint=checkpoint, config=config)
-    dataset = ImageCaptionDataset(data, bundle.preprocess_cfg, skip_missing=skip_missing, image_column=image_column,
-                                  caption_column=caption_column, label_column=label_column)
+    dataset = ImageCaptionDataset(
+        data,
+        bundle.preprocess_cfg,
+        skip_missing=skip_missing,
+        image_column=image_column,
+        caption_column=caption_column,
+        label_column=label_column,
+    )
     given = build.get("model")
     objective = get_objective(build.get("method", getattr(given, "method", None) or "factorcl-ssl"))
     if objective.needs_labels:  # before the config is made: it refuses a supervised method without classes
@@ -104,27 +117,62 @@ def pretrain_clip(
     factor = build_clip_factorcl(bundle, cfg)
     cfg = cfg.with_model(conditioning=factor.conditioning)  # record the effective one
     loader = make_loader(train_set, bundle.tokenizer, batch_size, shuffle=True, num_workers=num_workers, seed=seed)
-    result = fit(factor, loader, epochs=epochs, lr=lr, encoder_lr=tower_lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                 critic_steps=critic_steps, amp=amp, accumulate=accumulate, grad_clip=grad_clip, device=str(dev),
-                 seed=seed, out_dir=str(out_dir / "train"), resume=resume, checkpoint_every=checkpoint_every,
-                 stop_after=stop_after, progress=progress, overwrite=overwrite)
+    result = fit(
+        factor,
+        loader,
+        epochs=epochs,
+        lr=lr,
+        encoder_lr=tower_lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        critic_steps=critic_steps,
+        amp=amp,
+        accumulate=accumulate,
+        grad_clip=grad_clip,
+        device=str(dev),
+        seed=seed,
+        out_dir=str(out_dir / "train"),
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
+        progress=progress,
+        overwrite=overwrite,
+    )
     if not is_main_process():
         barrier()  # under torchrun every rank trains; rank 0 alone exports, probes and writes
         return {"rank": get_rank(), "train": {"steps": result.step, "seconds": result.seconds}}
     exported = export_clip_factorcl(factor, bundle, out_dir / "export", cfg, split=split)
 
     results: dict[str, Any] = {
-        "data": {"path": str(data), "pairs": len(dataset), "skipped": dataset.skipped, "train": len(train_idx),
-                 "test": len(test_idx), "classes": dataset.classes},
-        "model": {"name": bundle.name, "source": bundle.source, "embed_dim": bundle.embed_dim,
-                  "image_size": list(bundle.image_size)},
+        "data": {
+            "path": str(data),
+            "pairs": len(dataset),
+            "skipped": dataset.skipped,
+            "train": len(train_idx),
+            "test": len(test_idx),
+            "classes": dataset.classes,
+        },
+        "model": {
+            "name": bundle.name,
+            "source": bundle.source,
+            "embed_dim": bundle.embed_dim,
+            "image_size": list(bundle.image_size),
+        },
         "split": split,
         "config": cfg.to_dict(),
         "modalities": {"x1": "text", "x2": "image"},
-        "train": {"steps": result.step, "epochs": epochs, "lr": lr, "tower_lr": tower_lr, "batch_size": batch_size,
-                  "accumulate": accumulate,
-                  "amp": amp, "seconds": result.seconds, "final_metrics": result.metrics,
-                  "checkpoint": None if result.checkpoint is None else str(result.checkpoint)},
+        "train": {
+            "steps": result.step,
+            "epochs": epochs,
+            "lr": lr,
+            "tower_lr": tower_lr,
+            "batch_size": batch_size,
+            "accumulate": accumulate,
+            "amp": amp,
+            "seconds": result.seconds,
+            "final_metrics": result.metrics,
+            "checkpoint": None if result.checkpoint is None else str(result.checkpoint),
+        },
         "export": {k: str(v) for k, v in exported.items()},
     }
     if log is not None:
@@ -137,13 +185,25 @@ def pretrain_clip(
         eval_kwargs = dict(batch_size=batch_size, num_workers=num_workers)
         train_eval = make_loader(train_set, bundle.tokenizer, shuffle=False, **eval_kwargs)
         test_eval = make_loader(Subset(dataset, test_idx), bundle.tokenizer, shuffle=False, **eval_kwargs)
-        results["probe"] = probe_loaders(partial(factorcl_features, factor), train_eval, test_eval, dev,
-                                         _eval_amp(amp, dev), progress, dataset.num_classes)
+        results["probe"] = probe_loaders(
+            partial(factorcl_features, factor),
+            train_eval,
+            test_eval,
+            dev,
+            _eval_amp(amp, dev),
+            progress,
+            dataset.num_classes,
+        )
         results["probe_seconds"] = time.perf_counter() - start
     else:
         results["probe"] = None
-        results["probe_skipped"] = ("probe=False" if not probe else f"{data} has no {label_column!r} column"
-                                    if dataset.num_classes is None else "test_fraction is 0")
+        results["probe_skipped"] = (
+            "probe=False"
+            if not probe
+            else f"{data} has no {label_column!r} column"
+            if dataset.num_classes is None
+            else "test_fraction is 0"
+        )
     write_json(out_dir / "results.json", results)
     barrier()
     return results
@@ -153,8 +213,10 @@ def train_summary(results: Mapping[str, Any]) -> list[str]:
     """The lines that report a finished training run of :func:`pretrain_clip`: skipped rows, steps, metrics, export."""
     train, export = results["train"], results["export"]
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in train["final_metrics"].items())
-    lines = [f"trained {train['steps']} steps in {train['seconds']:.1f} s; final metrics {metrics}",
-             f"open_clip checkpoint: {export['checkpoint']} (heads: {export['heads']})"]
+    lines = [
+        f"trained {train['steps']} steps in {train['seconds']:.1f} s; final metrics {metrics}",
+        f"open_clip checkpoint: {export['checkpoint']} (heads: {export['heads']})",
+    ]
     skipped = {k: n for k, n in results["data"]["skipped"].items() if n}
     if skipped:
         counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in skipped.items())

@@ -43,7 +43,10 @@ def _rows_sha256(dataset: ImageCaptionDataset, indices: Sequence[int]) -> str:
 
 
 def held_out_split(dataset: ImageCaptionDataset, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, held-out) indices: stratified and seeded; every row trains when there are no labels or ``test_fraction`` is 0."""
+    """(train, held-out) indices: stratified and seeded.
+
+    Every row trains when there are no labels or ``test_fraction`` is 0.
+    """
     if dataset.num_classes is None or test_fraction <= 0:
         return list(range(len(dataset))), []
     return train_test_split(dataset.labels, test_fraction, seed)
@@ -86,8 +89,10 @@ def probe_split_settings(
     if recorded is None or _file_sha256(Path(data)) != recorded.get("data_sha256"):
         return {k: SPLIT_DEFAULTS[k] if v is None else v for k, v in given.items()}, False
     if not recorded["test_rows"]:
-        raise ValueError(f"the model was trained on every row of {data} (test_fraction 0 or no labels): "
-                         "a linear probe on it would be scored on training rows; probe it on other data")
+        raise ValueError(
+            f"the model was trained on every row of {data} (test_fraction 0 or no labels): "
+            "a linear probe on it would be scored on training rows; probe it on other data"
+        )
     for key, value in given.items():
         if value is not None and value != recorded[key]:
             raise ValueError(
@@ -104,5 +109,7 @@ def check_same_held_out(recorded: Mapping[str, Any], record: Mapping[str, Any], 
         skipped = ""
         if "skipped" in recorded and record.get("skipped") != recorded["skipped"]:
             skipped = f"; rows skipped now {record.get('skipped')}, at training {recorded['skipped']}"
-        raise ValueError(f"the held-out rows of {data} differ from the ones recorded at training "
-                         f"({record['test_rows']} vs {recorded['test_rows']} rows{skipped}): the split cannot be re-made")
+        raise ValueError(
+            f"the held-out rows of {data} differ from the ones recorded at training "
+            f"({record['test_rows']} vs {recorded['test_rows']} rows{skipped}): the split cannot be re-made"
+        )

@@ -57,7 +57,9 @@ class TextTower(nn.Module):
         # ``mask`` is accepted for FactorCL's calling convention; CLIP's text tower finds the end
         # of the text from the ids (EOT / padding) itself.
         if tokens.dim() != 2 or tokens.is_floating_point():
-            raise ValueError(f"tokens must be a [B, L] integer tensor, got shape {tuple(tokens.shape)}, dtype {tokens.dtype}")
+            raise ValueError(
+                f"tokens must be a [B, L] integer tensor, got shape {tuple(tokens.shape)}, dtype {tokens.dtype}"
+            )
         return self.clip.encode_text(tokens)
 
 

@@ -114,6 +114,7 @@ def image_augmentation(
     if kind == "unique-scored":
         if scorer is None:
             raise ValueError("image augmentation 'unique-scored' needs a scorer (the model's image-text similarity)")
-        return augment.UniqueAugment(augment.ImageAugment("standard", strength=strength), scorer,
-                                     num_candidates=num_candidates, mode="best")
+        return augment.UniqueAugment(
+            augment.ImageAugment("standard", strength=strength), scorer, num_candidates=num_candidates, mode="best"
+        )
     raise ValueError(f"image augmentation must be one of {list(IMAGE_AUGS)}, got {kind!r}")

@@ -37,10 +37,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32) or local-dir:FOLDER")
     g.add_argument("--pretrained", help="open_clip pretrained tag (downloads the weights), e.g. laion2b_s34b_b79k")
     g.add_argument("--checkpoint", help="local open_clip weights file for --model or --config")
-    g.add_argument("--config", help="local open_clip model config JSON (no network needed; --model names it), or "
-                                    "'tiny': factorcl's tiny random-init test architecture. For 'clip train', a "
-                                    "YAML file (.yaml/.yml) is a run config instead: the settings of this command "
-                                    "by their option names (data, out, lr, method, lock_text, ...)")
+    g.add_argument(
+        "--config",
+        help="local open_clip model config JSON (no network needed; --model names it), or "
+        "'tiny': factorcl's tiny random-init test architecture. For 'clip train', a "
+        "YAML file (.yaml/.yml) is a run config instead: the settings of this command "
+        "by their option names (data, out, lr, method, lock_text, ...)",
+    )
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -49,18 +52,30 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-column", default="image")
     g.add_argument("--caption-column", default="caption")
     g.add_argument("--label-column", default="label")
-    g.add_argument("--skip-missing", action="store_true", default=None,
-                   help="drop rows with a missing or unreadable image file, an empty caption or a missing label "
-                        "(counted by reason in results.json) instead of failing (probe --export: default as "
-                        "recorded at training)")
+    g.add_argument(
+        "--skip-missing",
+        action="store_true",
+        default=None,
+        help="drop rows with a missing or unreadable image file, an empty caption or a missing label "
+        "(counted by reason in results.json) instead of failing (probe --export: default as "
+        "recorded at training)",
+    )
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--test-fraction", type=float, default=None,
-                   help=f"held-out split for the linear probe (labels needed); default {SPLIT_DEFAULTS['test_fraction']}, "
-                        "or for probe --export on the training file the one recorded at training")
-    g.add_argument("--seed", type=int, default=None,
-                   help=f"seed of the split (and of training); default {SPLIT_DEFAULTS['seed']}, or for probe --export "
-                        "on the training file the one recorded at training")
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help=f"held-out split for the linear probe (labels needed); default {SPLIT_DEFAULTS['test_fraction']}, "
+        "or for probe --export on the training file the one recorded at training",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seed of the split (and of training); default {SPLIT_DEFAULTS['seed']}, or for probe --export "
+        "on the training file the one recorded at training",
+    )
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
     g.add_argument("--amp", default="auto", type=_amp, help="auto (bf16 on CUDA), bf16, fp16 or none")
     g.add_argument("--no-progress", action="store_true", help="no progress bars (training, feature extraction)")
@@ -69,9 +84,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``factorcl clip`` and its subcommands."""
     clip = subparsers.add_parser(
-        "clip", help="continued pretraining of CLIP (open_clip) with FactorCL objectives",
+        "clip",
+        help="continued pretraining of CLIP (open_clip) with FactorCL objectives",
         description="Continued pretraining of CLIP (open_clip) with FactorCL objectives: demo data, training with "
-                    "export to open_clip's format, and linear probes.",
+        "export to open_clip's format, and linear probes.",
     )
     clip.set_defaults(func=lambda args: (clip.print_help(), 0)[1])
     sub = clip.add_subparsers(dest="clip_command", metavar="SUBCOMMAND")
@@ -83,19 +99,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--image-size", type=int, default=64)
     demo.set_defaults(func=_demo)
 
-    train = sub.add_parser("train", help="continued pretraining, export (open_clip checkpoint + heads), probe",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = sub.add_parser(
+        "train",
+        help="continued pretraining, export (open_clip checkpoint + heads), probe",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _add_model_args(train)
     _add_data_args(train)
     g = train.add_argument_group("method")
-    g.add_argument("--method", default="factorcl-ssl", choices=sorted(METHODS),
-                   help="simclr = CLIP-loss fine-tuning (with --shared-critic clip)")
-    g.add_argument("--shared-critic", default="clip", choices=SHARED_CRITICS,
-                   help="clip: Z_S = the towers' embeddings and CLIP's own scaled cosine as critic (shared_keep = "
-                        "log B - CLIP loss); learned: FactorCL heads and critic")
-    g.add_argument("--image-aug", default="unique-preset", choices=IMAGE_AUGS,
-                   help="image view X2': unique-preset (flip + mild jitter), unique-scored (K standard candidates, "
-                        "best by the model's image-text similarity), standard (independent: FactorCL-IndAug)")
+    g.add_argument(
+        "--method",
+        default="factorcl-ssl",
+        choices=sorted(METHODS),
+        help="simclr = CLIP-loss fine-tuning (with --shared-critic clip)",
+    )
+    g.add_argument(
+        "--shared-critic",
+        default="clip",
+        choices=SHARED_CRITICS,
+        help="clip: Z_S = the towers' embeddings and CLIP's own scaled cosine as critic (shared_keep = "
+        "log B - CLIP loss); learned: FactorCL heads and critic",
+    )
+    g.add_argument(
+        "--image-aug",
+        default="unique-preset",
+        choices=IMAGE_AUGS,
+        help="image view X2': unique-preset (flip + mild jitter), unique-scored (K standard candidates, "
+        "best by the model's image-text similarity), standard (independent: FactorCL-IndAug)",
+    )
     g.add_argument("--image-aug-strength", type=float, default=1.0)
     g.add_argument("--num-candidates", type=int, default=4, help="K for --image-aug unique-scored")
     g.add_argument("--text-aug", default="delete", choices=TEXT_AUGS, help="caption view X1' on token ids")
@@ -103,41 +134,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--embed-dim", type=int, default=None, help="head width (default: CLIP's embedding width)")
     g.add_argument("--head-layers", type=int, default=0)
     g.add_argument("--critic", default="separable", choices=CRITICS)
-    g.add_argument("--conditioning", default=None, choices=CONDITIONINGS,
-                   help="how the conditional terms condition on C (default: FactorCL's default for the method)")
+    g.add_argument(
+        "--conditioning",
+        default=None,
+        choices=CONDITIONINGS,
+        help="how the conditional terms condition on C (default: FactorCL's default for the method)",
+    )
     g = train.add_argument_group("towers")
     g.add_argument("--lock-image", action="store_true", help="freeze the image tower")
     g.add_argument("--lock-text", action="store_true", help="freeze the text tower")
-    g.add_argument("--unlocked-blocks", type=int, default=0,
-                   help="a locked tower keeps its last N transformer blocks (+ final norm, projection) trainable")
+    g.add_argument(
+        "--unlocked-blocks",
+        type=int,
+        default=0,
+        help="a locked tower keeps its last N transformer blocks (+ final norm, projection) trainable",
+    )
     g.add_argument("--grad-checkpointing", action="store_true", help="recompute tower blocks in backward (less memory)")
     g = train.add_argument_group("training")
     g.add_argument("--out", help="output folder (train/, export/, results.json) (required)")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any setting by its option name, or any FactorCL setting (e.g. --set lr=1e-4 --set "
-                        "num_negatives=63); applied after --config and the options (repeatable)")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any setting by its option name, or any FactorCL setting (e.g. --set lr=1e-4 --set "
+        "num_negatives=63); applied after --config and the options (repeatable)",
+    )
     g.add_argument("--epochs", type=int, default=1)
-    g.add_argument("--lr", type=float, default=1e-5, help="learning rate of the heads and critics (and of the towers "
-                                                             "unless --tower-lr is given)")
-    g.add_argument("--tower-lr", type=float, default=None, help="learning rate of the image and text towers "
-                                                               "(e.g. 1e-5 with --lr 1e-3 for new heads)")
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=1e-5,
+        help="learning rate of the heads and critics (and of the towers unless --tower-lr is given)",
+    )
+    g.add_argument(
+        "--tower-lr",
+        type=float,
+        default=None,
+        help="learning rate of the image and text towers (e.g. 1e-5 with --lr 1e-3 for new heads)",
+    )
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--warmup-steps", type=int, default=0)
     g.add_argument("--critic-steps", type=int, default=3)
     g.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--grad-clip", type=float, default=None)
     g.add_argument("--resume", default=None, help="'auto' (OUT/train/checkpoint.pt if it exists) or a checkpoint path")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in OUT/train (without it, train refuses to touch one)")
-    g.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: every epoch)")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in OUT/train (without it, train refuses to touch one)",
+    )
+    g.add_argument(
+        "--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: every epoch)"
+    )
     g.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this many steps")
     g.add_argument("--no-probe", action="store_true", help="skip the linear probe")
     train.set_defaults(func=_train, option_defaults=_track_given_options(train))
 
     probe = sub.add_parser("probe", help="linear probe on image+caption features: zero-shot baseline, or an export")
     _add_model_args(probe)
-    probe.add_argument("--export", help="an export folder of 'factorcl clip train' (probes its FactorCL parts; on the "
-                                        "training file, on the held-out rows recorded at training)")
+    probe.add_argument(
+        "--export",
+        help="an export folder of 'factorcl clip train' (probes its FactorCL parts; on the "
+        "training file, on the held-out rows recorded at training)",
+    )
     _add_data_args(probe)
     probe.add_argument("--out", help="write the results JSON here")
     probe.set_defaults(func=_probe)
@@ -242,8 +303,10 @@ def _train_settings(args: argparse.Namespace) -> argparse.Namespace:
 
                 close = get_close_matches(key, allowed, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown setting {key!r} in {where}{hint} (settings: the options of 'factorcl clip "
-                                 "train' by their names, and FactorCL's: " + ", ".join(FactorCLConfig.field_names()) + ")")
+                raise ValueError(
+                    f"unknown setting {key!r} in {where}{hint} (settings: the options of 'factorcl clip "
+                    "train' by their names, and FactorCL's: " + ", ".join(FactorCLConfig.field_names()) + ")"
+                )
             if where != "--set" and key in given:
                 continue  # an option given on the command line wins over the run config
             (values if key in known else extra)[key] = value
@@ -313,11 +376,23 @@ def _probe(args: argparse.Namespace) -> int:
         else:
             model, recorded = None, None
             bundle = load_clip(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, config=args.config)
-        results = probe_clip(bundle, args.data, test_fraction=args.test_fraction, seed=args.seed,
-                             batch_size=args.batch_size, num_workers=args.workers, device=args.device, amp=args.amp,
-                             skip_missing=args.skip_missing, model=model, recorded_split=recorded,
-                             image_column=args.image_column, caption_column=args.caption_column,
-                             label_column=args.label_column, progress=not args.no_progress)
+        results = probe_clip(
+            bundle,
+            args.data,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=args.device,
+            amp=args.amp,
+            skip_missing=args.skip_missing,
+            model=model,
+            recorded_split=recorded,
+            image_column=args.image_column,
+            caption_column=args.caption_column,
+            label_column=args.label_column,
+            progress=not args.no_progress,
+        )
     except _USER_ERRORS as exc:
         return _fail(str(exc))
     split = results["split"]

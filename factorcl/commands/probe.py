@@ -12,16 +12,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "probe",
         help="re-evaluate a run of 'factorcl train' (linear probe on the test split)",
         description="Rebuild the model from the config.yaml beside a checkpoint written by 'factorcl train', load "
-                    "its weights and re-run the linear probe (train features, L2 chosen on valid, accuracy on test; "
-                    "also S/U1/U2). Writes probe_results.json into the run folder (or --out).",
+        "its weights and re-run the linear probe (train features, L2 chosen on valid, accuracy on test; "
+        "also S/U1/U2). Writes probe_results.json into the run folder (or --out).",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--checkpoint", help="checkpoint.pt of a run (config.yaml must be beside it)")
     where.add_argument("--run", help="run folder (holds config.yaml and checkpoint.pt)")
     p.add_argument("--device", help="device for feature extraction: auto, cpu, cuda, ...")
     p.add_argument("--out", help="write the results JSON here instead of RUN/probe_results.json")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the saved config, e.g. data.path=/new/place/mosi_raw.pkl or probe.ablation=false")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the saved config, e.g. data.path=/new/place/mosi_raw.pkl or probe.ablation=false",
+    )
     p.set_defaults(func=_main)
 
 

@@ -20,29 +20,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "information, linear-probe them across unique_ratio, and probe their MI with the latents. With no "
         "flags: a reduced sweep (a few minutes on a laptop CPU); --full runs the whole benchmark.",
     )
-    p.add_argument("--full", action="store_true", help="the full sweep: 6 ratios, 3 seeds, all methods incl. the concat critic")
+    p.add_argument(
+        "--full", action="store_true", help="the full sweep: 6 ratios, 3 seeds, all methods incl. the concat critic"
+    )
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (each one a new dataset and initialisation)")
     p.add_argument("--ratios", type=float, nargs="+", help="unique_ratio values in [0, 1]")
-    p.add_argument("--methods", nargs="+", metavar="METHOD[:concat]",
-                   help="methods, e.g. factorcl-ssl factorcl-ssl:concat simclr cross+self factorcl-sup supcon")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="METHOD[:concat]",
+        help="methods, e.g. factorcl-ssl factorcl-ssl:concat simclr cross+self factorcl-sup supcon",
+    )
     p.add_argument("--ourcl", action="store_true", help="add the OurCL-SSL / OurCL-SUP ablations (no factorisation)")
     p.add_argument("--epochs", type=int, help="training epochs per model")
     p.add_argument("--samples", type=int, help="dataset size (70/10/20 train/val/test)")
-    p.add_argument("--label", choices=["linear", "nonlinear", "synergy"],
-                   help="label function (default linear; synergy: XOR of w_1 and w_2 directions, ignores the ratio)")
+    p.add_argument(
+        "--label",
+        choices=["linear", "nonlinear", "synergy"],
+        help="label function (default linear; synergy: XOR of w_1 and w_2 directions, ignores the ratio)",
+    )
     p.add_argument("--transform", choices=["linear", "nonlinear"], help="latent-to-input transform (default linear)")
-    p.add_argument("--ssl-conditioning", choices=["sampled", "chain", "concat"],
-                   help="how SSL methods condition on the views: sampled (default; negatives from a learned q(z2 | views)), chain or concat (the paper's critic)")
+    p.add_argument(
+        "--ssl-conditioning",
+        choices=["sampled", "chain", "concat"],
+        help="how SSL methods condition on the views: sampled (default; negatives from a learned "
+        "q(z2 | views)), chain or concat (the paper's critic)",
+    )
     p.add_argument("--no-mi-probe", action="store_true", help="skip the MI probing table")
     p.add_argument("--mi-steps", type=int, help="training steps of each MI-probing critic")
     p.add_argument("--batch-size", type=int, help="batch size (per process under torchrun; default 256)")
-    p.add_argument("--concat-critic-hidden", type=int,
-                   help="width of the concat critics (default 64, to keep a CPU sweep short; 256 is much "
-                        "more accurate and about 12x slower)")
+    p.add_argument(
+        "--concat-critic-hidden",
+        type=int,
+        help="width of the concat critics (default 64, to keep a CPU sweep short; 256 is much "
+        "more accurate and about 12x slower)",
+    )
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--work-dir", help="keep each model's checkpoint in WORK_DIR/<seed>/<method>[/<ratio>]")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the runs found in --work-dir (finished runs are loaded, not retrained)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the runs found in --work-dir (finished runs are loaded, not retrained)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the runs found in --work-dir")
     # Stops the sweep after N steps of a run, as if interrupted (for testing --resume).
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
@@ -101,13 +120,17 @@ def _run(args: argparse.Namespace) -> int:
     world = distributed.get_world_size()
     if main:
         procs = f"; {world} processes, global batch {world} x {cfg.batch_size}" if world > 1 else ""
-        print(f"factorcl synthetic: {mode}; methods {', '.join(syn.display_name(m) for m in cfg.methods)}; "
-              f"ratios {', '.join(f'{r:g}' for r in cfg.ratios)}; seeds {', '.join(map(str, cfg.seeds))}{procs}")
+        print(
+            f"factorcl synthetic: {mode}; methods {', '.join(syn.display_name(m) for m in cfg.methods)}; "
+            f"ratios {', '.join(f'{r:g}' for r in cfg.ratios)}; seeds {', '.join(map(str, cfg.seeds))}{procs}"
+        )
     results = syn.run_synthetic_benchmark(cfg)
     if results.interrupted:
         if main:
-            print(f"stopped after {cfg.stop_after} steps of a run (--stop-after); continue with --resume "
-                  f"--work-dir {cfg.work_dir}")
+            print(
+                f"stopped after {cfg.stop_after} steps of a run (--stop-after); continue with --resume "
+                f"--work-dir {cfg.work_dir}"
+            )
         return 0
     if not main:
         return 0

@@ -12,22 +12,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="pretrain on real or generated data from a run config, then linear-probe",
         description="Pretrain FactorCL (or a baseline) as a run config says (data, encoders, method, critic, "
-                    "trainer), then fit a linear probe on the train split's features (L2 chosen on valid) and score "
-                    "it on the test split, also on the S/U1/U2 parts. Writes config.yaml, checkpoint.pt, "
-                    "metrics.csv and results.json into out_dir. See the README section 'Real multimodal data'.",
+        "trainer), then fit a linear probe on the train split's features (L2 chosen on valid) and score "
+        "it on the test split, also on the S/U1/U2 parts. Writes config.yaml, checkpoint.pt, "
+        "metrics.csv and results.json into out_dir. See the README section 'Real multimodal data'.",
     )
     p.add_argument("--config", required=True, help="run config (YAML or JSON)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.epochs=5 --set model.method=simclr (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=5 --set model.method=simclr (repeatable)",
+    )
     p.add_argument("--out-dir", help="output folder (overrides out_dir)")
     p.add_argument("--device", help="training device (overrides train.device): auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--epochs", type=int, help="overrides train.epochs")
     p.add_argument("--resume", action="store_true", help="resume from out_dir/checkpoint.pt when it exists")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in out_dir (without it, train refuses to touch one)")
-    p.add_argument("--allow-config-change", action="store_true",
-                   help="with --resume: accept a changed schedule (lr, epochs, batch size, seed, ...); the change is "
-                        "recorded in results.json and config.resumed-N.yaml, config.yaml is kept")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in out_dir (without it, train refuses to touch one)",
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept a changed schedule (lr, epochs, batch size, seed, ...); the change is "
+        "recorded in results.json and config.resumed-N.yaml, config.yaml is kept",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_main)
 

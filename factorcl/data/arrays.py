@@ -47,8 +47,10 @@ def check_fractions(fractions: Sequence[float], what: str = "splits") -> tuple[f
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be three fractions (train, valid, test), got {fractions!r}") from None
     if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6 or fr[0] <= 0:
-        raise ValueError(f"{what} must be three non-negative fractions (train, valid, test) summing to 1 "
-                         f"with train > 0, got {list(fractions)}")
+        raise ValueError(
+            f"{what} must be three non-negative fractions (train, valid, test) summing to 1 "
+            f"with train > 0, got {list(fractions)}"
+        )
     return fr  # type: ignore[return-value]
 
 
@@ -63,7 +65,7 @@ def shuffled_split(n: int, fractions: Sequence[float], seed: int) -> dict[str, n
     order = list(range(n))
     random.Random(seed).shuffle(order)
     idx = np.asarray(order, dtype=np.int64)
-    return {"valid": idx[:n_valid], "test": idx[n_valid:n_valid + n_test], "train": idx[n_valid + n_test:]}
+    return {"valid": idx[:n_valid], "test": idx[n_valid : n_valid + n_test], "train": idx[n_valid + n_test :]}
 
 
 def to_tensor(a: Any, dtype: torch.dtype | None = None) -> Tensor:
@@ -93,15 +95,17 @@ def check_numeric(a: np.ndarray, what: str, expected: str = "numbers") -> None:
     kind = a.dtype.kind
     if kind in "biuf":
         return
-    strings = kind in "US" or (kind == "O" and a.size > 0
-                               and all(isinstance(v, (str, bytes)) for v in a.ravel()[:1000].tolist()))
+    strings = kind in "US" or (
+        kind == "O" and a.size > 0 and all(isinstance(v, (str, bytes)) for v in a.ravel()[:1000].tolist())
+    )
     if strings:
         raise ValueError(f"{what} holds strings {_preview(a)}; expected {expected}")
     raise ValueError(f"{what} must hold {expected}, got dtype {a.dtype}")
 
 
-def check_finite(a: Tensor | np.ndarray, what: str,
-                 fix: str = "clean NaN or inf values (e.g. np.nan_to_num) or drop those rows") -> None:
+def check_finite(
+    a: Tensor | np.ndarray, what: str, fix: str = "clean NaN or inf values (e.g. np.nan_to_num) or drop those rows"
+) -> None:
     """ValueError naming the first rows of ``a`` ([N, ...]) that hold NaN or inf.
 
     E.g. ``x1 in pairs.npz contains NaN at rows [3, 17]; ...``: ``what`` names the array and its
@@ -165,12 +169,14 @@ def _check_x(x: Any, name: str, where: str) -> Tensor:
 def _check_mask(mask: Any, x: Tensor, name: str, xname: str, where: str) -> Tensor:
     t = to_tensor(mask)
     if x.dim() != 3:
-        raise ValueError(f"{name} in {where} is only valid for sequences [N, T, d], but {xname} has shape "
-                         f"{shape_str(x.shape)}")
+        raise ValueError(
+            f"{name} in {where} is only valid for sequences [N, T, d], but {xname} has shape {shape_str(x.shape)}"
+        )
     want = tuple(x.shape[:2])
     if tuple(t.shape) != want:
-        raise ValueError(f"{name} in {where} must be [N, T] = {shape_str(want)} (True = valid step), got shape "
-                         f"{shape_str(t.shape)}")
+        raise ValueError(
+            f"{name} in {where} must be [N, T] = {shape_str(want)} (True = valid step), got shape {shape_str(t.shape)}"
+        )
     if t.dtype != torch.bool:
         if not bool(((t == 0) | (t == 1)).all()):
             raise ValueError(f"{name} in {where} must be bool or 0/1 (True = valid step)")
@@ -186,8 +192,9 @@ def _read_arrays(path: Path) -> dict[str, Any]:
     if suffix in (".pt", ".pth"):
         obj = read_torch(path)
         if not isinstance(obj, Mapping):
-            raise ValueError(f"{path} must hold a dict with keys x1, x2 (optional y, mask1, mask2, split), "
-                             f"got {type(obj).__name__}")
+            raise ValueError(
+                f"{path} must hold a dict with keys x1, x2 (optional y, mask1, mask2, split), got {type(obj).__name__}"
+            )
         return dict(obj)
     raise ValueError(f"unsupported file type {path.suffix!r} for {path}: use .npz or .pt")
 
@@ -195,8 +202,9 @@ def _read_arrays(path: Path) -> dict[str, Any]:
 def _split_labels(split: Any, n: int, where: str) -> np.ndarray:
     values = np.asarray(split.tolist() if isinstance(split, Tensor) else split)
     if values.shape != (n,):
-        raise ValueError(f"split in {where} must be [N] = ({n},) strings train/valid/test, got shape "
-                         f"{shape_str(values.shape)}")
+        raise ValueError(
+            f"split in {where} must be [N] = ({n},) strings train/valid/test, got shape {shape_str(values.shape)}"
+        )
     names = np.array([SPLIT_ALIASES.get(str(v).strip().lower(), "?") for v in values.tolist()])
     bad = sorted({str(v) for v, m in zip(values.tolist(), names.tolist()) if m == "?"})
     if bad:
@@ -278,13 +286,19 @@ def load_arrays(
     for s in ("train", "test"):
         if parts[s] is None:
             raise ValueError(f"split {s!r} of {p.name} is empty ({n} rows, split {how}): give it rows")
-    return SplitDataset(parts["train"], parts["valid"], parts["test"], name=name or p.stem,
-                        num_classes=_num_classes(*parts.values()),
-                        info={"source": str(p), "split": how})
+    return SplitDataset(
+        parts["train"],
+        parts["valid"],
+        parts["test"],
+        name=name or p.stem,
+        num_classes=_num_classes(*parts.values()),
+        info={"source": str(p), "split": how},
+    )
 
 
-def _load_split_files(paths: Mapping[str, PathLike], splits: Sequence[float], seed: int,
-                      name: str | None) -> SplitDataset:
+def _load_split_files(
+    paths: Mapping[str, PathLike], splits: Sequence[float], seed: int, name: str | None
+) -> SplitDataset:
     keys = {}
     for k, v in paths.items():
         key = SPLIT_ALIASES.get(str(k).lower())
@@ -311,13 +325,22 @@ def _load_split_files(paths: Mapping[str, PathLike], splits: Sequence[float], se
         parts["train"] = _subset(train, index["train"])
         if parts["train"] is None:
             raise ValueError("no rows left in train after holding out the valid split: lower the valid fraction")
-    shapes = {s: tuple(ds.fields["x1"].shape[1:]) + tuple(ds.fields["x2"].shape[1:]) for s, ds in parts.items() if ds is not None}
+    shapes = {
+        s: tuple(ds.fields["x1"].shape[1:]) + tuple(ds.fields["x2"].shape[1:])
+        for s, ds in parts.items()
+        if ds is not None
+    }
     if len(set(shapes.values())) > 1:
         raise ValueError(f"every split file must have the same per-sample shapes of x1 and x2, got {shapes}")
     first = Path(keys["train"])
-    return SplitDataset(parts["train"], parts.get("valid"), parts["test"], name=name or first.stem,
-                        num_classes=_num_classes(parts["train"], parts.get("valid"), parts["test"]),
-                        info={"source": {s: str(Path(v)) for s, v in keys.items()}, "split": "files"})
+    return SplitDataset(
+        parts["train"],
+        parts.get("valid"),
+        parts["test"],
+        name=name or first.stem,
+        num_classes=_num_classes(parts["train"], parts.get("valid"), parts["test"]),
+        info={"source": {s: str(Path(v)) for s, v in keys.items()}, "split": "files"},
+    )
 
 
 __all__ = ["SplitDataset", "load_arrays", "shuffled_split", "split_sizes", "check_fractions"]

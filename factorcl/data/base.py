@@ -69,9 +69,14 @@ class SplitDataset:
 
     def summary(self) -> dict[str, Any]:
         """Sizes, shapes, class counts per split and the preprocessing record (JSON-friendly)."""
-        out: dict[str, Any] = {"name": self.name, "modalities": list(self.modalities),
-                               "input_shapes": [list(s) for s in self.input_shapes], "num_classes": self.num_classes,
-                               "sizes": {}, "class_counts": {}}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "modalities": list(self.modalities),
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "num_classes": self.num_classes,
+            "sizes": {},
+            "class_counts": {},
+        }
         for name in SPLIT_NAMES:
             ds = getattr(self, name)
             out["sizes"][name] = 0 if ds is None else len(ds)

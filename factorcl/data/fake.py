@@ -20,8 +20,14 @@ from .multibench import DATASETS, FILE_NAMES, canonical_dataset
 REAL_DIMS = {"mosi": (35, 74, 300), "mosei": (35, 74, 300), "humor": (371, 81, 300), "sarcasm": (371, 81, 300)}
 
 
-def _affect_split(rng: np.random.Generator, n: int, t: int, directions: dict[str, np.ndarray], kind: str,
-                  binary_values: tuple[int, int]) -> dict[str, np.ndarray]:
+def _affect_split(
+    rng: np.random.Generator,
+    n: int,
+    t: int,
+    directions: dict[str, np.ndarray],
+    kind: str,
+    binary_values: tuple[int, int],
+) -> dict[str, np.ndarray]:
     latent = rng.standard_normal(n)
     lengths = rng.integers(max(1, t // 3), t + 1, size=n)
     valid = np.arange(t)[None, :] >= (t - lengths)[:, None]  # front padding: valid steps are a suffix
@@ -74,7 +80,9 @@ def write_fake_affect(
     binary = (-1, 1) if name == "sarcasm" else (0, 1)
     # One direction per modality for the whole file: the latent means the same in every split.
     directions = {key: rng.standard_normal(d) for key, d in zip(("vision", "audio", "text"), dims)}
-    data = {s: _affect_split(rng, n, seq_len, directions, kind, binary) for s, n in zip(("train", "valid", "test"), sizes)}
+    data = {
+        s: _affect_split(rng, n, seq_len, directions, kind, binary) for s, n in zip(("train", "valid", "test"), sizes)
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
@@ -82,8 +90,9 @@ def write_fake_affect(
     return path
 
 
-def write_fake_mimic(path: str | os.PathLike, n: int = 120, seq_len: int = 24, ts_dim: int = 12, static_dim: int = 5,
-                     seed: int = 0) -> Path:
+def write_fake_mimic(
+    path: str | os.PathLike, n: int = 120, seq_len: int = 24, ts_dim: int = 12, static_dim: int = 5, seed: int = 0
+) -> Path:
     """Write a MultiBench MIMIC ``im.pk``: ``ep_tdata [n, 24, 12]``, ``adm_features_all [n, 5]``,
     ``adm_labels_all [n, 6]``, ``y_icd9 [n, 20]`` (float64 with a few NaN / inf, as in the real file)."""
     rng = np.random.default_rng(seed)
@@ -106,8 +115,16 @@ def write_fake_mimic(path: str | os.PathLike, n: int = 120, seq_len: int = 24, t
     return path
 
 
-def write_fake_pairs(path: str | os.PathLike, n: int = 80, shape1: tuple[int, ...] = (6,), shape2: tuple[int, ...] = (5, 4),
-                     labels: bool = True, masks: bool = True, split: bool = False, seed: int = 0) -> Path:
+def write_fake_pairs(
+    path: str | os.PathLike,
+    n: int = 80,
+    shape1: tuple[int, ...] = (6,),
+    shape2: tuple[int, ...] = (5, 4),
+    labels: bool = True,
+    masks: bool = True,
+    split: bool = False,
+    seed: int = 0,
+) -> Path:
     """Write a generic ``.npz`` or ``.pt`` pair file with ``x1``, ``x2`` and optional ``y``, ``mask2``, ``split``."""
     rng = np.random.default_rng(seed)
     latent = rng.standard_normal(n)
@@ -132,8 +149,9 @@ def write_fake_pairs(path: str | os.PathLike, n: int = 80, shape1: tuple[int, ..
     return path
 
 
-def write_fake_multibench_folder(folder: str | os.PathLike, seed: int = 0, sizes: tuple[int, int, int] = (48, 16, 16),
-                                 mimic_rows: int = 120) -> dict[str, Path]:
+def write_fake_multibench_folder(
+    folder: str | os.PathLike, seed: int = 0, sizes: tuple[int, int, int] = (48, 16, 16), mimic_rows: int = 120
+) -> dict[str, Path]:
     """Write every Table 4.2 dataset under its MultiBench file name into ``folder``; returns {dataset: path}."""
     folder = Path(folder)
     out = {"mimic": write_fake_mimic(folder / "im.pk", n=mimic_rows, seed=seed)}

@@ -56,8 +56,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     with path.open("rb") as f:
         magic = f.read(6)
     if magic.startswith(b"\x93NUMPY"):
-        raise ValueError(f"{path} holds a single .npy array, not named arrays: save it with "
-                         "np.savez(path, x1=..., x2=...)")
+        raise ValueError(
+            f"{path} holds a single .npy array, not named arrays: save it with np.savez(path, x1=..., x2=...)"
+        )
     if not magic.startswith(b"PK"):  # every zip archive (and so every .npz) starts with "PK"
         raise unreadable(path, ".npz", "it is not a zip archive" if magic else "the file is empty")
     try:
@@ -74,8 +75,10 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             except ValueError as exc:
                 if "allow_pickle" not in str(exc):
                     raise unreadable(path, ".npz", f"array {key!r}: {_reason(exc)}") from exc
-                raise ValueError(f"array {key!r} in {path} holds Python objects (loading it would need pickle): "
-                                 "store strings as fixed-width unicode (np.array(values, dtype=str))") from None
+                raise ValueError(
+                    f"array {key!r} in {path} holds Python objects (loading it would need pickle): "
+                    "store strings as fixed-width unicode (np.array(values, dtype=str))"
+                ) from None
             except _IO_ERRORS:
                 raise
             except Exception as exc:
@@ -96,9 +99,11 @@ def read_torch(path: Path) -> Any:
         detail = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n", 1)[0]
         found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         if found:
-            raise ValueError(f"could not read {path}: it holds Python objects ({found.group(1)}) other than tensors, "
-                             "arrays, numbers and strings, which are not loaded; save a dict of tensors or "
-                             "arrays") from None
+            raise ValueError(
+                f"could not read {path}: it holds Python objects ({found.group(1)}) other than tensors, "
+                "arrays, numbers and strings, which are not loaded; save a dict of tensors or "
+                "arrays"
+            ) from None
         raise unreadable(path, ".pt", f"UnpicklingError: {detail[:_REASON_CHARS]}") from exc
     except Exception as exc:  # zip, pickle and storage errors alike: the file is damaged
         raise unreadable(path, ".pt", exc) from exc
@@ -112,8 +117,9 @@ def read_pickle(path: Path) -> Any:
     except _IO_ERRORS:
         raise
     except ImportError as exc:
-        raise ValueError(f"could not read {path}: unpickling it needs the module {exc.name!r}, "
-                         "which is not installed") from exc
+        raise ValueError(
+            f"could not read {path}: unpickling it needs the module {exc.name!r}, which is not installed"
+        ) from exc
     except Exception as exc:  # truncated or not a pickle: pickle raises many types
         raise unreadable(path, "pickle", exc) from exc
 
@@ -126,5 +132,6 @@ def read_utf8(path: Path) -> str:
     except UnicodeDecodeError as exc:
         offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
         line = data.count(b"\n", 0, offset) + 1
-        raise ValueError(f"{path} is not UTF-8 (byte 0x{data[offset]:02x} at offset {offset}, line {line}); "
-                         "re-save it as UTF-8") from None
+        raise ValueError(
+            f"{path} is not UTF-8 (byte 0x{data[offset]:02x} at offset {offset}, line {line}); re-save it as UTF-8"
+        ) from None

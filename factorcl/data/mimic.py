@@ -64,8 +64,10 @@ def parse_task(task: str | int) -> tuple[str, int | None]:
     m = re.fullmatch(r"(?:icd9[-:]?)?(\d+)", key)
     if m and 0 <= int(m.group(1)) < ICD9_GROUPS:
         return "icd9", int(m.group(1))
-    raise ValueError(f"task must be 'mortality', 'mortality-binary', 'icd9-K' (K in 0..{ICD9_GROUPS - 1}) or an "
-                     f"integer -1..{ICD9_GROUPS - 1}, got {task!r}")
+    raise ValueError(
+        f"task must be 'mortality', 'mortality-binary', 'icd9-K' (K in 0..{ICD9_GROUPS - 1}) or an "
+        f"integer -1..{ICD9_GROUPS - 1}, got {task!r}"
+    )
 
 
 def _array(data: Mapping[str, Any], key: str, ndim: int, layout: str, src: str) -> np.ndarray:
@@ -93,16 +95,19 @@ def mimic_labels(data: Mapping[str, Any], task: str | int, n: int, src: str = "i
         if icd.shape[0] != n:
             raise ValueError(f"'y_icd9' has {icd.shape[0]} rows but 'ep_tdata' has {n} in {src}")
         if icd.shape[1] <= k:
-            raise ValueError(f"'y_icd9' in {src} must be [N, 20] (one column per ICD-9 group), got shape "
-                             f"{shape_str(icd.shape)}: no column {k}")
+            raise ValueError(
+                f"'y_icd9' in {src} must be [N, 20] (one column per ICD-9 group), got shape "
+                f"{shape_str(icd.shape)}: no column {k}"
+            )
         col = np.nan_to_num(icd[:, k].astype(np.float64))
         return (col > 0).astype(np.int64), 2
     adm = _array(data, "adm_labels_all", 2, "[N, >=6]", src)
     if adm.shape[0] != n:
         raise ValueError(f"'adm_labels_all' has {adm.shape[0]} rows but 'ep_tdata' has {n} in {src}")
     if adm.shape[1] < MORTALITY_CLASSES:
-        raise ValueError(f"'adm_labels_all' in {src} must be [N, >=6] (mortality columns 1..5), got shape "
-                         f"{shape_str(adm.shape)}")
+        raise ValueError(
+            f"'adm_labels_all' in {src} must be [N, >=6] (mortality columns 1..5), got shape {shape_str(adm.shape)}"
+        )
     pos = np.nan_to_num(adm[:, 1:MORTALITY_CLASSES].astype(np.float64)) > 0
     # The first positive column 1..5 is the class (MultiBench's if/elif chain), else 0.
     cls = np.where(pos.any(axis=1), pos.argmax(axis=1) + 1, 0).astype(np.int64)
@@ -130,8 +135,10 @@ def load_mimic(
         data = read_pickle(p)
         src = p.name
     if not isinstance(data, Mapping):
-        raise ValueError(f"{src} must hold a dict with keys ep_tdata, adm_features_all, adm_labels_all, y_icd9, "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"{src} must hold a dict with keys ep_tdata, adm_features_all, adm_labels_all, y_icd9, "
+            f"got {type(data).__name__}"
+        )
     modalities = tuple(str(m).lower() for m in modalities)
     if sorted(modalities) != sorted(MIMIC_MODALITIES):
         raise ValueError(f"modalities must be {list(MIMIC_MODALITIES)} in either order, got {list(modalities)}")
@@ -167,13 +174,26 @@ def load_mimic(
     parts: dict[str, PairDataset | None] = {}
     for s, idx in index.items():
         i = torch.from_numpy(idx)
-        parts[s] = PairDataset(x1.index_select(0, i), x2.index_select(0, i), yt.index_select(0, i)) if len(idx) else None
+        parts[s] = (
+            PairDataset(x1.index_select(0, i), x2.index_select(0, i), yt.index_select(0, i)) if len(idx) else None
+        )
     kind, k = parse_task(task)
-    info = {"source": str(path) if not isinstance(path, Mapping) else "data",
-            "task": kind if k is None else f"icd9-{k}", "split_seed": seed, "splits": list(fractions),
-            "zscore": "train split statistics"}
-    return SplitDataset(parts["train"], parts["valid"], parts["test"], name="mimic", modalities=modalities,  # type: ignore[arg-type]
-                        num_classes=num_classes, info=info)
+    info = {
+        "source": str(path) if not isinstance(path, Mapping) else "data",
+        "task": kind if k is None else f"icd9-{k}",
+        "split_seed": seed,
+        "splits": list(fractions),
+        "zscore": "train split statistics",
+    }
+    return SplitDataset(
+        parts["train"],
+        parts["valid"],
+        parts["test"],
+        name="mimic",
+        modalities=modalities,  # type: ignore[arg-type]
+        num_classes=num_classes,
+        info=info,
+    )
 
 
 __all__ = ["FILE_NAME", "MIMIC_MODALITIES", "load_mimic", "mimic_labels", "parse_task"]

@@ -52,9 +52,16 @@ AFFECT_SPLITS = ("train", "valid", "test")
 #: Dataset name -> label kind ("sentiment": continuous in [-3, 3]; "binary": already two classes).
 DATASETS: dict[str, str] = {"mosi": "sentiment", "mosei": "sentiment", "humor": "binary", "sarcasm": "binary"}
 ALIASES: dict[str, str] = {
-    "mosi": "mosi", "cmu-mosi": "mosi", "mosei": "mosei", "cmu-mosei": "mosei",
-    "humor": "humor", "ur-funny": "humor", "urfunny": "humor", "ur_funny": "humor",
-    "sarcasm": "sarcasm", "mustard": "sarcasm",
+    "mosi": "mosi",
+    "cmu-mosi": "mosi",
+    "mosei": "mosei",
+    "cmu-mosei": "mosei",
+    "humor": "humor",
+    "ur-funny": "humor",
+    "urfunny": "humor",
+    "ur_funny": "humor",
+    "sarcasm": "sarcasm",
+    "mustard": "sarcasm",
 }
 ZERO_LABEL_RULES = ("negative", "positive", "drop")
 
@@ -90,7 +97,7 @@ def _nonzero_steps(text: np.ndarray) -> np.ndarray:
     """``[N, T]`` bool: whether each step of ``text [N, T, d]`` has a non-zero entry (chunked over rows)."""
     out = np.empty(text.shape[:2], dtype=bool)
     for s in range(0, text.shape[0], _CHUNK):
-        np.any(text[s:s + _CHUNK] != 0, axis=2, out=out[s:s + _CHUNK])
+        np.any(text[s : s + _CHUNK] != 0, axis=2, out=out[s : s + _CHUNK])
     return out
 
 
@@ -123,15 +130,18 @@ def _labels(raw: Any, n: int, s: str, src: str) -> np.ndarray:
         rows = "a scalar" if lab.ndim == 0 else f"{lab.shape[0]} rows"
         raise ValueError(f"{s}['labels'] in {src} has {rows} but {s}['text'] has {n}")
     if lab.size != n:
-        raise ValueError(f"{s}['labels'] in {src} must be [N], [N, 1] or [N, 1, 1] (one value per sample), got shape "
-                         f"{shape_str(lab.shape)}")
+        raise ValueError(
+            f"{s}['labels'] in {src} must be [N], [N, 1] or [N, 1, 1] (one value per sample), got shape "
+            f"{shape_str(lab.shape)}"
+        )
     lab = lab.reshape(n).astype(np.float64)
     check_finite(lab, f"{s}['labels'] in {src}", "every sample needs a label")
     return lab
 
 
-def _process_split(split: Mapping[str, Any], s: str, src: str, kind: str, modalities: tuple[str, str],
-                   zero_label: str, owned: bool) -> tuple[PairDataset, dict[str, Any]]:
+def _process_split(
+    split: Mapping[str, Any], s: str, src: str, kind: str, modalities: tuple[str, str], zero_label: str, owned: bool
+) -> tuple[PairDataset, dict[str, Any]]:
     need = list(dict.fromkeys([*modalities, "text", "labels"]))
     for key in need:
         if key not in split:
@@ -151,8 +161,10 @@ def _process_split(split: Mapping[str, Any], s: str, src: str, kind: str, modali
         if a.shape[0] != n:
             raise ValueError(f"{s}[{key!r}] in {src} has {a.shape[0]} rows but {s}['text'] has {n}")
         if a.shape[1] != t:
-            raise ValueError(f"{s}[{key!r}] in {src} has {a.shape[1]} time steps but {s}['text'] has {t}: "
-                             "aligned modalities must share T")
+            raise ValueError(
+                f"{s}[{key!r}] in {src} has {a.shape[1]} time steps but {s}['text'] has {t}: "
+                "aligned modalities must share T"
+            )
     labels = _labels(split["labels"], n, s, src)
     info: dict[str, Any] = {"rows": n}
 
@@ -172,8 +184,10 @@ def _process_split(split: Mapping[str, Any], s: str, src: str, kind: str, modali
         info["dropped_zero_label"] = int((keep & zero).sum())
         keep &= ~zero
     if not keep.any():
-        raise ValueError(f"split {s!r} of {src} is empty after filtering: all {n} rows were dropped "
-                         f"({info['dropped_all_zero_text']} with all-zero text)")
+        raise ValueError(
+            f"split {s!r} of {src} is empty after filtering: all {n} rows were dropped "
+            f"({info['dropped_all_zero_text']} with all-zero text)"
+        )
     x = [seqs[m] for m in modalities]
     if not keep.all():
         steps, labels = steps[keep], labels[keep]
@@ -188,8 +202,9 @@ def _process_split(split: Mapping[str, Any], s: str, src: str, kind: str, modali
     else:
         values = set(np.unique(labels).tolist())
         if not values <= {-1.0, 0.0, 1.0}:
-            raise ValueError(f"{s}['labels'] in {src} (a binary dataset) must be 0/1 or -1/1, got values "
-                             f"{sorted(values)[:6]}")
+            raise ValueError(
+                f"{s}['labels'] in {src} (a binary dataset) must be 0/1 or -1/1, got values {sorted(values)[:6]}"
+            )
         y = labels > 0
     info["kept"] = int(len(labels))
     info["zero_labels"] = int((labels == 0).sum()) if kind == "sentiment" else None
@@ -234,14 +249,18 @@ def load_multibench(
     if not isinstance(data, Mapping):
         raise ValueError(f"{src} must hold a dict with keys 'train', 'valid', 'test', got {type(data).__name__}")
     parts: dict[str, PairDataset] = {}
-    info: dict[str, Any] = {"source": str(path) if not isinstance(path, Mapping) else "data", "dataset": name,
-                            "label_rule": _rule_text(kind, zero_label)}
+    info: dict[str, Any] = {
+        "source": str(path) if not isinstance(path, Mapping) else "data",
+        "dataset": name,
+        "label_rule": _rule_text(kind, zero_label),
+    }
     for s in AFFECT_SPLITS:
         if s not in data:
             raise ValueError(f"missing key {s!r} in {src} (has: {', '.join(str(k) for k in data) or 'nothing'})")
         if not isinstance(data[s], Mapping):
-            raise ValueError(f"{src}[{s!r}] must be a dict of arrays (vision, audio, text, labels), "
-                             f"got {type(data[s]).__name__}")
+            raise ValueError(
+                f"{src}[{s!r}] must be a dict of arrays (vision, audio, text, labels), got {type(data[s]).__name__}"
+            )
         parts[s], info[s] = _process_split(data[s], s, src, kind, modalities, zero_label, owned)
     shapes = {s: (tuple(ds.fields["x1"].shape[1:]), tuple(ds.fields["x2"].shape[1:])) for s, ds in parts.items()}
     if len({(a[-1], b[-1]) for a, b in shapes.values()}) > 1:
@@ -251,8 +270,15 @@ def load_multibench(
         # so front-pad the shorter splits to the longest T (mask False there).
         t_max = max(a[0] for a, _ in shapes.values())
         parts = {s: _front_pad(ds, t_max) for s, ds in parts.items()}
-    return SplitDataset(parts["train"], parts["valid"], parts["test"], name=name, modalities=modalities,  # type: ignore[arg-type]
-                        num_classes=2, info=info)
+    return SplitDataset(
+        parts["train"],
+        parts["valid"],
+        parts["test"],
+        name=name,
+        modalities=modalities,  # type: ignore[arg-type]
+        num_classes=2,
+        info=info,
+    )
 
 
 def _front_pad(ds: PairDataset, t: int) -> PairDataset:
@@ -268,10 +294,11 @@ def _front_pad(ds: PairDataset, t: int) -> PairDataset:
 def _rule_text(kind: str, zero_label: str) -> str:
     if kind == "binary":
         return "y = 1 if label > 0 else 0"
-    return {"negative": "y = 1 if sentiment > 0 else 0",
-            "positive": "y = 1 if sentiment >= 0 else 0",
-            "drop": "sentiment == 0 dropped; y = 1 if sentiment > 0 else 0"}[zero_label]
+    return {
+        "negative": "y = 1 if sentiment > 0 else 0",
+        "positive": "y = 1 if sentiment >= 0 else 0",
+        "drop": "sentiment == 0 dropped; y = 1 if sentiment > 0 else 0",
+    }[zero_label]
 
 
-__all__ = ["DATASETS", "FILE_NAMES", "MODALITIES", "canonical_dataset", "infer_dataset",
-           "load_multibench"]
+__all__ = ["DATASETS", "FILE_NAMES", "MODALITIES", "canonical_dataset", "infer_dataset", "load_multibench"]

@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader, Dataset
 class PairDataset(Dataset):
     """Items ``{"x1": x1[i], "x2": x2[i]}`` (plus ``"y"``, ``"mask1"``, ``"mask2"`` when given)."""
 
-    def __init__(self, x1: Tensor, x2: Tensor, y: Tensor | None = None, mask1: Tensor | None = None,
-                 mask2: Tensor | None = None) -> None:
+    def __init__(
+        self, x1: Tensor, x2: Tensor, y: Tensor | None = None, mask1: Tensor | None = None, mask2: Tensor | None = None
+    ) -> None:
         n = x1.shape[0] if isinstance(x1, Tensor) else None
         fields = {"x1": x1, "x2": x2, "y": y, "mask1": mask1, "mask2": mask2}
         for name, t in fields.items():
@@ -37,8 +38,11 @@ class PairDataset(Dataset):
         """All fields as whole tensors."""
         return dict(self.fields)
 
-    def loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False, seed: int | None = None,
-               **kwargs: Any) -> DataLoader:
+    def loader(
+        self, batch_size: int, shuffle: bool = False, drop_last: bool = False, seed: int | None = None, **kwargs: Any
+    ) -> DataLoader:
         """A DataLoader over this dataset; ``seed`` fixes the shuffle order independently of the global RNG."""
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator, **kwargs)
+        return DataLoader(
+            self, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator, **kwargs
+        )

@@ -57,8 +57,10 @@ class SyntheticConfig:
             raise ValueError(f"nuisance_dim must be >= 0, got {self.nuisance_dim}")
         latent = self.shared_dim + max(self.unique1_dim, self.unique2_dim) + 2 * self.nuisance_dim
         if self.transform == "linear" and latent > self.input_dim:
-            raise ValueError(f"input_dim must be >= the latent dimension {latent} of each modality for the linear "
-                             f"transform to keep every latent, got {self.input_dim}")
+            raise ValueError(
+                f"input_dim must be >= the latent dimension {latent} of each modality for the linear "
+                f"transform to keep every latent, got {self.input_dim}"
+            )
         if self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {list(TRANSFORMS)}, got {self.transform!r}")
         if self.label not in LABEL_FUNCTIONS:
@@ -111,8 +113,10 @@ class SyntheticData:
         if cfg.nuisance_dim == 0:
             raise ValueError("nuisance_augmentation needs data made with nuisance_dim > 0")
         if self.transforms is None:
-            raise ValueError("nuisance_augmentation needs transform='linear' (the latents are read back through "
-                             "the transform's pseudo-inverse)")
+            raise ValueError(
+                "nuisance_augmentation needs transform='linear' (the latents are read back through "
+                "the transform's pseudo-inverse)"
+            )
         if modality not in (1, 2):
             raise ValueError(f"modality must be 1 or 2, got {modality}")
         t = self.transforms[modality - 1]
@@ -132,8 +136,11 @@ class SyntheticData:
 
     def relabel(self, unique_ratio: float | None = None, label: str | None = None) -> SyntheticData:
         """The same inputs and latents with labels from another ``unique_ratio`` / label function."""
-        cfg = replace(self.config, unique_ratio=self.config.unique_ratio if unique_ratio is None else unique_ratio,
-                      label=label or self.config.label)
+        cfg = replace(
+            self.config,
+            unique_ratio=self.config.unique_ratio if unique_ratio is None else unique_ratio,
+            label=label or self.config.label,
+        )
         y = make_labels(self.w_s, self.w_1, self.w_2, cfg.unique_ratio, cfg.label, cfg.seed)
         return replace(self, config=cfg, y=y)
 
@@ -161,11 +168,15 @@ class NuisanceResample:
         pinv, rows = self.pinv.to(x.device, x.dtype), self.rows.to(x.device, x.dtype)
         n = x @ pinv
         gen_device = generator.device if generator is not None else x.device
-        fresh = torch.randn(n.shape, generator=generator, device=gen_device).to(x.device, x.dtype) * math.sqrt(LATENT_VAR)
+        fresh = torch.randn(n.shape, generator=generator, device=gen_device).to(x.device, x.dtype) * math.sqrt(
+            LATENT_VAR
+        )
         return x + (fresh - n) @ rows
 
 
-def make_labels(w_s: Tensor, w_1: Tensor, w_2: Tensor, unique_ratio: float, label: str = "linear", seed: int = 0) -> Tensor:
+def make_labels(
+    w_s: Tensor, w_1: Tensor, w_2: Tensor, unique_ratio: float, label: str = "linear", seed: int = 0
+) -> Tensor:
     """Binary labels from score = (1 - r) g_s(w_s) + r (g_1(w_1) + g_2(w_2)) / sqrt(2), r = ``unique_ratio``.
 
     Each g is a fixed (seeded) function of one latent, scaled to unit variance: a random unit
@@ -221,8 +232,9 @@ def make_synthetic(config: SyntheticConfig | None = None, **overrides) -> Synthe
     nuisance: dict[str, Tensor | None] = {"n_s": None, "n_1": None, "n_2": None}
     if cfg.nuisance_dim > 0:
         # Drawn after the task latents, so that nuisance_dim = 0 reproduces the published data exactly.
-        nuisance = {k: torch.randn(n, cfg.nuisance_dim, generator=gen, dtype=torch.float64) * std
-                    for k in ("n_s", "n_1", "n_2")}
+        nuisance = {
+            k: torch.randn(n, cfg.nuisance_dim, generator=gen, dtype=torch.float64) * std for k in ("n_s", "n_1", "n_2")
+        }
         z1 = torch.cat([z1, nuisance["n_s"], nuisance["n_1"]], dim=1)
         z2 = torch.cat([z2, nuisance["n_s"], nuisance["n_2"]], dim=1)
     transforms = None
@@ -243,5 +255,15 @@ def make_synthetic(config: SyntheticConfig | None = None, **overrides) -> Synthe
     indices = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
     y = make_labels(w_s, w_1, w_2, cfg.unique_ratio, cfg.label, cfg.seed)
     as_float = {k: None if v is None else v.float() for k, v in nuisance.items()}
-    return SyntheticData(cfg, x1.float(), x2.float(), y, w_s.float(), w_1.float(), w_2.float(), indices,
-                         transforms=transforms, **as_float)
+    return SyntheticData(
+        cfg,
+        x1.float(),
+        x2.float(),
+        y,
+        w_s.float(),
+        w_1.float(),
+        w_2.float(),
+        indices,
+        transforms=transforms,
+        **as_float,
+    )

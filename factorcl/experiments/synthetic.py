@@ -82,7 +82,9 @@ class SyntheticBenchmarkConfig:
     # The FactorCL settings of every model; the method, its critic kind and conditioning come from each spec.
     model: FactorCLConfig = FactorCLConfig(embed_dim=64, critic_hidden=256, num_classes=2)
     concat_critic_hidden: int = 64  # concat critics score B^2 pairs: narrower keeps a CPU run in minutes
-    ssl_conditioning: str = "sampled"  # how SSL methods condition on the views: sampled (default), chain or concat (the paper's)
+    ssl_conditioning: str = (
+        "sampled"  # how SSL methods condition on the views: sampled (default), chain or concat (the paper's)
+    )
     sup_conditioning: str = "grouped"  # how SUP methods condition on labels: grouped, concat or chain
     noise_std: float = 0.15
     drop_p: float = 0.1
@@ -102,8 +104,10 @@ class SyntheticBenchmarkConfig:
         if not self.seeds:
             raise ValueError("seeds must hold at least one seed")
         if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: resume continues the runs in work_dir, "
-                             "overwrite replaces them")
+            raise ValueError(
+                "resume and overwrite exclude each other: resume continues the runs in work_dir, "
+                "overwrite replaces them"
+            )
         if self.resume and not self.work_dir:
             raise ValueError("resume needs work_dir, the folder that holds the runs' checkpoints")
         if self.stop_after is not None and self.stop_after < 1:
@@ -157,8 +161,9 @@ def build_model(spec: str, cfg: SyntheticBenchmarkConfig, input_dims: tuple[int,
     return FactorCL(enc1, enc2, cfg.feature_dim, cfg.feature_dim, settings, augment1=aug, augment2=aug)
 
 
-def embed_split(model: FactorCL, data: SyntheticData, split: str, device: torch.device | str | None = None,
-                chunk_size: int = 4096) -> dict[str, torch.Tensor]:
+def embed_split(
+    model: FactorCL, data: SyntheticData, split: str, device: torch.device | str | None = None, chunk_size: int = 4096
+) -> dict[str, torch.Tensor]:
     """The model's representations of a whole split (on the CPU), in chunks of ``chunk_size`` rows.
 
     :func:`factorcl.extract_features` over ``(x1, x2)`` chunks of the split, on ``device``
@@ -169,8 +174,16 @@ def embed_split(model: FactorCL, data: SyntheticData, split: str, device: torch.
     return extract_features(model, chunks, device=device)[0]
 
 
-def mi_bits(z_train: torch.Tensor, w_train: torch.Tensor, z_test: torch.Tensor, w_test: torch.Tensor,
-            steps: int = 800, batch_size: int = 512, seed: int = 0, max_candidates: int = 4096) -> tuple[float, float]:
+def mi_bits(
+    z_train: torch.Tensor,
+    w_train: torch.Tensor,
+    z_test: torch.Tensor,
+    w_test: torch.Tensor,
+    steps: int = 800,
+    batch_size: int = 512,
+    seed: int = 0,
+    max_candidates: int = 4096,
+) -> tuple[float, float]:
     """InfoNCE lower bound on I(Z; W) in bits, and its ceiling log2 N.
 
     A separable critic (unnormalised dot product of two MLP embeddings) is trained on the training
@@ -185,8 +198,9 @@ def mi_bits(z_train: torch.Tensor, w_train: torch.Tensor, z_test: torch.Tensor, 
     zt, wt = (z_train - mean_z) / std_z, (w_train - mean_w) / std_w
     ze, we = (z_test - mean_z) / std_z, (w_test - mean_w) / std_w
     torch.manual_seed(seed)
-    critic = bounds.SeparableCritic(zt.shape[1], wt.shape[1], hidden_dim=256, embed_dim=64, layers=1, normalize=False,
-                                    temperature=1.0)  # unbounded scores: the probe must reach its log2 N ceiling
+    critic = bounds.SeparableCritic(
+        zt.shape[1], wt.shape[1], hidden_dim=256, embed_dim=64, layers=1, normalize=False, temperature=1.0
+    )  # unbounded scores: the probe must reach its log2 N ceiling
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -201,8 +215,9 @@ def mi_bits(z_train: torch.Tensor, w_train: torch.Tensor, z_test: torch.Tensor, 
     return max(0.0, value) / math.log(2), math.log2(n)
 
 
-def r2_probe(z_train: torch.Tensor, w_train: torch.Tensor, z_test: torch.Tensor, w_test: torch.Tensor,
-             ridge: float = 1e-3) -> float:
+def r2_probe(
+    z_train: torch.Tensor, w_train: torch.Tensor, z_test: torch.Tensor, w_test: torch.Tensor, ridge: float = 1e-3
+) -> float:
     """Held-out R^2 of the ridge-regression decoder of w from z, averaged over w's dimensions.
 
     A second probe beside :func:`mi_bits` without its log2 N ceiling: 1 when w is a linear
@@ -240,8 +255,10 @@ class SyntheticResults:
 
     def accuracy_summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         """spec -> ratio -> (mean, std) accuracy in percent."""
-        return {spec: {r: _mean_std([100 * a for a in accs]) for r, accs in by_ratio.items()}
-                for spec, by_ratio in self.accuracy.items()}
+        return {
+            spec: {r: _mean_std([100 * a for a in accs]) for r, accs in by_ratio.items()}
+            for spec, by_ratio in self.accuracy.items()
+        }
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -249,8 +266,9 @@ class SyntheticResults:
         return out
 
 
-def _probe_all_ratios(results: SyntheticResults, spec: str, data: SyntheticData, ratios: Sequence[float],
-                      train: dict, test: dict) -> None:
+def _probe_all_ratios(
+    results: SyntheticResults, spec: str, data: SyntheticData, ratios: Sequence[float], train: dict, test: dict
+) -> None:
     """The linear probe of the concatenated representations, for each ratio's labels (on the CPU, like the MI probe)."""
     xtr = {"all": torch.cat(list(train.values()), dim=1)}
     xte = {"all": torch.cat(list(test.values()), dim=1)}
@@ -261,12 +279,26 @@ def _probe_all_ratios(results: SyntheticResults, spec: str, data: SyntheticData,
         results.accuracy.setdefault(spec, {}).setdefault(f"{ratio:g}", []).append(acc)
 
 
-def _mi_probe(results: SyntheticResults, spec: str, data: SyntheticData, train: dict, test: dict,
-              steps: int, seed: int, progress: bool = False) -> None:
+def _mi_probe(
+    results: SyntheticResults,
+    spec: str,
+    data: SyntheticData,
+    train: dict,
+    test: dict,
+    steps: int,
+    seed: int,
+    progress: bool = False,
+) -> None:
     lat_tr, lat_te = data.latents("train"), data.latents("test")
     # One critic per (representation, latent): minutes in all, so it gets its own progress bar.
-    bar = tqdm(total=len(train) * len(LATENTS), desc=f"MI probe seed {seed} {display_name(spec)}", unit="critic",
-               leave=False, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(train) * len(LATENTS),
+        desc=f"MI probe seed {seed} {display_name(spec)}",
+        unit="critic",
+        leave=False,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for rep in train:
             for latent in LATENTS:
@@ -302,8 +334,13 @@ def run_synthetic_benchmark(cfg: SyntheticBenchmarkConfig) -> SyntheticResults:
     runs_per_seed = len(specs) - len(sup) + len(sup) * len(cfg.ratios)
     train_n = round(cfg.num_samples * 0.7)
     steps_per_run = cfg.epochs * (train_n // get_world_size() // cfg.batch_size)  # batch_size is per rank
-    bar = tqdm(total=len(cfg.seeds) * runs_per_seed * steps_per_run, desc="synthetic sweep", unit="step",
-               disable=not (cfg.progress and main), dynamic_ncols=True)
+    bar = tqdm(
+        total=len(cfg.seeds) * runs_per_seed * steps_per_run,
+        desc="synthetic sweep",
+        unit="step",
+        disable=not (cfg.progress and main),
+        dynamic_ncols=True,
+    )
     mi_methods = set(cfg.mi_probe_methods) if cfg.mi_probe_methods is not None else set(specs)
     start = time.perf_counter()
     try:
@@ -312,20 +349,31 @@ def run_synthetic_benchmark(cfg: SyntheticBenchmarkConfig) -> SyntheticResults:
             dims = (data.x1.shape[1], data.x2.shape[1])
             for spec in specs:
                 supervised = get_objective(parse_method(spec)[0]).supervised
-                for ratio in (cfg.ratios if supervised else (None,)):
+                for ratio in cfg.ratios if supervised else (None,):
                     labelled = data.relabel(ratio) if ratio is not None else data
                     model = build_model(spec, cfg, dims, seed)
                     loader = labelled.split("train").loader(cfg.batch_size, shuffle=True, drop_last=True, seed=seed)
-                    bar.set_postfix_str(f"seed {seed} {display_name(spec)}" + (f" r={ratio:g}" if ratio is not None else ""))
+                    bar.set_postfix_str(
+                        f"seed {seed} {display_name(spec)}" + (f" r={ratio:g}" if ratio is not None else "")
+                    )
                     out_dir = run_dir(cfg.work_dir, seed, spec, ratio) if cfg.work_dir else None
                     t0 = time.perf_counter()
                     counted = []
-                    trainer = Trainer(model, loader, epochs=cfg.epochs, lr=cfg.lr, device=str(device), seed=seed,
-                                      progress=False, tensorboard=False,
-                                      callbacks=[lambda row: (bar.update(1), counted.append(1))],
-                                      out_dir=None if out_dir is None else str(out_dir),
-                                      resume="auto" if cfg.resume else None, overwrite=cfg.overwrite,
-                                      stop_after=cfg.stop_after)
+                    trainer = Trainer(
+                        model,
+                        loader,
+                        epochs=cfg.epochs,
+                        lr=cfg.lr,
+                        device=str(device),
+                        seed=seed,
+                        progress=False,
+                        tensorboard=False,
+                        callbacks=[lambda row, counted=counted: (bar.update(1), counted.append(1))],
+                        out_dir=None if out_dir is None else str(out_dir),
+                        resume="auto" if cfg.resume else None,
+                        overwrite=cfg.overwrite,
+                        stop_after=cfg.stop_after,
+                    )
                     done = trainer.fit()
                     bar.update(done.step - len(counted))  # the steps a resumed run did before
                     results.train_seconds.setdefault(spec, []).append(time.perf_counter() - t0)
@@ -355,23 +403,38 @@ def evaluate_claims(results: SyntheticResults) -> list[dict[str, Any]]:
         f, s = acc["factorcl-ssl"], acc["simclr"]
         if "0" in f and "0" in s:
             ok = f["0"][0] >= s["0"][0] - 1.0
-            claims.append({"passed": ok, "text": f"FactorCL-SSL >= SimCLR - 1 point at unique_ratio 0 "
-                                                   f"({f['0'][0]:.1f} vs {s['0'][0]:.1f})"})
+            claims.append(
+                {
+                    "passed": ok,
+                    "text": f"FactorCL-SSL >= SimCLR - 1 point at unique_ratio 0 ({f['0'][0]:.1f} vs {s['0'][0]:.1f})",
+                }
+            )
         for r in sorted(f, key=float):
             if float(r) >= 0.6 and r in s:
                 ok = f[r][0] >= s[r][0] + 5.0
-                claims.append({"passed": ok, "text": f"FactorCL-SSL >= SimCLR + 5 points at unique_ratio {r} "
-                                                       f"({f[r][0]:.1f} vs {s[r][0]:.1f}, {f[r][0] - s[r][0]:+.1f})"})
+                claims.append(
+                    {
+                        "passed": ok,
+                        "text": f"FactorCL-SSL >= SimCLR + 5 points at unique_ratio {r} "
+                        f"({f[r][0]:.1f} vs {s[r][0]:.1f}, {f[r][0] - s[r][0]:+.1f})",
+                    }
+                )
     for probe, table, unit in (("MI", results.mi_bits, "bits"), ("R^2", results.r2, "")):
         per_seed = table.get("factorcl-ssl")
         if not per_seed:
             continue
         # Per-seed differences: a claim holds only if their mean exceeds 2 standard deviations.
         u1_vs_s1 = [u - v for u, v in zip(per_seed["u1"]["w_1"], per_seed["s1"]["w_1"])]
-        s_vs_u = [(a + b - c - d) / 2 for a, b, c, d in zip(per_seed["s1"]["w_s"], per_seed["s2"]["w_s"],
-                                                             per_seed["u1"]["w_s"], per_seed["u2"]["w_s"])]
-        for diffs, what in ((u1_vs_s1, f"Z_U1 carries more {probe} about w_1 than Z_S1"),
-                            (s_vs_u, f"Z_S carries more {probe} about w_s than Z_U (mean of both modalities)")):
+        s_vs_u = [
+            (a + b - c - d) / 2
+            for a, b, c, d in zip(
+                per_seed["s1"]["w_s"], per_seed["s2"]["w_s"], per_seed["u1"]["w_s"], per_seed["u2"]["w_s"]
+            )
+        ]
+        for diffs, what in (
+            (u1_vs_s1, f"Z_U1 carries more {probe} about w_1 than Z_S1"),
+            (s_vs_u, f"Z_S carries more {probe} about w_s than Z_U (mean of both modalities)"),
+        ):
             claims.append(_decisive(diffs, f"FactorCL-SSL: {what}", unit))
     return claims
 
@@ -392,8 +455,10 @@ def format_accuracy_table(results: SyntheticResults) -> str:
     ratios = sorted({r for by in summary.values() for r in by}, key=float)
     name_w = max(len(display_name(s)) for s in summary) + 2
     n_seeds = len(results.config["seeds"])
-    lines = [f"Linear-probe test accuracy (%), mean +- std over {n_seeds} seed(s)",
-             "unique_ratio".ljust(name_w) + "".join(f"{r:>14}" for r in ratios)]
+    lines = [
+        f"Linear-probe test accuracy (%), mean +- std over {n_seeds} seed(s)",
+        "unique_ratio".ljust(name_w) + "".join(f"{r:>14}" for r in ratios),
+    ]
     for spec, by in summary.items():
         cells = "".join(f"{by[r][0]:>8.1f} +-{by[r][1]:>4.1f}" if r in by else f"{'-':>14}" for r in ratios)
         lines.append(display_name(spec).ljust(name_w) + cells)
@@ -451,8 +516,13 @@ def plot_accuracy(results: SyntheticResults, path: str | Path) -> Path:
         std = [by[r][1] for r in ratios]
         style = "-" if spec.startswith("factorcl") else "--"
         (line,) = ax.plot(xs, mean, style, marker="o", label=display_name(spec))
-        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color=line.get_color(), alpha=0.15)
+        ax.fill_between(
+            xs,
+            [m - s for m, s in zip(mean, std)],
+            [m + s for m, s in zip(mean, std)],
+            color=line.get_color(),
+            alpha=0.15,
+        )
     ax.set_xlabel("unique_ratio (0: label from shared w_s only, 1: from unique w_1, w_2 only)")
     ax.set_ylabel("linear-probe test accuracy (%)")
     ax.set_title("Synthetic shared/unique benchmark")
