@@ -78,10 +78,14 @@ class CheckpointWarning(UserWarning):
     """A checkpoint could not be written (full disk); training goes on and tries again at the next one."""
 
 
+#: File overhead per tensor in a torch.save zip archive (its record, header and alignment), measured.
+_BYTES_PER_TENSOR = 512
+
+
 def payload_bytes(obj: Any) -> int:
-    """The bytes of the tensors in a (nested) checkpoint payload: about the size of its file."""
+    """About the size of a (nested) checkpoint payload's file: its tensors' bytes plus each one's record."""
     if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
+        return obj.numel() * obj.element_size() + _BYTES_PER_TENSOR
     if isinstance(obj, Mapping):
         return sum(payload_bytes(v) for v in obj.values())
     if isinstance(obj, (list, tuple)):
@@ -191,6 +195,15 @@ def refuse_existing_run(out_dir: str | os.PathLike, found: list[str]) -> None:
     )
 
 
+def refuse_unresumable_run(out_dir: str | os.PathLike, found: list[str]) -> None:
+    """Raise :class:`RunExistsError`: a resume was asked for, but the run in out_dir has no checkpoint."""
+    raise RunExistsError(
+        f"{out_dir} holds a run ({', '.join(found)}) but no {CHECKPOINT_NAME} to resume from (it was never written, "
+        "e.g. the disk was full, or it was deleted); nothing was changed. Replace the run with --overwrite "
+        "(Python: overwrite=True, without resume), or choose another --out-dir"
+    )
+
+
 def check_writable_dir(out_dir: str | os.PathLike) -> Path:
     """Create ``out_dir`` if needed and check that files can be written in it; a clear error otherwise."""
     out = Path(out_dir).expanduser()
@@ -249,11 +262,19 @@ def resolve_resume(resume: str | None, out_dir: Path | None) -> Path | None:
     return path
 
 
-def prepare_out_dir(out_dir: Path | None, resuming: bool, overwrite: bool, device: torch.device | None = None) -> None:
+def prepare_out_dir(
+    out_dir: Path | None,
+    resuming: bool,
+    overwrite: bool,
+    device: torch.device | None = None,
+    resume_asked: bool = False,
+) -> None:
     """Before any training: out_dir is a writable folder, and a run already in it is never replaced silently.
 
     A new run (not ``resuming``) into a folder that holds one raises :class:`RunExistsError`, or
-    with ``overwrite`` clears that run's files first. Rank 0 checks; every rank raises.
+    with ``overwrite`` clears that run's files first; so does a resume that was asked for
+    (``resume_asked``) but finds no checkpoint beside the run's other files. Rank 0 checks; every
+    rank raises.
     """
     if out_dir is None:
         return
@@ -263,6 +284,8 @@ def prepare_out_dir(out_dir: Path | None, resuming: bool, overwrite: bool, devic
             check_writable_dir(out_dir)
             found = existing_run_files(out_dir)
             if not resuming and found:
+                if resume_asked:
+                    refuse_unresumable_run(out_dir, found)
                 if not overwrite:
                     refuse_existing_run(out_dir, found)
                 clear_run(out_dir)
@@ -375,6 +398,21 @@ def set_epoch_rng_state(loader: Any, state: Mapping[str, Any]) -> None:
     """Restore what :func:`epoch_rng_state` returned."""
     set_rng_state(state)
     _set_loader_rng(loader, state.get("loader", []))
+
+
+def _hyperparameters(opt: torch.optim.Optimizer) -> list[tuple[float, float]]:
+    """Each param group's base lr (``initial_lr``, set by its scheduler) and weight decay."""
+    return [(g.get("initial_lr", g["lr"]), g["weight_decay"]) for g in opt.param_groups]
+
+
+def _apply_schedule(opt: torch.optim.Optimizer, sched: Any, fresh: list[tuple[float, float]]) -> None:
+    """Give a restored optimizer this run's base lrs and weight decays, and set each group's lr to
+    its schedule's value at the restored step (the same value an uninterrupted run has there)."""
+    sched.base_lrs = [lr for lr, _ in fresh]
+    for group, (lr, decay), fn in zip(opt.param_groups, fresh, sched.lr_lambdas):
+        group["initial_lr"], group["weight_decay"] = lr, decay
+        group["lr"] = lr * fn(sched.last_epoch)
+    sched._last_lr = [group["lr"] for group in opt.param_groups]
 
 
 def _state_dict(obj: Any) -> Any:
@@ -522,9 +560,14 @@ class RunState:
                 )
             return None
         reason = error if error is not None else f"rank 0 could not write {path}: the disk is full"
+        then = (
+            "free space and resume (--resume) from it"
+            if self.last_saved
+            else "free space and run again with --overwrite (overwrite=True)"
+        )
         message = (
             f"{reason}. Training finished (step {step}) but its last checkpoint could not be written; "
-            f"{last}. Free space and resume, or save the model (still in memory) elsewhere"
+            f"{last}: {then}. From Python, the trained model object is still in memory and can be saved elsewhere"
         )
         raise CheckpointWriteError(message) from error
 
@@ -553,11 +596,17 @@ class RunState:
         if ranks is not None:  # this rank's own RNG states (the top-level ones are rank 0's)
             state = {**state, **ranks[get_rank()]}
         self.model.load_state_dict(state["model"])
+        # The optimizers' states hold the saved lr and weight decay: keep this run's (they differ
+        # only after an allowed config change) and re-apply this run's schedule at the saved step.
+        fresh = _hyperparameters(self.main_opt)
         self.main_opt.load_state_dict(state["main_opt"])
         self.main_sched.load_state_dict(state["main_sched"])
+        _apply_schedule(self.main_opt, self.main_sched, fresh)
         if self.critic_opt is not None and state["critic_opt"] is not None:
+            fresh = _hyperparameters(self.critic_opt)
             self.critic_opt.load_state_dict(state["critic_opt"])
             self.critic_sched.load_state_dict(state["critic_sched"])
+            _apply_schedule(self.critic_opt, self.critic_sched, fresh)
         self.main_scaler.load_state_dict(state["main_scaler"])
         self.critic_scaler.load_state_dict(state["critic_scaler"])
         self.last_saved = (path, int(state["step"]))
@@ -572,8 +621,10 @@ class RunState:
         """The checkpoint is of this method, world size and model."""
         method = self.method
         if state.get("method") not in (None, method):
-            raise ValueError(
-                f"checkpoint {path} was written by method {state['method']!r}, but the model is {method!r}"
+            raise ConfigChangedError(
+                f"config differs from the run being resumed: checkpoint {path} was written by method "
+                f"{state['method']!r}, but the model is {method!r}. A resume must build the same model; to train a "
+                "new one, use --overwrite (overwrite=True) or another out_dir"
             )
         if state.get("world_size", 1) != get_world_size():
             raise ValueError(

@@ -617,12 +617,12 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {p}")
     text = read_utf8(p)
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = None if not text.strip() else json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"could not parse {p}: {exc}") from None
-    if data is None:
-        # An empty file is almost always a mistake (a failed copy, the wrong file): running the
-        # defaults would silently start a job the user did not ask for.
+    if data is None or data == {}:
+        # An empty file (or mapping) is almost always a mistake (a failed copy, the wrong file):
+        # running the defaults would silently start a job the user did not ask for.
         raise ConfigError(
             f"config file {p} is empty; write at least one section (data, encoders, model, train, "
             "probe, out_dir), e.g. 'data: {kind: synthetic}' for the built-in data"

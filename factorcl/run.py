@@ -233,6 +233,9 @@ def run_config(
     model = build_model(cfg, data)
     batch_size = int(cfg.train_value("batch_size"))
     drop_last = bool(cfg.train_value("drop_last")) and len(data.train) >= batch_size
+    _check_before_training(cfg, data, batch_size, drop_last)
+    for config, path in earlier.get("pending", []):  # only now: a run that fails to start leaves no config behind
+        save_config(config, path)
     loader = data.train.loader(
         batch_size,
         shuffle=True,
@@ -261,7 +264,8 @@ def run_config(
     if verbose:
         print(f"trained {cfg.model.method} on {data.name}: {result.step} steps in {result.seconds:.1f} s")
     if cfg.probe.enabled and data.has_labels:
-        probe = evaluate(model, data, cfg.probe, device=select_device(cfg.train_value("device")), progress=verbose)
+        progress = verbose and bool(cfg.train_value("progress"))
+        probe = evaluate(model, data, cfg.probe, device=select_device(cfg.train_value("device")), progress=progress)
         results["probe"] = probe
         results["accuracy"] = probe["all"]["accuracy"]
     elif cfg.probe.enabled:
@@ -279,40 +283,63 @@ MODEL_SECTIONS = ("model", "encoders")
 RUN_CONFIG_FILES = (CONFIG_NAME, RESULTS_NAME, PROBE_RESULTS_NAME)
 
 
-def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
-    """Check out_dir before anything is written; write config.yaml for a new run. Returns the earlier run's state.
+def _check_before_training(cfg: RunConfig, data: SplitDataset, batch_size: int, drop_last: bool) -> None:
+    """Refuse what would fail only after training: a one-class probe, a last batch of one row."""
+    n = len(data.train)
+    if not drop_last and n % batch_size == 1:
+        raise ValueError(
+            f"the last training batch would hold 1 row ({n} train rows, train.batch_size {batch_size}, drop_last "
+            "off): contrastive estimates need >= 2 rows; set train.drop_last: true or another batch size"
+        )
+    if cfg.probe.enabled and data.has_labels:
+        labels = data.train.tensors().get("y")
+        classes = torch.unique(torch.as_tensor(labels)) if labels is not None else None
+        if classes is not None and classes.numel() < 2:
+            raise ValueError(
+                f"the labels 'y' of {data.name}'s train split hold a single class ({int(classes[0])}): the linear "
+                "probe needs at least 2 classes; fix the labels, or set probe.enabled: false to train without it"
+            )
 
-    A new run into a folder that holds one is refused (``train.overwrite`` replaces it). A resume
-    keeps the original config.yaml: a changed model is refused, a changed schedule needs
-    ``train.allow_config_change`` and is saved as ``config.resumed-N.yaml`` and listed in results.json.
+
+def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """Check out_dir before anything is written. Returns the earlier run's state and, under
+    ``pending``, the configs to write once the data and the model are built.
+
+    A new run into a folder that holds one is refused (``train.overwrite`` replaces it); a folder
+    with only a config.yaml (a run that failed before training) does not count as one. A resume
+    keeps the original config.yaml: a changed model is refused, a changed schedule (compared with
+    the latest ``config.resumed-N.yaml``, else config.yaml) needs ``train.allow_config_change`` and
+    is saved as the next ``config.resumed-N.yaml`` and listed in results.json.
     """
     from . import checkpoint as ckpt_io
 
     ckpt_io.check_writable_dir(out_dir)
     names = ckpt_io.RUN_FILES + RUN_CONFIG_FILES
-    found = ckpt_io.existing_run_files(out_dir, names)
+    found = [n for n in ckpt_io.existing_run_files(out_dir, names) if n != CONFIG_NAME]
     resume = cfg.train_value("resume")
-    if resume is None or not (out_dir / CONFIG_NAME).is_file():
-        if found and resume is None:
-            if not cfg.train_value("overwrite"):
-                ckpt_io.refuse_existing_run(out_dir, found)
-            ckpt_io.clear_run(out_dir, names)
-            for old in out_dir.glob("config.resumed-*.yaml"):
-                old.unlink()
-        save_config(cfg, out_dir / CONFIG_NAME)
-        return {}
-    earlier_cfg = load_config(out_dir / CONFIG_NAME)
-    earlier, now = _with_train_defaults(earlier_cfg), _with_train_defaults(cfg)
+    resumable = resume is not None and (out_dir / ckpt_io.CHECKPOINT_NAME).is_file()
+    if resume is not None and not resumable and found:
+        ckpt_io.refuse_unresumable_run(out_dir, found)
+    if not resumable or not (out_dir / CONFIG_NAME).is_file():
+        if found and resume is None and not cfg.train_value("overwrite"):
+            ckpt_io.refuse_existing_run(out_dir, found)
+        ckpt_io.clear_run(out_dir, names)
+        for old in out_dir.glob("config.resumed-*.yaml"):
+            old.unlink()
+        return {"pending": [(cfg, out_dir / CONFIG_NAME)]}
+    resumed = sorted(out_dir.glob("config.resumed-*.yaml"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    latest = resumed[-1] if resumed else out_dir / CONFIG_NAME
+    earlier, now = _with_train_defaults(load_config(latest)), _with_train_defaults(cfg)
     free = frozenset({"out_dir", "probe"}) | ckpt_io.FREE_TRAIN_KEYS
     changes = ckpt_io.config_changes(earlier, now, free)
     model_changes = {k: v for k, v in changes.items() if k.split(".")[0] in MODEL_SECTIONS}
     if model_changes:
         raise ckpt_io.ConfigChangedError(
-            f"config differs from the run in {out_dir} ({out_dir / CONFIG_NAME}) in the model: "
+            f"config differs from the run in {out_dir} ({latest}) in the model: "
             f"{ckpt_io.format_changes(model_changes)}. A resume must build the same model; to train a new one, "
             "use --overwrite or another --out-dir"
         )
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"pending": []}
     if (out_dir / RESULTS_NAME).is_file():
         import json
 
@@ -324,13 +351,13 @@ def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
     if changes:
         if not cfg.train_value("allow_config_change"):
             raise ckpt_io.ConfigChangedError(
-                f"config differs from the run being resumed ({out_dir / CONFIG_NAME}): "
+                f"config differs from the run being resumed ({latest}): "
                 f"{ckpt_io.format_changes(changes)}. Resume with the run's settings, allow a schedule change with "
                 "--allow-config-change (it is recorded; config.yaml is kept), or start a new run in another --out-dir"
             )
-        n = len(list(out_dir.glob("config.resumed-*.yaml"))) + 1
-        saved = save_config(cfg, out_dir / f"config.resumed-{n}.yaml")
-        history.append({"config": saved.name, "changes": {k: list(v) for k, v in changes.items()}})
+        path = out_dir / f"config.resumed-{len(resumed) + 1}.yaml"
+        state["pending"].append((cfg, path))
+        history.append({"config": path.name, "changes": {k: list(v) for k, v in changes.items()}})
     state["config_changes"] = history
     return state
 

@@ -361,7 +361,13 @@ class Trainer:
         self.model.train()
         self.run_state = self._build_optimizers()
         resume_path = ckpt_io.resolve_resume(self.cfg.resume, self.out_dir)
-        ckpt_io.prepare_out_dir(self.out_dir, resume_path is not None, self.cfg.overwrite, self.device)
+        ckpt_io.prepare_out_dir(
+            self.out_dir,
+            resume_path is not None,
+            self.cfg.overwrite,
+            self.device,
+            resume_asked=self.cfg.resume is not None,
+        )
         resumed = self.run_state.restore(resume_path) if resume_path is not None else None
         # After the restore (DDP broadcasts rank 0's parameters at wrap time; they already agree).
         self.ddp = wrap_loss_ddp(
@@ -598,7 +604,11 @@ class Trainer:
             self._save(run)
 
     def _save(self, run: _Progress, final: bool = False) -> None:
-        """Checkpoint at ``run.position``; a full disk before the last checkpoint leaves ``run`` as it was."""
+        """Checkpoint at ``run.position``; a full disk before the last checkpoint leaves ``run`` as it was.
+
+        The checkpoint of the last step (or of ``stop_after``) is the last one: there a full disk raises.
+        """
+        final = final or run.stop or run.step >= self.total_steps
         saved = self.run_state.save(run.step, *run.position, run.epoch_rng, run.metrics, final=final)
         if saved is not None:
             run.checkpoint, run.last_saved_step = saved, run.step

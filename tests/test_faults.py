@@ -143,7 +143,7 @@ def test_cli_train_refuses_an_existing_run_and_names_the_choices(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["train"]["steps"] == 4  # 67 train rows / 16
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["train"]["steps"] == 4  # 77 train rows / 16
 
 
 # ------------------------------------------------------------------- 2. resume keeps the record
@@ -292,7 +292,7 @@ def test_an_empty_config_file_is_refused(tmp_path):
 
 def test_a_single_class_probe_is_refused(tmp_path):
     write_pairs(tmp_path / "pairs.npz", labels=np.zeros(96, dtype="int64"))
-    with pytest.raises(ValueError, match=r"single class \(0, all \d+ rows\): a linear probe needs at least 2 classes"):
+    with pytest.raises(ValueError, match=r"train split hold a single class \(0\): the linear probe needs at least 2"):
         run_config(run_cfg(tmp_path))
 
 
@@ -393,3 +393,93 @@ def test_a_config_that_is_not_utf8_names_the_byte(tmp_path):
     path.write_bytes("out_dir: caf\u00e9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"run.yaml is not UTF-8 \(byte 0xe9 at offset 12, line 1\)"):
         load_config(path)
+
+
+# ------------------------------------------------------------- found by a new-user review
+def _lrs(path: Path) -> list[float]:
+    import csv
+
+    with path.open() as f:
+        return [float(row["lr"]) for row in csv.DictReader(f)]
+
+
+def test_an_allowed_lr_change_is_applied_from_the_first_resumed_step(tmp_path):
+    run_config(run_cfg(tmp_path, schedule="constant", stop_after=2, epochs=2))
+    run_config(run_cfg(tmp_path, schedule="constant", epochs=2, resume="auto", lr=1e-2, allow_config_change=True))
+    lrs = _lrs(tmp_path / "run" / "metrics.csv")
+    assert lrs[:2] == [1e-3, 1e-3] and lrs[2:] == [1e-2] * 6
+
+
+def test_a_resumed_cosine_schedule_continues_from_the_new_schedule_not_from_zero(tmp_path):
+    import math
+
+    run_config(run_cfg(tmp_path))  # 2 epochs x 4 steps, cosine to 0 at step 8
+    run_config(run_cfg(tmp_path, resume="auto", epochs=4, lr=1e-2, allow_config_change=True))
+    lrs = _lrs(tmp_path / "run" / "metrics.csv")
+    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(8, 16)]
+    assert lrs[8:] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_second_resume_compares_with_the_latest_allowed_config(tmp_path):
+    run_config(run_cfg(tmp_path))
+    run_config(run_cfg(tmp_path, resume="auto", epochs=3, allow_config_change=True))
+    again = run_config(run_cfg(tmp_path, resume="auto", epochs=3))  # the same settings: no change
+    assert [c["config"] for c in again["config_changes"]] == ["config.resumed-1.yaml"]
+    with pytest.raises(ConfigChangedError, match=r"config.resumed-1.yaml\): train.epochs: 3 -> 2"):
+        run_config(run_cfg(tmp_path, resume="auto"))
+
+
+def test_resume_of_a_run_without_its_checkpoint_says_so_and_writes_nothing(tmp_path):
+    run_config(run_cfg(tmp_path))
+    (tmp_path / "run" / CHECKPOINT_NAME).unlink()
+    before = digest(tmp_path / "run")
+    with pytest.raises(RunExistsError, match=r"but no checkpoint.pt to resume from .*--overwrite"):
+        run_config(run_cfg(tmp_path, resume="auto", lr=1e-2, allow_config_change=True))
+    with pytest.raises(RunExistsError, match=r"but no checkpoint.pt to resume from"):
+        factorcl.fit(small_model(), loader_of(small_data()), out_dir=str(tmp_path / "run"), resume="auto", **FIT)
+    assert digest(tmp_path / "run") == before
+
+
+def test_full_disk_before_any_checkpoint_says_to_run_again_with_overwrite(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _disk_full_on(set(range(1, 10))))
+    with pytest.warns(CheckpointWarning) as caught:
+        with pytest.raises(
+            CheckpointWriteError,
+            match=r"no checkpoint of this run was written yet: free space and "
+            r"run again with --overwrite",
+        ):
+            factorcl.fit(small_model(), loader_of(small_data()), out_dir=str(tmp_path), **FIT)
+    disk = [w for w in caught if issubclass(w.category, CheckpointWarning)]
+    assert len(disk) == 1  # the first epoch's checkpoint; the last one raises instead of warning again
+
+
+def test_a_run_that_fails_before_training_leaves_no_config_behind(tmp_path):
+    write_pairs(tmp_path / "pairs.npz", labels=np.zeros(96, dtype="int64"))
+    with pytest.raises(ValueError, match=r"labels 'y' of .* train split hold a single class \(0\)"):
+        run_config(run_cfg(tmp_path))
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").iterdir())  # refused before training
+    write_pairs(tmp_path / "pairs.npz")
+    assert run_config(run_cfg(tmp_path))["accuracy"] is not None  # the same folder, now without a refusal
+
+
+def test_a_last_batch_of_one_row_is_refused_before_training(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"last training batch would hold 1 row \(77 train rows, train.batch_size "
+        r"19, drop_last off\)",
+    ):
+        run_config(run_cfg(tmp_path, batch_size=19, drop_last=False))
+
+
+@pytest.mark.parametrize("text", ["", "{}", "  \n"])
+def test_an_empty_json_config_is_refused(tmp_path, text):
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"run.json is empty"):
+        load_config(path)
+
+
+def test_linear_probe_itself_refuses_a_single_class():
+    x = torch.randn(20, 3)
+    with pytest.raises(ValueError, match=r"train_labels hold a single class \(1, all 20 rows\)"):
+        factorcl.linear_probe(x, torch.ones(20, dtype=torch.long), x, torch.ones(20, dtype=torch.long))

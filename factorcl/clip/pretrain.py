@@ -58,6 +58,7 @@ def pretrain_clip(
     grad_clip: float | None = None,
     resume: str | None = None,
     overwrite: bool = False,
+    allow_config_change: bool = False,
     checkpoint_every: int | None = None,
     stop_after: int | None = None,
     seed: int = 0,
@@ -85,7 +86,8 @@ def pretrain_clip(
     ``out_dir/export`` (:func:`export_clip_factorcl`), runs the linear probe (train split ->
     held-out split) and writes ``out_dir/results.json``. ``build`` takes
     :class:`ClipFactorCLConfig` fields (method, shared_critic, image_aug, lock_text, ...).
-    ``overwrite`` lets training replace an earlier run's checkpoint in ``out_dir/train``
+    ``overwrite`` lets training replace an earlier run's checkpoint in ``out_dir/train``;
+    ``allow_config_change`` lets a resume change the schedule (recorded in the checkpoint)
     (:class:`factorcl.TrainConfig`). ``log`` (e.g. ``print``) gets the training summary
     (:func:`train_summary`) as soon as training and export are done, before the probe starts.
     Returns the results dict.
@@ -137,6 +139,7 @@ def pretrain_clip(
         stop_after=stop_after,
         progress=progress,
         overwrite=overwrite,
+        allow_config_change=allow_config_change,
     )
     if not is_main_process():
         barrier()  # under torchrun every rank trains; rank 0 alone exports, probes and writes

@@ -186,6 +186,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace the run already in OUT/train (without it, train refuses to touch one)",
     )
     g.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept a changed schedule (lr, epochs, ...); the change is recorded in the checkpoint",
+    )
+    g.add_argument(
         "--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: every epoch)"
     )
     g.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this many steps")
