@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -223,3 +225,29 @@ def test_shared_scorer_drives_the_unique_augmentation():
     assert out.shape == x2.shape
     with pytest.raises(ValueError, match="no shared critic"):
         small_model("supcon").shared_scorer()
+
+
+def test_critic_inputs_are_what_the_last_loss_left_for_the_critic_step():
+    """The critic cache is explicit: model.critic_inputs, one entry per separately trained estimator."""
+    data = small_data()
+    batch = next(iter(data.split("train").loader(64, shuffle=False)))
+    model = small_model("factorcl-ssl")  # sampled conditioning: both conditional terms have critic losses
+    assert model.critic_inputs == [] and float(model.critic_loss()) == 0.0
+    model.loss(batch)
+    names = {model.estimators[n]: n for n in model.estimators}
+    assert [names[item.estimator] for item in model.critic_inputs] == [
+        "unique_remove",
+        "shared_remove",
+        "unique_cond_keep",
+    ]
+    assert all(not a.requires_grad for item in model.critic_inputs for a in item.args if torch.is_tensor(a))
+    # critic_loss() trains on the cached inputs: the same value as passing them explicitly (on a copy:
+    # the sampled proposals update their running moments when they are fitted).
+    twin = copy.deepcopy(model)
+    torch.manual_seed(0)
+    explicit = twin.critic_loss(twin.critic_inputs)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model.critic_loss(), explicit)
+    simclr = small_model("simclr")
+    simclr.loss(batch)
+    assert simclr.critic_inputs == []
