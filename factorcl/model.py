@@ -22,7 +22,8 @@ from .batch import Batch
 from .distributed import check_same_size, is_distributed
 from .model_config import CRITICS, SHARED_HEADS, SSL_CONDITIONINGS, SUP_CONDITIONINGS, FactorCLConfig
 from .objectives import UPPER_BOUND_TERMS, Objective, get_objective, term_specs
-from .terms import CriticInput, Gatherer, build_estimators, evaluate_terms
+from .scorer import shared_scorer
+from .terms import CriticInput, build_estimators, evaluate_terms, supcon_term
 
 __all__ = ["CRITICS", "SHARED_HEADS", "SSL_CONDITIONINGS", "SUP_CONDITIONINGS", "FactorCL", "FactorCLConfig"]
 
@@ -158,7 +159,8 @@ class FactorCL(nn.Module):
         return next(self.parameters()).device
 
     # --------------------------------------------------------------------------------- encoding
-    def _encode(self, i: int, x: Tensor, mask: Tensor | None) -> Tensor:
+    def encode(self, i: int, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Encoder ``i``'s features of a batch, ``[B, dim_i]`` (checked)."""
         encoder = self.encoder1 if i == 1 else self.encoder2
         out = encoder(x, mask=mask) if mask is not None else encoder(x)
         if out.dim() != 2 or out.shape[0] != x.shape[0] or out.shape[1] != self.dims[i - 1]:
@@ -171,11 +173,11 @@ class FactorCL(nn.Module):
         self, i: int, x: Tensor, view: Tensor | None, mask: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
         if view is None:
-            return self._encode(i, x, mask), None
+            return self.encode(i, x, mask), None
         if self.concat_views and view.shape == x.shape:
-            both = self._encode(i, torch.cat([x, view]), None if mask is None else torch.cat([mask, mask]))
+            both = self.encode(i, torch.cat([x, view]), None if mask is None else torch.cat([mask, mask]))
             return both[: x.shape[0]], both[x.shape[0] :]
-        return self._encode(i, x, mask), self._encode(i, view, mask)
+        return self.encode(i, x, mask), self.encode(i, view, mask)
 
     def represent(self, f1: Tensor, f2: Tensor) -> dict[str, Tensor]:
         """The representations (as :meth:`embed` returns them) from encoder features [B, dim1], [B, dim2]."""
@@ -190,7 +192,7 @@ class FactorCL(nn.Module):
         """The learned representations: ``{"s1", "s2", "u1", "u2"}`` (Z_S1, Z_S2, Z_U1, Z_U2) when
         factorised, else ``{"z1", "z2"}`` (one Z per modality; L2-normalised for SupCon)."""
         x1, x2 = Batch(x1, x2).check_pair()
-        return self.represent(self._encode(1, x1, mask1), self._encode(2, x2, mask2))
+        return self.represent(self.encode(1, x1, mask1), self.encode(2, x2, mask2))
 
     # ------------------------------------------------------------------------------------ batch
     def _read(self, batch: Any) -> Batch:
@@ -256,7 +258,7 @@ class FactorCL(nn.Module):
         views = self.represent(f1v, f2v) if f1v is not None else {}
         self.critic_inputs = []
         if self.objective.supcon:
-            value = self._supcon(reps["z1"], reps["z2"], b.y)
+            value = supcon_term(reps["z1"], reps["z2"], b.y, self.supcon_temperature)
             return value, {"supcon": value.detach(), "loss": value.detach()}
         values, self.critic_inputs = evaluate_terms(
             self.terms,
@@ -278,23 +280,6 @@ class FactorCL(nn.Module):
             metrics[f"bracket/{term}"] = self.estimators[term].last_bracket
         return total, metrics
 
-    def _supcon(self, z1: Tensor, z2: Tensor, y: Tensor) -> Tensor:
-        gather = Gatherer()
-        (z1g, off), (z2g, _) = gather(z1), gather(z2)
-        yg = gather(y)[0]
-        n, b = z1g.shape[0], z1.shape[0]
-        anchors = torch.cat([z1, z2])
-        candidates = torch.cat([z1g, z2g])
-        idx = torch.arange(b, device=z1.device) + off
-        scores = anchors @ candidates.T / self.supcon_temperature
-        return bounds.supcon_loss(
-            scores,
-            torch.cat([y, y]),
-            torch.cat([yg, yg]),
-            self_index=torch.cat([idx, idx + n]),
-            normalizer=gather.normalizer,
-        )
-
     def critic_loss(self, inputs: list[CriticInput] | None = None) -> Tensor:
         """The separately trained critics' loss on ``inputs`` (default: :attr:`critic_inputs` of the
         last :meth:`loss`): NCE-CLUB critics' InfoNCE, chain marginals, sampled proposals.
@@ -307,28 +292,9 @@ class FactorCL(nn.Module):
         return sum(item.loss() for item in inputs)
 
     def shared_scorer(self) -> Callable[[Tensor, Tensor], Tensor]:
-        """A cross-modal scorer for :class:`augment.UniqueAugment` (Eq. 4.18) from the model's own
-        shared critic: ``scorer(x1 [B, ...], candidates [B, K, ...]) -> [B, K]``, the critic's score
-        of (Z_S1(x1_i), Z_S2(candidate_ik)), or of (Z1, Z2) without factorisation. Higher = the
-        candidate keeps more of what x1 refers to. Runs without gradients in eval mode.
-        """
-        if "shared_keep" not in self.estimators:
-            raise ValueError(f"method {self.objective.name!r} has no shared critic (shared_keep) to score with")
-        k1, k2 = ("s1", "s2") if self.objective.factorized else ("z1", "z2")
-
-        @torch.no_grad()
-        def scorer(x1: Tensor, candidates: Tensor) -> Tensor:
-            b, k = candidates.shape[:2]
-            was_training = self.training
-            self.eval()
-            try:
-                z1 = self.heads[k1](self._encode(1, x1, None))
-                z2 = self.heads[k2](self._encode(2, candidates.reshape(b * k, *candidates.shape[2:]), None))
-                return bounds.score_candidates(self.estimators["shared_keep"].critic, z1, z2.view(b, k, -1))
-            finally:
-                self.train(was_training)
-
-        return scorer
+        """A cross-modal scorer for :class:`augment.UniqueAugment` from the shared critic (see
+        :func:`factorcl.scorer.shared_scorer`)."""
+        return shared_scorer(self)
 
     @property
     def has_critic_step(self) -> bool:

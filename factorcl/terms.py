@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -133,6 +134,26 @@ def evaluate_terms(
     return out, critic_inputs
 
 
+def supcon_term(z1: Tensor, z2: Tensor, y: Tensor, temperature: float) -> Tensor:
+    """SupCon's loss (Khosla et al.) on L2-normalised Z1, Z2 of a batch, both modalities as views,
+    against the candidates of every rank."""
+    gather = Gatherer()
+    (z1g, off), (z2g, _) = gather(z1), gather(z2)
+    yg = gather(y)[0]
+    n, b = z1g.shape[0], z1.shape[0]
+    anchors = torch.cat([z1, z2])
+    candidates = torch.cat([z1g, z2g])
+    idx = torch.arange(b, device=z1.device) + off
+    scores = anchors @ candidates.T / temperature
+    return bounds.supcon_loss(
+        scores,
+        torch.cat([y, y]),
+        torch.cat([yg, yg]),
+        self_index=torch.cat([idx, idx + n]),
+        normalizer=gather.normalizer,
+    )
+
+
 def _target(spec: TermSpec, reps: Mapping[str, Tensor], views: Mapping[str, Tensor], onehot: Tensor | None) -> Tensor:
     if spec.y == "label":
         return onehot
@@ -195,4 +216,4 @@ class Gatherer:
         return self._done[key][1]
 
 
-__all__ = ["CriticInput", "Gatherer", "build_estimators", "evaluate_terms"]
+__all__ = ["CriticInput", "Gatherer", "build_estimators", "evaluate_terms", "supcon_term"]
