@@ -28,6 +28,30 @@ from .terms import CriticInput, build_estimators, evaluate_terms, supcon_term
 __all__ = ["CRITICS", "SHARED_HEADS", "SSL_CONDITIONINGS", "SUP_CONDITIONINGS", "FactorCL", "FactorCLConfig"]
 
 
+#: The positional order of the settings in the earlier ``FactorCL(...)`` signature (still accepted).
+_LEGACY_ORDER = (
+    "method",
+    "critic",
+    "conditioning",
+    "augment1",
+    "augment2",
+    "num_classes",
+    "embed_dim",
+    "head_layers",
+    "critic_hidden",
+    "critic_layers",
+    "critic_embed",
+    "critic_normalize",
+    "temperature",
+    "supcon_temperature",
+    "include_diagonal",
+    "critics",
+    "concat_views",
+    "symmetric_shared_keep",
+    "num_negatives",
+)
+
+
 class FactorCL(nn.Module):
     """Contrastive learning of shared (Z_S1, Z_S2) and unique (Z_U1, Z_U2) representations.
 
@@ -47,17 +71,31 @@ class FactorCL(nn.Module):
         encoder2: nn.Module,
         dim1: int,
         dim2: int,
-        config: FactorCLConfig | None = None,
-        *,
+        config: FactorCLConfig | Mapping[str, Any] | str | None = None,
+        *legacy: Any,
         augment1: Callable | str | None = None,
         augment2: Callable | str | None = None,
         critics: Mapping[str, nn.Module] | None = None,
         **settings: Any,
     ) -> None:
         super().__init__()
-        if isinstance(config, str):  # FactorCL(enc1, enc2, d1, d2, "simclr"): the method, positionally
-            settings = {"method": config, **settings}
+        if isinstance(config, str) or legacy:
+            # The earlier signature's positional order: FactorCL(enc1, enc2, d1, d2, "simclr", "concat", ...).
+            if not isinstance(config, str):
+                raise TypeError(
+                    "positional arguments after dim2 are the method and then the earlier signature's "
+                    "settings, but the first one is not a method name"
+                )
+            if len(legacy) >= len(_LEGACY_ORDER):
+                raise TypeError(f"FactorCL takes at most {4 + len(_LEGACY_ORDER)} positional arguments")
+            given = dict(zip(_LEGACY_ORDER, (config, *legacy)))
+            augment1 = given.pop("augment1", augment1)
+            augment2 = given.pop("augment2", augment2)
+            critics = given.pop("critics", critics)
+            settings = {**given, **settings}
             config = None
+        if isinstance(config, Mapping):
+            config = FactorCLConfig.from_dict(dict(config))
         unknown = sorted(set(settings) - set(FactorCLConfig.field_names()))
         if unknown:
             raise TypeError(
@@ -109,6 +147,7 @@ class FactorCL(nn.Module):
                 include_diagonal=cfg.include_diagonal,
                 symmetric_shared_keep=cfg.symmetric_shared_keep,
                 critics=critics,
+                method=obj.name,
             )
         )
         #: The detached inputs of the separately trained critics at the last :meth:`loss`, which

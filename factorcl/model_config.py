@@ -91,9 +91,7 @@ class FactorCLConfig:
                 "shared_heads", f"shared_heads must be one of {list(SHARED_HEADS)}, got {self.shared_heads!r}"
             )
         for name in ("temperature", "supcon_temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-                raise SettingError(name, f"{name} must be > 0, got {value}")  # `not value > 0` also refuses NaN
+            object.__setattr__(self, name, _positive(name, getattr(self, name)))
         for name, low in (
             ("head_layers", 0),
             ("critic_hidden", 1),
@@ -101,13 +99,13 @@ class FactorCLConfig:
             ("critic_embed", 1),
             ("num_negatives", 1),
             ("embed_dim", 1),
-            ("num_classes", 2),
+            ("num_classes", 1),
         ):
             value = getattr(self, name)
             if value is None and name in ("embed_dim", "num_classes"):
                 continue
             object.__setattr__(self, name, _integer(name, value, low))
-        if objective.supervised and self.num_classes is None:
+        if objective.supervised and (self.num_classes is None or self.num_classes < 2):
             raise SettingError(
                 "num_classes",
                 f"method {objective.name!r} uses labels: num_classes must be an integer >= 2, got {self.num_classes!r}",
@@ -152,6 +150,19 @@ class FactorCLConfig:
         if unknown and not ignore_unknown:
             raise ValueError(f"unknown FactorCL setting(s) {unknown}; the settings are {list(names)}")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _positive(name: str, value: Any) -> float:
+    """``value`` as a finite float > 0 (numpy scalars and 0-dim tensors too; a string or bool is refused)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise SettingError(name, f"{name} must be a number > 0, got {value!r} ({type(value).__name__})")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(name, f"{name} must be a number > 0, got {value!r} ({type(value).__name__})") from None
+    if not number > 0 or math.isinf(number):  # `not number > 0` also refuses NaN
+        raise SettingError(name, f"{name} must be > 0, got {value}")
+    return number
 
 
 def _integer(name: str, value: Any, low: int) -> int:

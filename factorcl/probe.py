@@ -219,9 +219,9 @@ def embed_batch(model: nn.Module, batch: Any) -> Mapping[str, Tensor]:
 def extract_features(
     model: nn.Module,
     loader: Iterable,
+    device: torch.device | str | None = None,
     *,
     encode: Encode | None = None,
-    device: torch.device | str | None = None,
     progress: bool | str = False,
 ) -> tuple[dict[str, Tensor], Tensor | None]:
     """Run ``encode(model, batch)`` over a loader without gradients, with ``model`` in eval mode.

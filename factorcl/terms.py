@@ -49,6 +49,7 @@ def build_estimators(
     include_diagonal: bool,
     symmetric_shared_keep: bool,
     critics: Mapping[str, nn.Module] | None = None,
+    method: str = "the method",
 ) -> dict[str, nn.Module]:
     """One estimator per spec. ``critics`` replaces a critic by name: a spec's name for its main
     critic, ``<name>_marginal`` / ``<name>_correction`` for a conditional term's other critics."""
@@ -87,7 +88,7 @@ def build_estimators(
                 critics=given,
             )
     if custom:
-        raise ValueError(f"critics has names that the method does not use: {sorted(custom)}; it uses {sorted(out)}")
+        raise ValueError(f"critics has names that {method!r} does not use: {sorted(custom)}; it uses {sorted(out)}")
     return out
 
 

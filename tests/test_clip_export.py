@@ -121,3 +121,12 @@ def test_probe_features_match_the_models_embed_in_eval_mode_and_restore_the_mode
         torch.testing.assert_close(feats[key], reps[key], rtol=0, atol=1e-6)
     torch.testing.assert_close(feats["image"], image, rtol=0, atol=1e-6)
     assert torch.equal(labels, batch["y"])
+
+
+def test_clip_config_keeps_the_earlier_flat_api():
+    config = ClipFactorCLConfig("simclr", factorcl_kwargs={"num_negatives": 63}, lock_text=True)
+    assert config.method == "simclr" and config.model.num_negatives == 63 and config.embed_dim is None
+    config.method = "factorcl-ssl"  # sets (and validates) the held FactorCLConfig
+    assert config.model.method == "factorcl-ssl" and config.lock_text is True
+    with pytest.raises(ValueError, match="method must be one of"):
+        config.method = "factorcl"

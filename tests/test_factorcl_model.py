@@ -251,3 +251,27 @@ def test_critic_inputs_are_what_the_last_loss_left_for_the_critic_step():
     simclr = small_model("simclr")
     simclr.loss(batch)
     assert simclr.critic_inputs == []
+
+
+def test_the_earlier_call_forms_still_work():
+    """FactorCL's earlier signature (settings positionally after dim2), dict configs, numpy/tensor numbers."""
+    import numpy as np
+
+    enc = lambda: torch.nn.Linear(3, 4)  # noqa: E731
+    assert factorcl.FactorCL(enc(), enc(), 4, 4, "simclr", "concat").critic_kind == "concat"
+    assert factorcl.FactorCL(enc(), enc(), 4, 4, {"method": "cross+self"}, augment1=lambda x: x).objective.name == (
+        "cross+self"
+    )
+    for value in (np.float32(0.2), torch.tensor(0.2)):
+        model = factorcl.FactorCL(enc(), enc(), 4, 4, method="simclr", temperature=value)
+        assert model.temperature == pytest.approx(0.2)
+    with pytest.raises(ValueError, match=r"temperature must be a number > 0, got '0.2' \(str\)"):
+        factorcl.FactorCL(enc(), enc(), 4, 4, method="simclr", temperature="0.2")
+    with pytest.raises(ValueError, match=r"method 'factorcl-sup' uses labels: num_classes must be an integer >= 2"):
+        factorcl.FactorCL(enc(), enc(), 4, 4, method="factorcl-sup", num_classes=1)
+    with pytest.raises(ValueError, match=r"critics has names that 'simclr' does not use: \['unique_remove'\]"):
+        factorcl.FactorCL(enc(), enc(), 4, 4, method="simclr", critics={"unique_remove": torch.nn.Linear(1, 1)})
+    feats, _ = factorcl.extract_features(
+        factorcl.FactorCL(enc(), enc(), 4, 4, "simclr"), [(torch.randn(5, 3),) * 2], "cpu"
+    )
+    assert feats["z1"].shape == (5, 128)

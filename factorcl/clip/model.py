@@ -56,7 +56,16 @@ class ClipFactorCLConfig:
     unlocked_blocks: int = 0
     grad_checkpointing: bool = False
 
-    def __init__(self, model: FactorCLConfig | Mapping[str, Any] | None = None, **settings: Any) -> None:
+    def __init__(self, model: FactorCLConfig | Mapping[str, Any] | str | None = None, **settings: Any) -> None:
+        if isinstance(model, str):  # the earlier signature: ClipFactorCLConfig("simclr", ...)
+            settings, model = {"method": model, **settings}, None
+        for key, value in dict(settings.pop("factorcl_kwargs", None) or {}).items():  # the earlier place for these
+            if key == "critics":
+                raise TypeError(
+                    "factorcl_kwargs['critics'] is no longer a setting: critics are modules; pass them "
+                    "to FactorCL (build_clip_factorcl builds CLIP's own shared critic)"
+                )
+            settings.setdefault(key, value)
         own = {f.name: f.default for f in fields(ClipFactorCLConfig) if f.name != "model"}
         base = (
             CLIP_MODEL_DEFAULTS
@@ -82,10 +91,18 @@ class ClipFactorCLConfig:
         if int(self.num_candidates) < 1:
             raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
 
-    @property
-    def method(self) -> str:
-        """The FactorCL method (``model.method``)."""
-        return self.model.method
+    def __getattr__(self, name: str) -> Any:
+        # FactorCL settings read as attributes, as in the earlier flat config: config.method, .embed_dim, ...
+        if name != "model" and name in FactorCLConfig.field_names() and "model" in self.__dict__:
+            return getattr(self.__dict__["model"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ... and set, which replaces (and validates again) the held FactorCLConfig.
+        if name in FactorCLConfig.field_names() and "model" in self.__dict__:
+            object.__setattr__(self, "model", self.__dict__["model"].replace(**{name: value}))
+        else:
+            object.__setattr__(self, name, value)
 
     def with_model(self, **changes: Any) -> ClipFactorCLConfig:
         """A copy whose FactorCL settings have ``changes``."""
