@@ -10,6 +10,7 @@ import argparse
 import datetime
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from factorcl import distributed
     from factorcl.experiments import synthetic as syn
-    from factorcl.jsonio import write_json
 
     main = distributed.is_main_process()
     methods = tuple(args.methods) if args.methods else None
@@ -125,15 +125,26 @@ def _run(args: argparse.Namespace) -> int:
             f"ratios {', '.join(f'{r:g}' for r in cfg.ratios)}; seeds {', '.join(map(str, cfg.seeds))}{procs}"
         )
     results = syn.run_synthetic_benchmark(cfg)
+    if main:
+        _report(args, cfg, results)
+    # Every rank leaves the process group together: a rank that tears its group down while rank 0
+    # still probes and writes can abort in gloo's teardown ("terminate called without an active
+    # exception").
+    distributed.barrier()
+    return 0
+
+
+def _report(args: argparse.Namespace, cfg: Any, results: Any) -> None:
+    """Rank 0: the tables, the claims, the JSON and the plot (or where an interrupted sweep stopped)."""
+    from factorcl.experiments import synthetic as syn
+    from factorcl.jsonio import write_json
+
     if results.interrupted:
-        if main:
-            print(
-                f"stopped after {cfg.stop_after} steps of a run (--stop-after); continue with --resume "
-                f"--work-dir {cfg.work_dir}"
-            )
-        return 0
-    if not main:
-        return 0
+        print(
+            f"stopped after {cfg.stop_after} steps of a run (--stop-after); continue with --resume "
+            f"--work-dir {cfg.work_dir}"
+        )
+        return
     print()
     print(syn.format_accuracy_table(results))
     print()
@@ -146,4 +157,3 @@ def _run(args: argparse.Namespace) -> int:
     plot = syn.plot_accuracy(results, args.plot or Path(args.out).with_name("accuracy.png"))
     print(f"\nfinished in {results.wall_seconds:.0f} s on {results.config['device']}")
     print(f"results: {out.resolve()}\nplot:    {plot.resolve()}")
-    return 0
