@@ -462,9 +462,9 @@ def test_pretrain_clip_passes_overwrite_to_fit(tmp_path, monkeypatch, clip_demo)
         assert seen["overwrite"] is overwrite
 
 
-def test_clip_train_refuses_an_existing_run_as_an_error_line_and_overwrite_replaces_it(tmp_path, capsys, clip_demo):
-    data = clip_demo(48, seed=1)
-    args = [
+def _tiny_clip_train(data, out, *extra: str) -> list[str]:
+    """``factorcl clip train`` argv: the tiny model, one step of one epoch on the CPU, no progress bars."""
+    return [
         "clip",
         "train",
         "--data",
@@ -472,7 +472,7 @@ def test_clip_train_refuses_an_existing_run_as_an_error_line_and_overwrite_repla
         "--config",
         "tiny",
         "--out",
-        str(tmp_path / "run"),
+        str(out),
         "--epochs",
         "1",
         "--batch-size",
@@ -484,8 +484,12 @@ def test_clip_train_refuses_an_existing_run_as_an_error_line_and_overwrite_repla
         "--amp",
         "none",
         "--no-progress",
-        "--no-probe",
+        *extra,
     ]
+
+
+def test_clip_train_refuses_an_existing_run_as_an_error_line_and_overwrite_replaces_it(tmp_path, capsys, clip_demo):
+    args = _tiny_clip_train(clip_demo(48, seed=1), tmp_path / "run", "--no-probe")
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "trained 1 steps" in out and "open_clip checkpoint:" in out
@@ -506,33 +510,7 @@ def test_feature_extraction_shows_progress_unless_turned_off(tmp_path, capsys, c
 
 
 def test_clip_train_prints_the_training_summary_before_the_probe(tmp_path, capsys, clip_demo):
-    data = clip_demo(48, seed=1)
-    assert (
-        main(
-            [
-                "clip",
-                "train",
-                "--data",
-                str(data),
-                "--config",
-                "tiny",
-                "--out",
-                str(tmp_path / "run"),
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--stop-after",
-                "1",
-                "--device",
-                "cpu",
-                "--amp",
-                "none",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(_tiny_clip_train(clip_demo(48, seed=1), tmp_path / "run")) == 0
     out = capsys.readouterr().out
     assert out.index("trained 1 steps") < out.index("linear probe: features of") < out.index("linear probe (held-out")
 

@@ -180,7 +180,7 @@ def probe_clip(
     ``progress`` shows a bar over the batches of the feature extraction.
     """
     from .data import ImageCaptionDataset, make_loader
-    from .split import check_same_held_out, held_out_split, probe_split_settings, split_record
+    from .split import check_same_held_out, data_summary, held_out_split, probe_split_settings, split_record
 
     settings, training_data = probe_split_settings(
         recorded_split, data, seed=seed, test_fraction=test_fraction, skip_missing=skip_missing
@@ -203,14 +203,7 @@ def probe_clip(
     extract = partial(clip_features, bundle) if model is None else partial(factorcl_features, model)
     probe = probe_loaders(extract, *loaders, dev, amp_mode, progress, dataset.num_classes)  # counts skipped rows
     return {
-        "data": {
-            "path": str(data),
-            "pairs": len(dataset),
-            "skipped": dataset.skipped,
-            "train": len(train_idx),
-            "test": len(test_idx),
-            "classes": dataset.classes,
-        },
+        "data": data_summary(data, dataset, train_idx, test_idx),
         "split": {**split, "training_data": training_data, "recorded": recorded_split is not None},
         "model": {"name": bundle.name, "source": bundle.source, "trained": model is not None},
         "probe": probe,

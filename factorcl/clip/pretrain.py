@@ -25,7 +25,7 @@ from .evaluate import factorcl_features, probe_loaders
 from .export import export_clip_factorcl
 from .loading import load_clip
 from .model import CONDITIONINGS, CRITICS, SHARED_CRITICS, ClipFactorCLConfig, build_clip_factorcl
-from .split import held_out_split, split_record
+from .split import data_summary, held_out_split, split_record
 
 __all__ = [
     "CONDITIONINGS",
@@ -147,14 +147,7 @@ def pretrain_clip(
     exported = export_clip_factorcl(factor, bundle, out_dir / "export", cfg, split=split)
 
     results: dict[str, Any] = {
-        "data": {
-            "path": str(data),
-            "pairs": len(dataset),
-            "skipped": dataset.skipped,
-            "train": len(train_idx),
-            "test": len(test_idx),
-            "classes": dataset.classes,
-        },
+        "data": data_summary(data, dataset, train_idx, test_idx),
         "model": {
             "name": bundle.name,
             "source": bundle.source,

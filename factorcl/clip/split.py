@@ -17,7 +17,14 @@ from typing import Any
 
 from .data import ImageCaptionDataset, train_test_split
 
-__all__ = ["SPLIT_DEFAULTS", "held_out_split", "probe_split_settings", "split_record", "check_same_held_out"]
+__all__ = [
+    "SPLIT_DEFAULTS",
+    "check_same_held_out",
+    "data_summary",
+    "held_out_split",
+    "probe_split_settings",
+    "split_record",
+]
 
 # What the split uses when nothing is given and nothing is recorded.
 SPLIT_DEFAULTS: dict[str, Any] = {"seed": 0, "test_fraction": 0.2, "skip_missing": False}
@@ -50,6 +57,20 @@ def held_out_split(dataset: ImageCaptionDataset, test_fraction: float, seed: int
     if dataset.num_classes is None or test_fraction <= 0:
         return list(range(len(dataset))), []
     return train_test_split(dataset.labels, test_fraction, seed)
+
+
+def data_summary(
+    data: str | os.PathLike, dataset: ImageCaptionDataset, train_idx: Sequence[int], test_idx: Sequence[int]
+) -> dict[str, Any]:
+    """The ``data`` entry of a results JSON: the file, its pairs, the skipped rows, the split sizes, the classes."""
+    return {
+        "path": str(data),
+        "pairs": len(dataset),
+        "skipped": dataset.skipped,
+        "train": len(train_idx),
+        "test": len(test_idx),
+        "classes": dataset.classes,
+    }
 
 
 def split_record(
