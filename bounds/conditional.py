@@ -445,7 +445,8 @@ def conditional_estimator(
     ``make_critic(a_dim, b_dim)`` builds a critic; ``critics`` replaces one by role
     (``critic``, ``marginal_critic``, ``correction_critic``). The widths each conditioning needs:
 
-    - ``grouped`` / ``concat``: the critic scores [x, c_x] against [y, c_y];
+    - ``grouped`` / ``concat``: the critic scores [x, c_x] against [y, c_y] (``grouped`` without
+      ``num_classes`` scores plain x against y: the groups only select the negatives);
     - ``chain``: the critic scores x against [y, c] and the marginal critic x against c, where c
       is the whole condition (both sides' when they differ);
     - ``sampled``: the critic scores standardised x against standardised y; the proposals q(y | c)
@@ -476,7 +477,9 @@ def conditional_estimator(
             correction_critic=pick("correction_critic", c_dim, y_dim),
             num_negatives=num_negatives,
         )
-    else:  # grouped, concat: the condition appended to each side
+    elif conditioning == "grouped" and num_classes is None:  # groups only pick the negatives: plain (x, y)
+        critic = pick("critic", x_dim, y_dim)
+    else:  # grouped (one-hot labels), concat: the condition appended to each side
         critic = pick("critic", x_dim + cx_dim, y_dim + (cx_dim if cy_dim is None else cy_dim))
     if kind == "nce_club":
         return ConditionalNCECLUB(critic, include_diagonal=include_diagonal, **kwargs)

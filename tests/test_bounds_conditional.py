@@ -330,3 +330,46 @@ def test_score_candidates_matches_full_scores_and_trains_a_learnable_temperature
 def test_sampled_needs_x_proposal_when_the_critic_cannot_see_c():
     with pytest.raises(ValueError, match="needs x_proposal"):
         bounds.ConditionalNCECLUB(small_critic(2, 2), "sampled", proposal=bounds.GaussianProposal(2, 2))
+
+
+@pytest.mark.parametrize("kind", ["infonce", "nce_club"])
+@pytest.mark.parametrize(
+    "conditioning, labels, num_classes",
+    [
+        ("concat", False, None),
+        ("chain", False, None),
+        ("sampled", False, None),
+        ("concat", True, 3),
+        ("chain", True, 3),
+        ("grouped", True, 3),
+        ("grouped", True, None),
+    ],
+)
+def test_conditional_estimator_sizes_the_critics_its_conditioning_feeds(kind, conditioning, labels, num_classes):
+    """The factory's widths agree with how each conditioning concatenates its inputs: forward and
+    critic_loss run on inputs of the stated widths."""
+    from bounds import SeparableCritic, conditional_estimator
+
+    b, x_dim, y_dim, c = 16, 5, 4, 3
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(b, x_dim, generator=gen), torch.randn(b, y_dim, generator=gen)
+    if labels:
+        cx = torch.randint(0, 3, (b,), generator=gen)
+        cx[:2] = torch.tensor([0, 1])  # every group has a partner for grouped NCE-CLUB
+        cy, dims = (None if conditioning == "chain" else cx), (3, None)
+    else:
+        cx, cy, dims = torch.randn(b, c, generator=gen), torch.randn(b, c, generator=gen), (c, c)
+    est = conditional_estimator(
+        kind,
+        conditioning,
+        x_dim,
+        y_dim,
+        *dims,
+        lambda a, d: SeparableCritic(a, d, hidden_dim=8, embed_dim=4),
+        num_classes=num_classes,
+        proposal_hidden=8,
+        num_negatives=7,
+    )
+    assert torch.isfinite(est(x, y, cx, cy))
+    if getattr(est, "has_critic_loss", False):
+        assert torch.isfinite(est.critic_loss(x, y, cx, cy))
