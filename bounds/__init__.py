@@ -36,7 +36,13 @@ from .estimators import (
     nce_club,
     positives,
 )
-from .sampled import GaussianProposal, sampled_infonce, sampled_nce_club, score_candidates
+from .sampled import (
+    GaussianProposal,
+    sampled_infonce,
+    sampled_nce_club,
+    score_candidates,
+    score_positive_and_shared,
+)
 from .supcon import supcon_loss
 
 __all__ = [
@@ -67,6 +73,7 @@ __all__ = [
     "sampled_infonce",
     "sampled_nce_club",
     "score_candidates",
+    "score_positive_and_shared",
     "set_value_checks",
     "supcon_loss",
     "value_checks_enabled",

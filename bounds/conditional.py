@@ -31,7 +31,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ._checks import as_offset, check_features, check_groups, check_offset, check_same_batch, check_scores, check_tensor
 from .estimators import _upcast, call_frozen, infonce, nce_club, positives, valid_row_mean
-from .sampled import GaussianProposal, sampled_infonce, sampled_nce_club, score_candidates
+from .sampled import GaussianProposal, sampled_infonce, sampled_nce_club, score_candidates, score_positive_and_shared
 
 CONDITIONINGS = ("grouped", "concat", "chain", "sampled")
 
@@ -129,6 +129,28 @@ def concat_condition(x: Tensor, c: Tensor, num_classes: int | None = None) -> Te
     return torch.cat([x, c.to(x.dtype)], dim=1)
 
 
+class SampledCandidates(NamedTuple):
+    """What ``sampled`` scores for a batch: the whole condition c [B, k], the x side [B, dx] and the
+    positives [B, dy] in the proposals' residual units, and the K shared standardised negatives [K, dy].
+
+    A forward keeps them (detached) as ``last_candidates``, so that the critic steps that follow train
+    on the same candidates without running the proposals again. Why the proposals and the correction
+    critic are then fitted on the first critic step only: the running moments of q must count each
+    batch once (they average over batches, and a batch fitted three times would weigh three times), and
+    they are the expensive part of a critic step; the NCE-CLUB critics, whose estimate is an upper bound
+    only near their optimum, take every step.
+    """
+
+    c: Tensor
+    x_side: Tensor
+    positive: Tensor
+    noise: Tensor
+
+    def detach(self) -> SampledCandidates:
+        """The same candidates without their graph."""
+        return SampledCandidates(*(t.detach() for t in self))
+
+
 class _Conditional(nn.Module):
     """Holds a critic (and, for ``chain``, a marginal critic) and builds conditional score matrices."""
 
@@ -175,6 +197,8 @@ class _Conditional(nn.Module):
         self.conditioning = conditioning
         self.num_classes = num_classes
         self.concat_sides = concat_sides
+        #: ``sampled``: the detached candidates of the last forward (see :class:`SampledCandidates`).
+        self.last_candidates: SampledCandidates | None = None
 
     def _cond(self, c: Tensor) -> Tensor:
         if c.is_floating_point():
@@ -274,21 +298,33 @@ class _Conditional(nn.Module):
         return params
 
     def _sampled_critic_loss(
-        self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None, offset: int, train_main: bool
+        self,
+        x: Tensor,
+        y: Tensor,
+        cx: Tensor,
+        cy: Tensor | None,
+        offset: int,
+        train_main: bool,
+        candidates: SampledCandidates | None,
+        auxiliary: bool,
     ) -> Tensor:
         x, y, cx, cy = _detach_all(x, y, cx, cy)
         offset = as_offset(offset)
-        c = self._chain_condition(x, cx, cy)
-        loss = self.proposal.nll(y[offset : offset + x.shape[0]], c)
-        if self.x_proposal is not None:
-            loss = loss + self.x_proposal.nll(x, c)
-        with torch.no_grad():
-            c, x_side, positive, noise = self._sampled_candidates(x, y, cx, cy, offset)
-        if self.correction_critic is not None:
-            loss = loss - sampled_infonce(self._correction_scores(c, positive, noise))
+        if candidates is None:
+            with torch.no_grad():  # standardised by q as it is before this step's fit, as forward does
+                candidates = SampledCandidates(*self._sampled_candidates(x, y, cx, cy, offset))
+        c, x_side, positive, noise = candidates.detach()
+        losses: list[Tensor] = []
+        if auxiliary:
+            losses.append(self.proposal.nll(y[offset : offset + x.shape[0]], c))
+            if self.x_proposal is not None:
+                losses.append(self.x_proposal.nll(x, c))
+            if self.correction_critic is not None:
+                losses.append(-sampled_infonce(self._correction_scores(c, positive, noise)))
         if train_main:
-            loss = loss - sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False))
-        return loss
+            losses.append(-sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False)))
+        # Nothing to train (a lower bound's critic step after its first): a zero without a graph.
+        return sum(losses[1:], losses[0]) if losses else x.new_zeros(())
 
     def _lower(self, scores: Tensor, cx: Tensor, cy: Tensor | None, offset: int) -> Tensor:
         if self.conditioning == "grouped":
@@ -322,6 +358,7 @@ class ConditionalInfoNCE(_Conditional):
         check_features(y, None, "y")
         if self.conditioning == "sampled":
             c, x_side, positive, noise = self._sampled_candidates(x, y, cx, cy, offset)
+            self.last_candidates = SampledCandidates(c, x_side, positive, noise).detach()
             value = sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False))
             if self.correction_critic is None:
                 return value
@@ -335,15 +372,29 @@ class ConditionalInfoNCE(_Conditional):
             return value
         return value - infonce(self._marginal_scores(x, cx, cy, frozen=True), offset=offset)
 
-    def critic_loss(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0) -> Tensor:
+    def critic_loss(
+        self,
+        x: Tensor,
+        y: Tensor,
+        cx: Tensor,
+        cy: Tensor | None = None,
+        offset: int = 0,
+        candidates: SampledCandidates | None = None,
+        auxiliary: bool = True,
+    ) -> Tensor:
         """The loss of the separately trained parts on detached inputs: -I_NCE(X; C) for ``chain``'s
-        marginal critic; the proposal's NLL and the correction critic's -I_NCE^q for ``sampled``."""
+        marginal critic; the proposal's NLL and the correction critic's -I_NCE^q for ``sampled``.
+
+        ``sampled`` only: ``candidates`` (the ``last_candidates`` of a forward on these inputs) are
+        scored instead of standardising and drawing again; ``auxiliary=False`` leaves out the
+        proposals and the correction critic, so there is nothing to train (a zero without a graph).
+        """
         if not self.has_critic_loss:
             raise ValueError(
                 f"conditioning={self.conditioning!r} has no separately trained critic; only 'chain' and 'sampled' do"
             )
         if self.conditioning == "sampled":
-            return self._sampled_critic_loss(x, y, cx, cy, offset, train_main=False)
+            return self._sampled_critic_loss(x, y, cx, cy, offset, False, candidates, auxiliary)
         det = _detach_all(x, cx, cy)
         return -infonce(self._marginal_scores(det[0], det[1], det[2], frozen=False), offset=offset)
 
@@ -379,6 +430,7 @@ class ConditionalNCECLUB(_Conditional):
         check_features(y, None, "y")
         if self.conditioning == "sampled":
             c, x_side, positive, noise = self._sampled_candidates(x, y, cx, cy, offset)
+            self.last_candidates = SampledCandidates(c, x_side, positive, noise).detach()
             scores = self._sampled_scores(x_side, c, positive, noise, frozen=True)
             value = sampled_nce_club(scores)
             # The bracket check: an NCE-CLUB below its own critic's InfoNCE means the critic is far
@@ -410,11 +462,26 @@ class ConditionalNCECLUB(_Conditional):
             return sampled_infonce(self._sampled_scores(x_side, c, positive, noise, frozen=False))
         return self._lower(self._scores(x, y, cx, cy, frozen=False), cx, cy, offset)
 
-    def critic_loss(self, x: Tensor, y: Tensor, cx: Tensor, cy: Tensor | None = None, offset: int = 0) -> Tensor:
+    def critic_loss(
+        self,
+        x: Tensor,
+        y: Tensor,
+        cx: Tensor,
+        cy: Tensor | None = None,
+        offset: int = 0,
+        candidates: SampledCandidates | None = None,
+        auxiliary: bool = True,
+    ) -> Tensor:
         """-(conditional I_NCE) on detached inputs (plus -I_NCE(X; C) for ``chain``; plus the proposal's
-        NLL and the correction critic's loss for ``sampled``): trains the critics only."""
+        NLL and the correction critic's loss for ``sampled``): trains the critics only.
+
+        ``sampled`` only: ``candidates`` (the ``last_candidates`` of a forward on these inputs) are
+        scored instead of standardising and drawing again; ``auxiliary=False`` trains the main critic
+        alone (the proposals and the correction critic are fitted once per batch, see
+        :class:`SampledCandidates`).
+        """
         if self.conditioning == "sampled":
-            return self._sampled_critic_loss(x, y, cx, cy, offset, train_main=True)
+            return self._sampled_critic_loss(x, y, cx, cy, offset, True, candidates, auxiliary)
         x, y, cx, cy = _detach_all(x, y, cx, cy)
         loss = -self._lower(self._scores(x, y, cx, cy, frozen=False), cx, cy, offset)
         if self.conditioning != "chain":
@@ -505,6 +572,8 @@ class _CandidateScorer(nn.Module):
 
     def forward(self, x: Tensor, candidates: Tensor, shared: Tensor | None = None) -> Tensor:
         """[B, M] row-own candidates' scores, then (with ``shared`` [K, D]) the [B, K] scores of the shared ones."""
+        if shared is not None and candidates.shape[1] == 1:  # one positive per row: x embedded once
+            return score_positive_and_shared(self.critic, x, candidates[:, 0], shared)
         own = score_candidates(self.critic, x, candidates)
         return own if shared is None else torch.cat([own, self.critic(x, shared)], dim=1)
 
@@ -520,6 +589,7 @@ def _detach_all(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
 
 __all__ = [
     "CONDITIONINGS",
+    "SampledCandidates",
     "DEFAULT_NUM_NEGATIVES",
     "ConditionalInfoNCE",
     "ConditionalNCECLUB",

@@ -95,6 +95,31 @@ def score_candidates(critic: nn.Module, x: Tensor, candidates: Tensor) -> Tensor
     return full[torch.arange(b, device=x.device), torch.arange(b, device=x.device)]
 
 
+def score_positive_and_shared(critic: nn.Module, x: Tensor, positive: Tensor, shared: Tensor) -> Tensor:
+    """Scores [B, 1 + K]: column 0 f(x_i, positive_i), columns 1..K f(x_i, shared_k) for K shared candidates.
+
+    The x side is embedded once: ``SeparableCritic`` embeds the positives and the shared candidates in one
+    pass of its y tower, ``ConcatCritic`` projects x once for both; any other critic scores the positives
+    with :func:`score_candidates` and the shared candidates as one [B, K] matrix.
+    """
+    check_features(x, None, "x")
+    check_same_batch(x, positive, "x", "positive")
+    b = x.shape[0]
+    if callable(getattr(critic, "embed_x", None)) and callable(getattr(critic, "score_embeddings", None)):
+        gx = critic.embed_x(x)
+        hy = critic.embed_y(torch.cat([positive, shared.to(positive.dtype)]))
+        pos = (gx * hy[:b]).sum(-1, keepdim=True) * critic.inverse_temperature()
+        return torch.cat([pos, critic.score_embeddings(gx, hy[b:])], dim=1)
+    if callable(getattr(critic, "project_x", None)) and callable(getattr(critic, "score_projections", None)):
+        hx = critic.project_x(x)
+        hy = critic.project_y(torch.cat([positive, shared.to(positive.dtype)]))
+        h = hx + hy[:b]
+        for layer in critic.net[1:]:
+            h = layer(h)
+        return torch.cat([h, critic.score_projections(hx, hy[b:])], dim=1)
+    return torch.cat([score_candidates(critic, x, positive.unsqueeze(1)), critic(x, shared)], dim=1)
+
+
 class GaussianProposal(nn.Module):
     """q(y | c) = N(mu(c), diag sigma(c)^2), fitted to (y, c) pairs.
 
@@ -178,7 +203,13 @@ class GaussianProposal(nn.Module):
         n_eff = y.shape[0] * min(n + 1, 1.0 / self.momentum)
         lam = self.ridge * float(self.cc.diagonal().mean().clamp_min(1e-12)) / n_eff
         eye = torch.eye(self.c_dim, device=c.device, dtype=c.dtype)
-        self.weight.copy_(torch.linalg.solve(self.cc + lam * eye, self.yc.T).T)
+        # cc + lam I is symmetric positive definite (for ridge > 0): Cholesky costs half an LU.
+        gram = self.cc + lam * eye
+        chol, info = torch.linalg.cholesky_ex(gram)
+        if int(info) == 0:
+            self.weight.copy_(torch.cholesky_solve(self.yc.T, chol).T)
+        else:  # singular (ridge = 0 with too few samples): the general solver says so or copes
+            self.weight.copy_(torch.linalg.solve(gram, self.yc.T).T)
         if n_eff >= 2 * self.c_dim:
             # Enough samples: the residual variance of the regression from the moments themselves,
             # with the degrees-of-freedom correction n / (n - dim c) of an unbiased OLS estimate; it
@@ -241,4 +272,5 @@ __all__ = [
     "sampled_infonce",
     "sampled_nce_club",
     "score_candidates",
+    "score_positive_and_shared",
 ]

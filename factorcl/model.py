@@ -142,7 +142,8 @@ class FactorCL(nn.Module):
                 supervised=obj.supervised,
                 conditioning=self.conditioning,
                 make_critic=self._critic,
-                proposal_hidden=cfg.critic_hidden,
+                make_aux_critic=lambda a, b: self._critic(a, b, cfg.effective_aux_critic_hidden),
+                proposal_hidden=cfg.effective_aux_critic_hidden,
                 num_negatives=cfg.num_negatives,
                 include_diagonal=cfg.include_diagonal,
                 symmetric_shared_keep=cfg.symmetric_shared_keep,
@@ -163,9 +164,9 @@ class FactorCL(nn.Module):
         # does not depend on this switch.
         return nn.Identity() if shared and self.config.shared_heads == "identity" else head
 
-    def _critic(self, x_dim: int, y_dim: int) -> nn.Module:
+    def _critic(self, x_dim: int, y_dim: int, hidden: int | None = None) -> nn.Module:
         cfg = self.config
-        kwargs: dict[str, Any] = dict(hidden_dim=cfg.critic_hidden, layers=cfg.critic_layers)
+        kwargs: dict[str, Any] = dict(hidden_dim=hidden or cfg.critic_hidden, layers=cfg.critic_layers)
         if cfg.critic == "separable":
             # Cosine scores with a temperature learn far faster than raw dot products (scores must
             # reach a scale of log B); bounds.SeparableCritic's own defaults stay the plain form.
@@ -328,7 +329,10 @@ class FactorCL(nn.Module):
         inputs = self.critic_inputs if inputs is None else inputs
         if not inputs:
             return torch.zeros((), device=self.device)
-        return sum(item.loss() for item in inputs)
+        losses = [loss for loss in (item.loss() for item in inputs) if loss.requires_grad]
+        if not losses:  # every part was fitted on an earlier critic step of this batch
+            return torch.zeros((), device=self.device, requires_grad=True)
+        return sum(losses[1:], losses[0])
 
     def shared_scorer(self) -> Callable[[Tensor, Tensor], Tensor]:
         """A cross-modal scorer for :class:`augment.UniqueAugment` from the shared critic (see

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -51,7 +52,10 @@ class FactorCLConfig:
     exact for discrete labels), "concat" or "chain". ``num_negatives`` is the number of sampled
     negatives per row of "sampled". ``embed_dim`` is every head's width (None: the encoders');
     ``head_layers`` their hidden layers; ``critic_hidden`` / ``critic_layers`` / ``critic_embed``
-    size the critics (``critic_hidden`` also the sampled proposals). ``temperature`` is the
+    size the critics. ``aux_critic_hidden`` is the hidden width of the critics, proposals and
+    correction critics of the terms FactorCL adds to Cross+Self (the NCE-CLUB removal terms and
+    the conditional I_NCE(Z_U1; Z_U2 | C)); None gives them ``critic_hidden`` (the published form:
+    every critic equally wide). ``temperature`` is the
     separable critics' cosine temperature, ``supcon_temperature`` SupCon's.
     ``symmetric_shared_keep`` averages both directions of I_NCE(Z_S1; Z_S2), so that with CLIP's
     logit as critic the term is exactly log B minus the CLIP loss; ``shared_heads="identity"``
@@ -68,6 +72,7 @@ class FactorCLConfig:
     head_layers: int = 0
     shared_heads: str = "mlp"  # "identity": Z_S (or Z) is the encoder output itself
     critic_hidden: int = 512
+    aux_critic_hidden: int | None = 128  # None: critic_hidden
     critic_layers: int = 1
     critic_embed: int = 128
     critic_normalize: bool = True
@@ -95,6 +100,7 @@ class FactorCLConfig:
         for name, low in (
             ("head_layers", 0),
             ("critic_hidden", 1),
+            ("aux_critic_hidden", 1),
             ("critic_layers", 0),
             ("critic_embed", 1),
             ("num_negatives", 1),
@@ -102,7 +108,7 @@ class FactorCLConfig:
             ("num_classes", 1),
         ):
             value = getattr(self, name)
-            if value is None and name in ("embed_dim", "num_classes"):
+            if value is None and name in ("embed_dim", "num_classes", "aux_critic_hidden"):
                 continue
             object.__setattr__(self, name, _integer(name, value, low))
         if objective.supervised and (self.num_classes is None or self.num_classes < 2):
@@ -125,6 +131,11 @@ class FactorCLConfig:
         return SUP_CONDITIONINGS if get_objective(self.method).supervised else SSL_CONDITIONINGS
 
     @property
+    def effective_aux_critic_hidden(self) -> int:
+        """``aux_critic_hidden``, or ``critic_hidden`` when it is None."""
+        return self.critic_hidden if self.aux_critic_hidden is None else self.aux_critic_hidden
+
+    @property
     def effective_conditioning(self) -> str:
         """``conditioning``, or the method's default when it is None."""
         return self.conditioning or self.conditionings[0]
@@ -144,12 +155,38 @@ class FactorCLConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, ignore_unknown: bool = False) -> FactorCLConfig:
-        """Build from plain data; unknown keys are an error naming them (or ignored: older/newer exports)."""
+        """Build from plain data; unknown keys are an error naming them (or ignored: older/newer exports).
+
+        Saved settings from before a setting existed rebuild the model they were saved with (see
+        :func:`upgrade_saved_settings`)."""
+        data = upgrade_saved_settings(data)
         names = cls.field_names()
         unknown = sorted(set(data) - set(names))
         if unknown and not ignore_unknown:
             raise ValueError(f"unknown FactorCL setting(s) {unknown}; the settings are {list(names)}")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+#: Settings added after configs were first saved, each with the value that rebuilds an older saved
+#: model: aux_critic_hidden (issue 15) was critic_hidden (None) before it existed.
+ADDED_SETTINGS: dict[str, Any] = {"aux_critic_hidden": None}
+
+
+def upgrade_saved_settings(data: Mapping[str, Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data`` with the earlier value of every added setting it lacks, when it is a saved config.
+
+    A saved config (a run's ``config.yaml``, an export) lists every setting of its time; one that
+    lists all of today's settings but some of :data:`ADDED_SETTINGS` was written before those
+    existed, and gets the values that rebuild its model. A hand-written config, which names only a
+    few settings, is left alone and gets today's defaults. ``skip``: settings a saved section does not
+    hold (the run config's model section takes num_classes from the data).
+    """
+    out = dict(data)
+    older = set(FactorCLConfig.field_names()) - set(ADDED_SETTINGS) - set(skip)
+    if older <= set(out):
+        for name, value in ADDED_SETTINGS.items():
+            out.setdefault(name, value)
+    return out
 
 
 def _positive(name: str, value: Any) -> float:
@@ -178,4 +215,13 @@ def _integer(name: str, value: Any, low: int) -> int:
     return number
 
 
-__all__ = ["CRITICS", "SHARED_HEADS", "SSL_CONDITIONINGS", "SUP_CONDITIONINGS", "FactorCLConfig", "SettingError"]
+__all__ = [
+    "ADDED_SETTINGS",
+    "CRITICS",
+    "SHARED_HEADS",
+    "SSL_CONDITIONINGS",
+    "SUP_CONDITIONINGS",
+    "FactorCLConfig",
+    "SettingError",
+    "upgrade_saved_settings",
+]

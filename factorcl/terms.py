@@ -10,7 +10,7 @@ candidates are gathered from every rank (with gradient), each tensor once per st
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,17 +23,28 @@ from .distributed import gather_no_grad, gather_with_grad, get_rank, global_mean
 from .objectives import TermSpec
 
 
-@dataclass(frozen=True)
+@dataclass
 class CriticInput:
-    """What one critic step needs from the last loss: an estimator and its detached inputs."""
+    """What the critic steps after a loss need from it: an estimator and its detached inputs.
+
+    ``candidates``: a sampled conditional estimator's candidates from that loss
+    (:class:`bounds.conditional.SampledCandidates`); every critic step scores them, and the first
+    also fits the proposals and the correction critic (once per batch). ``steps`` counts the calls.
+    """
 
     estimator: nn.Module
     args: tuple
     offset: int
+    candidates: Any = None
+    steps: int = field(default=0, compare=False)
 
     def loss(self) -> Tensor:
         """The estimator's critic loss on these inputs (trains its separately trained critics only)."""
-        return self.estimator.critic_loss(*self.args, offset=self.offset)
+        kwargs: dict[str, Any] = {}
+        if self.candidates is not None:
+            kwargs = {"candidates": self.candidates, "auxiliary": self.steps == 0}
+        self.steps += 1
+        return self.estimator.critic_loss(*self.args, offset=self.offset, **kwargs)
 
 
 def build_estimators(
@@ -44,6 +55,7 @@ def build_estimators(
     supervised: bool,
     conditioning: str,
     make_critic: Callable[[int, int], nn.Module],
+    make_aux_critic: Callable[[int, int], nn.Module] | None = None,
     proposal_hidden: int,
     num_negatives: int,
     include_diagonal: bool,
@@ -52,9 +64,13 @@ def build_estimators(
     method: str = "the method",
 ) -> dict[str, nn.Module]:
     """One estimator per spec. ``critics`` replaces a critic by name: a spec's name for its main
-    critic, ``<name>_marginal`` / ``<name>_correction`` for a conditional term's other critics."""
+    critic, ``<name>_marginal`` / ``<name>_correction`` for a conditional term's other critics.
+
+    ``make_aux_critic`` (default ``make_critic``) builds the critics of the terms FactorCL adds to
+    Cross+Self: the NCE-CLUB removal terms and the conditional lower bound (every critic of theirs)."""
     custom = dict(critics or {})
     e, k = embed_dim, num_classes or 0
+    make_aux = make_aux_critic or make_critic
     pick = lambda name, a, b: custom.pop(name, None) or make_critic(a, b)  # noqa: E731
     out: dict[str, nn.Module] = {}
     for spec in specs:
@@ -63,7 +79,8 @@ def build_estimators(
             symmetric = symmetric_shared_keep and spec.name == "shared_keep"
             out[spec.name] = bounds.InfoNCE(pick(spec.name, e, y_dim), symmetric=symmetric)
         elif spec.kind == "nce_club":
-            out[spec.name] = bounds.NCECLUB(pick(spec.name, e, e), include_diagonal=include_diagonal)
+            critic = custom.pop(spec.name, None) or make_aux(e, e)
+            out[spec.name] = bounds.NCECLUB(critic, include_diagonal=include_diagonal)
         else:
             roles = {
                 "critic": spec.name,
@@ -80,7 +97,7 @@ def build_estimators(
                 e,
                 cx_dim,
                 cy_dim,
-                make_critic,
+                make_aux,
                 num_classes=num_classes,
                 proposal_hidden=proposal_hidden,
                 num_negatives=num_negatives,
@@ -190,7 +207,9 @@ def _conditional_args(
 
 def _detached(estimator: nn.Module, args: tuple, offset: int) -> CriticInput:
     detached = tuple(a.detach() if isinstance(a, Tensor) and a.is_floating_point() else a for a in args)
-    return CriticInput(estimator, detached, offset)
+    sampled = getattr(estimator, "conditioning", None) == "sampled"
+    candidates = estimator.last_candidates if sampled else None
+    return CriticInput(estimator, detached, offset, candidates)
 
 
 class Gatherer:

@@ -37,6 +37,7 @@ def small_model(method: str = "factorcl-ssl", critic: str = "separable", seed: i
         num_classes=2,
         embed_dim=8,
         critic_hidden=32,
+        aux_critic_hidden=16,
         critic_embed=16,
     )
     defaults.update(kwargs)

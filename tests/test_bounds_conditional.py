@@ -250,6 +250,39 @@ def test_sampled_estimators_route_gradients_and_shapes(sees_condition):
         lower(x, y, torch.randn(16, 3))
 
 
+def test_sampled_critic_loss_on_the_forwards_candidates_and_without_the_auxiliary_parts():
+    """A forward keeps its candidates (detached); the critic loss on them scores exactly those, and
+    ``auxiliary=False`` trains the main critic alone (the proposals' moments are not touched)."""
+    torch.manual_seed(0)
+    lower, upper = sampled_estimators(3, num_negatives=7)
+    x, y, c = torch.randn(8, 3, requires_grad=True), torch.randn(8, 3), torch.randn(8, 3)
+    upper(x, y, c)
+    cand = upper.last_candidates
+    assert [tuple(t.shape) for t in cand] == [(8, 3), (8, 3), (8, 3), (7, 3)]
+    assert not any(t.requires_grad for t in cand)
+    fitted = int(upper.proposal.fitted_batches)
+    main_only = upper.critic_loss(x, y, c, candidates=cand, auxiliary=False)
+    want = -bounds.sampled_infonce(
+        bounds.score_positive_and_shared(upper.critic, cand.x_side, cand.positive, cand.noise)
+    )
+    torch.testing.assert_close(main_only, want)
+    main_only.backward()
+    assert int(upper.proposal.fitted_batches) == fitted  # moments untouched
+    assert all(p.grad is not None for p in upper.critic.parameters())
+    assert all(
+        p.grad is None for m in (upper.proposal, upper.x_proposal, upper.correction_critic) for p in m.parameters()
+    )
+    # With the auxiliary parts: the proposals fit this batch once and the correction critic trains.
+    upper.zero_grad(set_to_none=True)
+    upper.critic_loss(x, y, c, candidates=cand).backward()
+    assert int(upper.proposal.fitted_batches) == fitted + 1
+    assert all(p.grad is not None for p in upper.correction_critic.parameters())
+    # A lower bound's critic loss trains only the auxiliary parts: without them, nothing.
+    lower(x, y, c)
+    nothing = lower.critic_loss(x, y, c, candidates=lower.last_candidates, auxiliary=False)
+    assert float(nothing) == 0.0 and not nothing.requires_grad
+
+
 def test_sampled_infonce_and_nce_club_closed_values():
     s = torch.tensor([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     expected = ((2 - math.log(math.exp(2) + 2)) + (1 - math.log(3 * math.e))) / 2 + math.log(3)
@@ -325,6 +358,40 @@ def test_score_candidates_matches_full_scores_and_trains_a_learnable_temperature
     critic = bounds.SeparableCritic(3, 2, hidden_dim=16, learn_temperature=True)
     bounds.sampled_infonce(bounds.score_candidates(critic, x, cand)).backward()
     assert critic.log_inv_temperature.grad is not None and critic.log_inv_temperature.grad.abs() > 0
+
+
+class _PlainCritic(torch.nn.Module):
+    """A critic with neither embed_x nor project_x: the generic path of score_positive_and_shared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3, 2))
+
+    def forward(self, x, y):
+        return torch.tanh(x @ self.w) @ y.T
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: bounds.SeparableCritic(3, 2, hidden_dim=16, learn_temperature=True),
+        lambda: bounds.SeparableCritic(3, 2, hidden_dim=16, normalize=False, temperature=2.0),
+        lambda: bounds.ConcatCritic(3, 2, hidden_dim=16),
+        _PlainCritic,
+    ],
+)
+def test_score_positive_and_shared_equals_the_full_matrix_columns_and_their_gradients(make):
+    torch.manual_seed(0)
+    critic = make().double()  # double: the comparison is of the algebra, not of float32 rounding
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    pos, shared = torch.randn(5, 2, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
+    got = bounds.score_positive_and_shared(critic, x, pos, shared)
+    full = critic(x, torch.cat([pos, shared]))  # [5, 5 + 7]
+    want = torch.cat([full[torch.arange(5), torch.arange(5)].unsqueeze(1), full[:, 5:]], dim=1)
+    torch.testing.assert_close(got, want)
+    (g_got,) = torch.autograd.grad(got.square().sum(), x)
+    (g_want,) = torch.autograd.grad(want.square().sum(), x)
+    torch.testing.assert_close(g_got, g_want)
 
 
 def test_sampled_needs_x_proposal_when_the_critic_cannot_see_c():

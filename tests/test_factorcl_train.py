@@ -211,3 +211,50 @@ def test_fit_warns_once_per_broken_bound(monkeypatch):
         factorcl.fit(model, loader_of(data), epochs=1, progress=False, device="cpu", seed=0)
     mine = [w for w in caught if issubclass(w.category, bounds.BrokenBracketWarning)]
     assert len(mine) == 1 and "broken for the test" in str(mine[0].message)
+
+
+def test_adamw_is_fused_on_cpu_and_takes_the_same_steps_as_the_default():
+    from factorcl.train import adamw
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(4, 3)
+    b = torch.nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    fused, plain = (
+        adamw(a.parameters(), lr=1e-2, weight_decay=0.1),
+        torch.optim.AdamW(b.parameters(), 1e-2, weight_decay=0.1),
+    )
+    assert fused.defaults["fused"] is True
+    x = torch.randn(16, 4)
+    for _ in range(5):
+        for model, opt in ((a, fused), (b, plain)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    groups = [
+        {"params": [torch.nn.Parameter(torch.zeros(2))]},
+        {"params": [torch.nn.Parameter(torch.zeros(3))], "lr": 1.0},
+    ]
+    assert adamw(groups, lr=0.1).param_groups[1]["lr"] == 1.0
+
+
+def test_critic_steps_fit_the_proposals_once_per_batch_and_the_nce_club_critics_every_step():
+    """critic_steps=3: the sampled proposals' running moments count each batch once (they are an
+    average over batches), while the NCE-CLUB critics take all three steps."""
+    import warnings
+
+    model = small_model("factorcl-ssl")
+    loader = small_data(num_samples=256).split("train").loader(32, shuffle=True, drop_last=True, seed=0)
+    calls = []
+    critic = model.estimators["unique_remove"].critic
+    critic.register_forward_hook(lambda *_: calls.append(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = factorcl.fit(model, loader, epochs=1, critic_steps=3, progress=False, tensorboard=False, seed=0)
+    for name in ("shared_remove", "unique_cond_keep"):
+        est = model.estimators[name]
+        assert int(est.proposal.fitted_batches) == result.step, name
+        assert int(est.x_proposal.fitted_batches) == result.step, name
+    assert len(calls) == result.step * (1 + 3)  # the main step's forward, then each critic step

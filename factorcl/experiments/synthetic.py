@@ -155,9 +155,10 @@ def build_model(spec: str, cfg: SyntheticBenchmarkConfig, input_dims: tuple[int,
     aug = feature_augmentation(cfg.noise_std, cfg.drop_p)
     enc1 = mlp(input_dims[0], cfg.hidden_dim, cfg.feature_dim, cfg.encoder_layers)
     enc2 = mlp(input_dims[1], cfg.hidden_dim, cfg.feature_dim, cfg.encoder_layers)
-    hidden = cfg.concat_critic_hidden if critic == "concat" else cfg.model.critic_hidden
     conditioning = cfg.sup_conditioning if get_objective(method).supervised else cfg.ssl_conditioning
-    settings = cfg.model.replace(method=method, critic=critic, conditioning=conditioning, critic_hidden=hidden)
+    settings = cfg.model.replace(method=method, critic=critic, conditioning=conditioning)
+    if critic == "concat":  # every concat critic concat_critic_hidden wide (they score B^2 pairs)
+        settings = settings.replace(critic_hidden=cfg.concat_critic_hidden, aux_critic_hidden=None)
     return FactorCL(enc1, enc2, cfg.feature_dim, cfg.feature_dim, settings, augment1=aug, augment2=aug)
 
 
