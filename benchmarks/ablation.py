@@ -86,6 +86,7 @@ def build(method: str, data: SyntheticData, view2: str, args: argparse.Namespace
         num_classes=2,
         embed_dim=64,
         critic_hidden=256,
+        **getattr(args, "model_settings", {}),
     )
     if view2 == "unique":
         model.augment2 = augment.UniqueAugment(v2, model.shared_scorer(), num_candidates=args.candidates)

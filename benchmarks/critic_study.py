@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import statistics
 import time
 
@@ -84,6 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--converge-steps", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--aux-critic-hidden",
+        nargs="+",
+        default=["default"],
+        help="widths of the removal/conditional critics to compare ('none': critic_hidden, 256 here; "
+        "'default': FactorCLConfig's)",
+    )
     args = p.parse_args(argv)
     ns = argparse.Namespace(noise_std=0.15, drop_p=0.3, candidates=4, batch_size=256)
     data = make_synthetic(num_samples=args.samples, nuisance_dim=10, seed=args.seed)
@@ -92,35 +100,40 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.converge_steps} more steps on frozen features (gap, nats); main lr 1e-3, seed {args.seed}"
     )
     print(
-        "| critic_steps | critic lr | unique_remove: trained -> converged (gap) | shared_remove (sampled): "
-        "trained -> converged (gap) | accuracy r=0.5 (%) | s / step |"
+        "| aux_critic_hidden | critic_steps | critic lr | unique_remove: trained -> converged (gap) | "
+        "shared_remove (sampled): trained -> converged (gap) | accuracy r=0.5 (%) | s / step |"
     )
-    print("|---|---|---|---|---|---|")
-    for k in args.critic_steps:
-        for lr in args.critic_lr:
-            model = build("factorcl-ssl", data, "ind", ns, args.seed)
-            loader = data.split("train").loader(ns.batch_size, shuffle=True, drop_last=True, seed=args.seed)
-            t0 = time.perf_counter()
-            result = Trainer(
-                model,
-                loader,
-                epochs=args.epochs,
-                lr=1e-3,
-                critic_lr=lr,
-                critic_steps=k,
-                device="cpu",
-                seed=args.seed,
-                progress=False,
-                tensorboard=False,
-            ).fit()
-            per_step = (time.perf_counter() - t0) / max(1, result.step)
-            train_cache = cached_inputs(model, loader, 16)
-            test_loader = data.split("test").loader(ns.batch_size, shuffle=False, drop_last=True)
-            test_cache = cached_inputs(model, test_loader, 8)
-            g = gap(model, train_cache, test_cache, args.converge_steps, 1e-3)
-            acc = accuracy(model, data, "0.5")
-            cells = [f"{b:.2f} -> {a:.2f} ({a - b:+.2f})" for b, a in (g[t] for t in TERMS)]
-            print(f"| {k} | {lr:g} | " + " | ".join(cells) + f" | {acc:.1f} | {per_step:.3f} |", flush=True)
+    print("|---|---|---|---|---|---|---|")
+    for width, k, lr in itertools.product(args.aux_critic_hidden, args.critic_steps, args.critic_lr):
+        ns.model_settings = {} if width == "default" else {"aux_critic_hidden": _width(width)}
+        model = build("factorcl-ssl", data, "ind", ns, args.seed)
+        loader = data.split("train").loader(ns.batch_size, shuffle=True, drop_last=True, seed=args.seed)
+        t0 = time.perf_counter()
+        result = Trainer(
+            model,
+            loader,
+            epochs=args.epochs,
+            lr=1e-3,
+            critic_lr=lr,
+            critic_steps=k,
+            device="cpu",
+            seed=args.seed,
+            progress=False,
+            tensorboard=False,
+        ).fit()
+        per_step = (time.perf_counter() - t0) / max(1, result.step)
+        train_cache = cached_inputs(model, loader, 16)
+        test_loader = data.split("test").loader(ns.batch_size, shuffle=False, drop_last=True)
+        test_cache = cached_inputs(model, test_loader, 8)
+        g = gap(model, train_cache, test_cache, args.converge_steps, 1e-3)
+        acc = accuracy(model, data, "0.5")
+        cells = [f"{b:.2f} -> {a:.2f} ({a - b:+.2f})" for b, a in (g[t] for t in TERMS)]
+        shown = model.config.effective_aux_critic_hidden
+        print(f"| {shown} | {k} | {lr:g} | " + " | ".join(cells) + f" | {acc:.1f} | {per_step:.3f} |", flush=True)
+
+
+def _width(text: str) -> int | None:
+    return None if text.lower() in ("none", "null") else int(text)
 
 
 if __name__ == "__main__":

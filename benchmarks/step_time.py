@@ -10,7 +10,10 @@ layer), as in the published synthetic setup. Implementations:
   (b) ours-concat     factorcl.FactorCL with concat critics, conditioning="concat" (the same six
                       critics as (a)), two optimizers, critic step on cached features
   (c) ours-separable  the same with separable critics (the library default)
-  (d) ours-default    separable critics and the default chain-rule conditioning (two more critics)
+  (d) ours-default    the library defaults: separable critics, sampled conditioning, and the
+                      removal/conditional critics aux_critic_hidden (128) wide instead of 512
+
+(a)-(c) use the published widths for every critic (aux_critic_hidden=None), so they do the same work.
 
     python benchmarks/step_time.py [--quick] [--batch-sizes 128 256 512] [--out FILE.json]
 """
@@ -29,6 +32,7 @@ import augment
 import bounds
 import factorcl
 from bounds.critics import mlp
+from factorcl.train import adamw
 
 if __package__:  # imported as benchmarks.step_time (see benchmarks/__init__.py)
     from . import _common
@@ -42,8 +46,11 @@ TARGETS = {"ours-concat": 2.0, "ours-separable": 50.0}
 INPUT_DIM = 100
 
 
-def ours_model(critic: str, conditioning: str | None, hidden: int, embed: int, critic_hidden: int) -> factorcl.FactorCL:
-    """FactorCL-SSL with the published synthetic sizes."""
+def ours_model(
+    critic: str, conditioning: str | None, hidden: int, embed: int, critic_hidden: int, aux: bool = False
+) -> factorcl.FactorCL:
+    """FactorCL-SSL with the published synthetic sizes: every critic ``critic_hidden`` wide (the
+    published widths), or with ``aux`` the library's narrower removal/conditional critics."""
     aug = augment.Compose([augment.GaussianNoise(0.15), augment.FeatureDropout(0.1)])
     return factorcl.FactorCL(
         mlp(INPUT_DIM, hidden, embed, 0),
@@ -58,13 +65,14 @@ def ours_model(critic: str, conditioning: str | None, hidden: int, embed: int, c
         embed_dim=embed,
         critic_hidden=critic_hidden,
         critic_layers=1,
+        **({} if aux else {"aux_critic_hidden": None}),
     )
 
 
 def ours_step_fn(model: factorcl.FactorCL, x1: torch.Tensor, x2: torch.Tensor) -> Callable[[], None]:
     """One step the way factorcl.train.Trainer takes it (main step, then one critic step)."""
-    main_opt = torch.optim.AdamW(model.main_parameters(), lr=1e-4)
-    critic_opt = torch.optim.AdamW(model.critic_parameters(), lr=1e-4)
+    main_opt = adamw(model.main_parameters(), lr=1e-4)
+    critic_opt = adamw(model.critic_parameters(), lr=1e-4)
     batch = {"x1": x1, "x2": x2}
 
     def step() -> None:
@@ -106,7 +114,8 @@ def build_step(impl: str, batch_size: int, args: argparse.Namespace, device: tor
         "ours-separable": ("separable", "concat"),
         "ours-default": ("separable", None),
     }[impl]
-    model = ours_model(critic, conditioning, args.hidden, args.embed, args.critic_hidden).to(device)
+    aux = impl == "ours-default"
+    model = ours_model(critic, conditioning, args.hidden, args.embed, args.critic_hidden, aux).to(device)
     return ours_step_fn(model, x1, x2)
 
 

@@ -15,7 +15,12 @@ def test_speed_quick_writes_json(tmp_path, capsys):
     result = augment_speed.main(["--quick", "--out", str(out)])
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(result))
-    assert set(data) == {"config", "sequences", "images"}
+    assert set(data) == {"config", "sequences", "images", "checks"}
+    # One PASS/FAIL line per sequence row: on CPU the claim is "never slower than the loop".
+    assert len(data["checks"]) == 4
+    for line, row in zip(data["checks"], data["sequences"]):
+        assert line.startswith(("PASS: ", "FAIL: ")) and row["name"] in line and ">= 1x" in line
+        assert line.startswith("PASS") == (row["speedup"] >= 1.0)
     assert data["config"]["quick"] is True
     names = [r["name"] for r in data["sequences"]]
     assert "random choice per sample" in names and len(names) == 4
