@@ -151,3 +151,29 @@ def test_claims_need_two_standard_deviations_across_seeds():
     assert not syn._decisive([0.5, -0.4, 0.6], "x", "")["passed"]  # positive mean, but within the spread
     one = syn._decisive([0.1], "x", "bits")
     assert one["passed"] and "1 seed" in one["text"]
+
+
+def test_set_changes_every_models_settings_and_refuses_the_per_spec_ones(monkeypatch, tmp_path, capsys):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(config):
+        seen["cfg"] = config
+        raise Stop
+
+    monkeypatch.setattr(syn, "run_synthetic_benchmark", capture)
+    out = ["--out", str(tmp_path / "r.json")]
+    with pytest.raises(Stop):
+        cli_main(["synthetic", "--set", "aux_critic_hidden=null", "--set", "critic-hidden=64", *out])
+    model = seen["cfg"].model
+    assert model.aux_critic_hidden is None and model.critic_hidden == 64
+    assert model.embed_dim == syn.SyntheticBenchmarkConfig().model.embed_dim  # the rest as before
+    built = syn.build_model("factorcl-ssl", seen["cfg"], (100, 100), seed=0)
+    assert built.estimators["unique_remove"].critic.g[0].out_features == 64
+    for bad, words in (("critic=concat", "METHOD:concat"), ("bogus=1", "not a FactorCL setting"), ("x", "KEY=VALUE")):
+        assert cli_main(["synthetic", "--set", bad, *out]) == 2
+        assert words in capsys.readouterr().err
+    assert cli_main(["synthetic", "--set", "aux_critic_hidden=0", *out]) == 2
+    assert "aux_critic_hidden" in capsys.readouterr().err

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="width of the concat critics (default 64, to keep a CPU sweep short; 256 is much "
         "more accurate and about 12x slower)",
     )
+    p.add_argument(
+        "--set",
+        dest="model_settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a FactorCL setting of every model (repeatable), e.g. --set aux_critic_hidden=null "
+        "--set critic_hidden=512",
+    )
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--work-dir", help="keep each model's checkpoint in WORK_DIR/<seed>/<method>[/<ratio>]")
     p.add_argument(
@@ -87,11 +99,39 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
 
+#: Settings each method spec of the sweep sets itself.
+_PER_SPEC = {
+    "method": "the methods come from --methods",
+    "critic": "the critic comes from each method spec (METHOD:concat for the concat critic)",
+    "conditioning": "the conditioning comes from --ssl-conditioning (SSL) and the benchmark's default (SUP)",
+}
+
+
+def _model_settings(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as FactorCL settings (YAML values: 128, null, true, concat)."""
+    from factorcl.model_config import FactorCLConfig
+
+    names = FactorCLConfig.field_names()
+    out: dict[str, Any] = {}
+    for text in items:
+        key, sep, raw = text.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--set {text!r} must look like KEY=VALUE (e.g. --set aux_critic_hidden=null)")
+        if key in _PER_SPEC:
+            raise ValueError(f"--set {key}: {_PER_SPEC[key]}")
+        if key not in names:
+            raise ValueError(f"--set {key!r} is not a FactorCL setting; the settings are {list(names)}")
+        out[key] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     from factorcl import distributed
     from factorcl.experiments import synthetic as syn
 
     main = distributed.is_main_process()
+    settings = _model_settings(args.model_settings)
     methods = tuple(args.methods) if args.methods else None
     if args.ourcl:
         base = methods or (syn.FULL_METHODS if args.full else syn.QUICK["methods"])
@@ -116,6 +156,8 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         stop_after=args.stop_after,
     )
+    if settings:
+        cfg = replace(cfg, model=cfg.model.replace(**settings))
     mode = "full sweep" if args.full else "quick sweep (--full for the whole benchmark)"
     world = distributed.get_world_size()
     if main:
