@@ -10,10 +10,10 @@ layer), as in the published synthetic setup. Implementations:
   (b) ours-concat     factorcl.FactorCL with concat critics, conditioning="concat" (the same six
                       critics as (a)), two optimizers, critic step on cached features
   (c) ours-separable  the same with separable critics (the library default)
-  (d) ours-default    the library defaults: separable critics, sampled conditioning, and the
-                      removal/conditional critics aux_critic_hidden (128) wide instead of 512
+  (d) ours-default    the library defaults: separable critics and sampled conditioning
 
-(a)-(c) use the published widths for every critic (aux_critic_hidden=None), so they do the same work.
+Every critic has the published width (aux_critic_hidden=None, the default), so (a)-(d) do the same
+critic work.
 
     python benchmarks/step_time.py [--quick] [--batch-sizes 128 256 512] [--out FILE.json]
 """
@@ -50,7 +50,7 @@ def ours_model(
     critic: str, conditioning: str | None, hidden: int, embed: int, critic_hidden: int, aux: bool = False
 ) -> factorcl.FactorCL:
     """FactorCL-SSL with the published synthetic sizes: every critic ``critic_hidden`` wide (the
-    published widths), or with ``aux`` the library's narrower removal/conditional critics."""
+    published widths), or with ``aux`` the library's default aux_critic_hidden."""
     aug = augment.Compose([augment.GaussianNoise(0.15), augment.FeatureDropout(0.1)])
     return factorcl.FactorCL(
         mlp(INPUT_DIM, hidden, embed, 0),

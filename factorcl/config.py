@@ -66,7 +66,6 @@ from .model_config import (
     SUP_CONDITIONINGS,
     FactorCLConfig,
     SettingError,
-    upgrade_saved_settings,
 )
 from .objectives import METHODS, get_objective
 from .train import TrainConfig
@@ -308,12 +307,6 @@ class _ModelSection(_Section):
         self._views = (views[0], views[0] if self.augment2 is None else views[1])
         return self
 
-    @model_validator(mode="before")
-    @classmethod
-    def _upgrade_saved(cls, data: Any) -> Any:
-        # A model section saved by an earlier version rebuilds the model it was saved with.
-        return upgrade_saved_settings(data, skip=_FROM_DATA) if isinstance(data, Mapping) else data
-
     def _merge_options(self) -> None:
         """Older configs set some FactorCL settings under ``model.options``: move them into the section."""
         allowed = [n for n in FactorCLConfig.field_names() if n not in _FROM_DATA]
@@ -339,7 +332,8 @@ _MODEL_NOTES = {
     "conditioning": f"null: the method's default (the first); SSL: {_one_of(SSL_CONDITIONINGS)}; "
     f"SUP: {_one_of(SUP_CONDITIONINGS)}",
     "embed_dim": "width of the heads; null: the encoders' width",
-    "aux_critic_hidden": "width of the critics of the removal and conditional terms; null: critic_hidden",
+    "aux_critic_hidden": "width of the critics of the removal and conditional terms; null: critic_hidden; "
+    "128 is the fast option",
     "shared_heads": _one_of(SHARED_HEADS),
 }
 #: The model section: FactorCLConfig's fields (built from it, so the two never drift apart), then the views.

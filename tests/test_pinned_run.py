@@ -2,8 +2,9 @@
 
 The values were measured on the code before the restructure of issue 13 (same seeds, CPU), and
 re-measured (``python tests/test_pinned_run.py``) for issue 15, which changed FactorCL's training on
-purpose: the removal/conditional critics sized by aux_critic_hidden, the sampled proposals fitted
-once per batch, and the fused AdamW (SimCLR's numbers did not move). A change that moves them changed
+purpose: the sampled proposals fitted once per batch, the critic steps on the forward's candidates,
+and the fused AdamW (SimCLR's numbers did not move); the small models here also narrow the
+removal/conditional critics (aux_critic_hidden=16). A change that moves them changed
 behaviour; if that is intended, re-measure and say so in the commit.
 """
 
