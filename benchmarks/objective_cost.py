@@ -159,7 +159,10 @@ def train_step(model: factorcl.FactorCL, batch: dict[str, torch.Tensor], critic_
         if critic_opt is None:
             return
         for _ in range(critic_steps):
-            model.critic_loss().backward()
+            loss = model.critic_loss()
+            if not loss.requires_grad:  # nothing left to train on this batch, as the trainer stops
+                break
+            loss.backward()
             critic_opt.step()
             critic_opt.zero_grad(set_to_none=True)
 

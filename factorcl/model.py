@@ -324,14 +324,16 @@ class FactorCL(nn.Module):
         """The separately trained critics' loss on ``inputs`` (default: :attr:`critic_inputs` of the
         last :meth:`loss`): NCE-CLUB critics' InfoNCE, chain marginals, sampled proposals.
 
-        Trains only :meth:`critic_parameters`; zero (with no graph) when there is nothing to train.
+        Trains only :meth:`critic_parameters`; zero (with no graph) when there is nothing to train:
+        no inputs, or every part already fitted for this batch (a lower bound's proposals are fitted
+        on the first critic step after a loss). Each call counts as a critic step of this batch.
         """
         inputs = self.critic_inputs if inputs is None else inputs
         if not inputs:
             return torch.zeros((), device=self.device)
         losses = [loss for loss in (item.loss() for item in inputs) if loss.requires_grad]
-        if not losses:  # every part was fitted on an earlier critic step of this batch
-            return torch.zeros((), device=self.device, requires_grad=True)
+        if not losses:  # every part was fitted on an earlier critic step of this batch: nothing to train
+            return torch.zeros((), device=self.device)
         return sum(losses[1:], losses[0])
 
     def shared_scorer(self) -> Callable[[Tensor, Tensor], Tensor]:

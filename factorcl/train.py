@@ -550,6 +550,10 @@ class Trainer:
         for _ in range(self.cfg.critic_steps):
             with autocast(self.device, self.amp):
                 loss = self.model.critic_loss()
+            if not loss.requires_grad:
+                # Nothing left to train on this batch (the proposals of a lower bound are fitted on the
+                # first step); every rank stops at the same step. A scaler step without gradients fails.
+                break
             if self._nonfinite(loss):
                 raise NonFiniteLossError(
                     f"the critic loss is {float(loss.detach())}"

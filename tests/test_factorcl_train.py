@@ -258,3 +258,27 @@ def test_critic_steps_fit_the_proposals_once_per_batch_and_the_nce_club_critics_
         assert int(est.proposal.fitted_batches) == result.step, name
         assert int(est.x_proposal.fitted_batches) == result.step, name
     assert len(calls) == result.step * (1 + 3)  # the main step's forward, then each critic step
+
+
+def test_critic_steps_stop_when_nothing_is_left_to_train_even_with_a_grad_scaler(monkeypatch):
+    """factorcl-ssl-no-remove's only separately trained parts are its proposals and correction
+    critic, fitted on the first critic step of a batch: the later steps have nothing to train and
+    must not reach the scaler (an fp16 GradScaler step without gradients fails). The scaler is
+    enabled on the CPU here to stand in for fp16 on CUDA."""
+    import warnings
+
+    import factorcl.train as train
+
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(train.torch.amp, "GradScaler", lambda device, enabled=False: real(device, enabled=True))
+    loader = small_data(num_samples=256).split("train").loader(32, shuffle=True, drop_last=True, seed=0)
+    model = small_model("factorcl-ssl-no-remove")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = factorcl.fit(model, loader, epochs=1, critic_steps=3, progress=False, tensorboard=False, seed=0)
+    assert int(model.estimators["unique_cond_keep"].proposal.fitted_batches) == result.step
+    assert math.isfinite(result.metrics["loss"])
+    model.loss(next(iter(loader)))
+    assert model.critic_loss().requires_grad  # the first critic step of a batch trains the proposals
+    second = model.critic_loss()
+    assert not second.requires_grad and float(second) == 0.0
