@@ -104,6 +104,12 @@ def score_positive_and_shared(critic: nn.Module, x: Tensor, positive: Tensor, sh
     """
     check_features(x, None, "x")
     check_same_batch(x, positive, "x", "positive")
+    shared = check_tensor(shared, "shared")
+    if positive.dim() != 2 or shared.dim() != 2 or shared.shape[1] != positive.shape[1]:
+        raise ValueError(
+            f"positive must be [B, D] and shared [K, D] with the same D, got shapes {tuple(positive.shape)} "
+            f"and {tuple(shared.shape)}"
+        )
     b = x.shape[0]
     if callable(getattr(critic, "embed_x", None)) and callable(getattr(critic, "score_embeddings", None)):
         gx = critic.embed_x(x)

@@ -392,6 +392,8 @@ def test_score_positive_and_shared_equals_the_full_matrix_columns_and_their_grad
     (g_got,) = torch.autograd.grad(got.square().sum(), x)
     (g_want,) = torch.autograd.grad(want.square().sum(), x)
     torch.testing.assert_close(g_got, g_want)
+    with pytest.raises(ValueError, match="same D"):
+        bounds.score_positive_and_shared(critic, x, pos, torch.randn(7, 3, dtype=torch.float64))
 
 
 def test_sampled_needs_x_proposal_when_the_critic_cannot_see_c():
