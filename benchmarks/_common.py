@@ -8,13 +8,14 @@ NaN -> null). How the scripts import this module: see ``benchmarks/__init__.py``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,6 +26,8 @@ from factorcl.jsonio import write_json
 __all__ = [
     "apply_preset",
     "check_line",
+    "measuring",
+    "trainer_step",
     "environment",
     "format_table",
     "pick_device",
@@ -56,6 +59,53 @@ def pick_device(name: str | None = "auto") -> torch.device:
         return select_device(name or "auto")
     except ValueError as exc:
         raise SystemExit(f"--device {name}: {exc}") from None
+
+
+@contextlib.contextmanager
+def measuring(threads: int | None = None) -> Iterator[None]:
+    """Timing conditions for a training step: ``threads`` torch CPU threads (None: torch's own) and
+    the estimators' value checks off, as :func:`factorcl.fit` runs them (no device sync per term).
+    Both are restored afterwards (benchmarks also run inside the test process)."""
+    import bounds
+
+    old_threads, checks = torch.get_num_threads(), bounds.value_checks_enabled()
+    if threads:
+        torch.set_num_threads(threads)
+    bounds.set_value_checks(False)
+    try:
+        yield
+    finally:
+        bounds.set_value_checks(checks)
+        torch.set_num_threads(old_threads)
+
+
+def trainer_step(model: Any, batch: Any, critic_steps: int, lr: float = 1e-3) -> Callable[[], None]:
+    """One training step as :class:`factorcl.train.Trainer` takes it, as a closure: the main loss,
+    backward and AdamW step, then up to ``critic_steps`` critic steps on the cached features (AdamW at
+    ``CRITIC_LR_FACTOR`` x ``lr``), stopping where nothing is left to train, as the trainer does."""
+    from factorcl.train import CRITIC_LR_FACTOR, TrainConfig, adamw
+
+    wd = TrainConfig.weight_decay
+    main_opt = adamw(model.main_parameters(), lr=lr, weight_decay=wd)
+    critic_params = model.critic_parameters()
+    critic_opt = adamw(critic_params, lr=CRITIC_LR_FACTOR * lr, weight_decay=wd) if critic_params else None
+
+    def step() -> None:
+        loss, _ = model.loss(batch)
+        loss.backward()
+        main_opt.step()
+        main_opt.zero_grad(set_to_none=True)
+        if critic_opt is None:
+            return
+        for _ in range(critic_steps):
+            loss = model.critic_loss()
+            if not loss.requires_grad:
+                break
+            loss.backward()
+            critic_opt.step()
+            critic_opt.zero_grad(set_to_none=True)
+
+    return step
 
 
 def synchronize(device: torch.device | str) -> None:

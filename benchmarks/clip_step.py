@@ -196,8 +196,6 @@ def _measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (0, also when skipped for lack of CUDA)."""
-    import bounds
-
     args = parse_args(argv)
     config = {
         k: getattr(args, k)
@@ -213,16 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _common.write_json(args.out, {"config": config, "environment": _common.environment(), "skipped": reason})
         return 0
     device = torch.device("cuda") if not args.quick else torch.device("cpu")
-    threads = torch.get_num_threads()
-    if args.quick:
-        torch.set_num_threads(1)  # tiny ops: a second thread only waits on a shared CPU
-    checks = bounds.value_checks_enabled()
-    bounds.set_value_checks(False)  # as factorcl.fit: no per-term device syncs
-    try:
+    # --quick: tiny ops, where a second thread only waits on a shared CPU.
+    with _common.measuring(1 if args.quick else None):
         rows = [_measure(name, args, device) for name in ("clip", "factorcl-ssl")]
-    finally:
-        bounds.set_value_checks(checks)
-        torch.set_num_threads(threads)
     ratio = rows[1]["step_ms"] / rows[0]["step_ms"]
     mode = "quick (tiny config, CPU: a smoke test, not a measurement)" if args.quick else f"{args.model}, {device}"
     print(

@@ -1,9 +1,8 @@
 """Cost of each method's objective: one training step of every method on the same encoders, side by side.
 
-One step is what :class:`factorcl.train.Trainer` does per batch: the main loss forward and backward
-and an AdamW step (:func:`factorcl.train.adamw`, the trainer's), then ``critic_steps`` (the
-:class:`~factorcl.train.TrainConfig` default) critic steps on the cached features, each with its own
-AdamW step at ``CRITIC_LR_FACTOR`` x lr. Every
+One step is what :class:`factorcl.train.Trainer` does per batch (:func:`_common.trainer_step`): the
+main loss forward and backward and an AdamW step, then ``critic_steps`` (the
+:class:`~factorcl.train.TrainConfig` default) critic steps on the cached features. Every
 method starts from the same encoders and batch. Steps are interleaved: each repeat runs one step of
 every method in turn, so a slow moment of a shared machine hits all of them alike; the median over
 repeats is reported, with its ratio to SimCLR's step in the same run.
@@ -44,10 +43,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import augment
-import bounds
 import factorcl
 from bounds.critics import mlp
-from factorcl.train import CRITIC_LR_FACTOR, TrainConfig, adamw
+from factorcl.train import TrainConfig
 
 if __package__:  # imported as benchmarks.objective_cost (see benchmarks/__init__.py)
     from . import _common
@@ -144,31 +142,6 @@ def clip_builder(device: torch.device) -> tuple[Callable[[str, dict[str, Any]], 
     return model, batch
 
 
-def train_step(model: factorcl.FactorCL, batch: dict[str, torch.Tensor], critic_steps: int) -> Callable[[], None]:
-    """One step as the Trainer takes it: main step, then ``critic_steps`` critic steps on the cached features."""
-    wd = TrainConfig.weight_decay
-    main_opt = adamw(model.main_parameters(), lr=LR, weight_decay=wd)
-    critic_params = model.critic_parameters()
-    critic_opt = adamw(critic_params, lr=CRITIC_LR_FACTOR * LR, weight_decay=wd) if critic_params else None
-
-    def step() -> None:
-        loss, _ = model.loss(batch)
-        loss.backward()
-        main_opt.step()
-        main_opt.zero_grad(set_to_none=True)
-        if critic_opt is None:
-            return
-        for _ in range(critic_steps):
-            loss = model.critic_loss()
-            if not loss.requires_grad:  # nothing left to train on this batch, as the trainer stops
-                break
-            loss.backward()
-            critic_opt.step()
-            critic_opt.zero_grad(set_to_none=True)
-
-    return step
-
-
 def count_macs(step: Callable[[], None], batch_size: int) -> float:
     """Multiply-adds per sample of one step (matrix products and convolutions)."""
     with FlopCounterMode(display=False) as counter:
@@ -192,12 +165,17 @@ def measure(
         torch.manual_seed(0)  # every vector method starts from the same encoders
         model = build(method, {**args.settings, **settings}).to(device)
         model.train()
-        steps[spec] = train_step(model, batch, args.critic_steps)
+        steps[spec] = _common.trainer_step(model, batch, args.critic_steps, lr=LR)
         for _ in range(args.warmup):
             steps[spec]()
-        rows[spec] = {"encoders": encoders, "B": batch_size, "method": spec, "macs_per_sample": 0.0, "times_ms": []}
-        rows[spec]["macs_per_sample"] = count_macs(steps[spec], batch_size)
-        rows[spec]["parameters"] = sum(p.numel() for p in model.parameters())
+        rows[spec] = {
+            "encoders": encoders,
+            "B": batch_size,
+            "method": spec,
+            "macs_per_sample": count_macs(steps[spec], batch_size),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "times_ms": [],
+        }
     _common.synchronize(device)
     for _ in range(args.repeats):
         for spec, step in steps.items():
@@ -248,13 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; prints the table of ms per step, ratios to the first method and MACs per sample."""
     args = parse_args(argv)
     device = _common.pick_device(args.device)
-    old_threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    checks = bounds.value_checks_enabled()
-    bounds.set_value_checks(False)  # as factorcl.fit does: no device sync per estimator
     rows: list[dict[str, Any]] = []
-    try:
+    with _common.measuring(args.threads):
         for encoders in args.encoders:
             for b in args.batch_sizes:
                 got = measure(encoders, b, args.methods, args, device)
@@ -265,14 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         flush=True,
                     )
                 rows += got
-    finally:
-        bounds.set_value_checks(checks)
-        torch.set_num_threads(old_threads)
     base = args.methods[0]
     print()
     print(
-        f"objective_cost: {device}, {torch.get_num_threads()} threads, critic_steps={args.critic_steps}, "
-        f"median of {args.repeats} interleaved steps; settings {args.settings or 'default'}"
+        f"objective_cost: {device}, {args.threads or torch.get_num_threads()} threads, "
+        f"critic_steps={args.critic_steps}, median of {args.repeats} interleaved steps; "
+        f"settings {args.settings or 'default'}"
     )
     table = [
         [r["encoders"], r["B"], r["method"], r["ms_per_step"], r["x_time"], r["macs_per_sample"] / 1e6, r["x_macs"]]

@@ -29,10 +29,8 @@ import numpy as np
 import torch
 
 import augment
-import bounds
 import factorcl
 from bounds.critics import mlp
-from factorcl.train import adamw
 
 if __package__:  # imported as benchmarks.step_time (see benchmarks/__init__.py)
     from . import _common
@@ -46,11 +44,8 @@ TARGETS = {"ours-concat": 2.0, "ours-separable": 50.0}
 INPUT_DIM = 100
 
 
-def ours_model(
-    critic: str, conditioning: str | None, hidden: int, embed: int, critic_hidden: int, aux: bool = False
-) -> factorcl.FactorCL:
-    """FactorCL-SSL with the published synthetic sizes: every critic ``critic_hidden`` wide (the
-    published widths), or with ``aux`` the library's default aux_critic_hidden."""
+def ours_model(critic: str, conditioning: str | None, hidden: int, embed: int, critic_hidden: int) -> factorcl.FactorCL:
+    """FactorCL-SSL with the published synthetic sizes, every critic ``critic_hidden`` wide (the published widths)."""
     aug = augment.Compose([augment.GaussianNoise(0.15), augment.FeatureDropout(0.1)])
     return factorcl.FactorCL(
         mlp(INPUT_DIM, hidden, embed, 0),
@@ -65,26 +60,8 @@ def ours_model(
         embed_dim=embed,
         critic_hidden=critic_hidden,
         critic_layers=1,
-        **({} if aux else {"aux_critic_hidden": None}),
+        aux_critic_hidden=None,
     )
-
-
-def ours_step_fn(model: factorcl.FactorCL, x1: torch.Tensor, x2: torch.Tensor) -> Callable[[], None]:
-    """One step the way factorcl.train.Trainer takes it (main step, then one critic step)."""
-    main_opt = adamw(model.main_parameters(), lr=1e-4)
-    critic_opt = adamw(model.critic_parameters(), lr=1e-4)
-    batch = {"x1": x1, "x2": x2}
-
-    def step() -> None:
-        loss, _ = model.loss(batch)
-        loss.backward()
-        main_opt.step()
-        main_opt.zero_grad(set_to_none=True)
-        model.critic_loss().backward()
-        critic_opt.step()
-        critic_opt.zero_grad(set_to_none=True)
-
-    return step
 
 
 def published_step_fn(model: PublishedFactorCLSSL, x1: torch.Tensor, x2: torch.Tensor) -> Callable[[], None]:
@@ -114,9 +91,9 @@ def build_step(impl: str, batch_size: int, args: argparse.Namespace, device: tor
         "ours-separable": ("separable", "concat"),
         "ours-default": ("separable", None),
     }[impl]
-    aux = impl == "ours-default"
-    model = ours_model(critic, conditioning, args.hidden, args.embed, args.critic_hidden, aux).to(device)
-    return ours_step_fn(model, x1, x2)
+    model = ours_model(critic, conditioning, args.hidden, args.embed, args.critic_hidden).to(device)
+    # One critic step, as the published step takes.
+    return _common.trainer_step(model, {"x1": x1, "x2": x2}, critic_steps=1, lr=1e-4)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -146,12 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; prints a table of ms per step and speedups against the published step."""
     args = parse_args(argv)
     device = _common.pick_device(args.device)
-    old_threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    checks = bounds.value_checks_enabled()
-    bounds.set_value_checks(False)  # as factorcl.fit does: no device sync per estimator
-    try:
+    with _common.measuring(args.threads):
         results: dict[str, dict[str, Any]] = {impl: {} for impl in args.impls}
         rows = []
         for b in args.batch_sizes:
@@ -189,9 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.out,
                 {"config": vars(args), "environment": _common.environment(device), "results": results, "checks": lines},
             )
-    finally:
-        bounds.set_value_checks(checks)
-        torch.set_num_threads(old_threads)
     return 0
 
 

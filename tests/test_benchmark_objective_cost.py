@@ -50,3 +50,15 @@ def test_gpu_check_refuses_to_run_without_cuda(tmp_path):
     )
     assert done.returncode == 2
     assert "no CUDA device" in done.stderr and "nothing was run" in done.stderr
+
+
+def test_measuring_sets_and_restores_threads_and_value_checks():
+    import bounds
+    from benchmarks import _common
+
+    threads, checks = torch.get_num_threads(), bounds.value_checks_enabled()
+    with pytest.raises(RuntimeError, match="inside"):
+        with _common.measuring(1):
+            assert torch.get_num_threads() == 1 and not bounds.value_checks_enabled()
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == threads and bounds.value_checks_enabled() == checks
