@@ -54,7 +54,7 @@ class FactorCLConfig:
     size the critics. ``aux_critic_hidden`` is the hidden width of the critics, proposals and
     correction critics of the terms FactorCL adds to Cross+Self (the NCE-CLUB removal terms and
     the conditional I_NCE(Z_U1; Z_U2 | C)); None (the default) gives them ``critic_hidden``, as
-    published. 128 makes a FactorCL-SSL step about 2.2x faster at the default widths, at an
+    published. 128 makes a FactorCL-SSL step about 2.1x faster at the default widths, at an
     accuracy cost that depends on the data (README, "Cost of each method's objective").
     ``temperature`` is the
     separable critics' cosine temperature, ``supcon_temperature`` SupCon's.
