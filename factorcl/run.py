@@ -76,7 +76,7 @@ def build_data(config: RunConfig) -> SplitDataset:
         syn.split("val"),
         syn.split("test"),
         name="synthetic",
-        num_classes=2,
+        num_classes=int(syn.y.max()) + 1,  # 2, or 4 for label two_bits
         info={"config": {k: v for k, v in vars(syn.config).items()}},
     )
 

@@ -4,7 +4,9 @@ Latents w_s (shared), w_1, w_2 (unique) ~ N(0, 0.5 I); x1 = T1([w_s, w_1]), x2 =
 with fixed random transforms to ``input_dim`` dimensions (linear, as published, or a fixed random
 MLP), plus optional observation noise. Labels mix shared and unique latents: ``unique_ratio`` 0
 makes them depend on w_s only, 1 on w_1 and w_2 only (``label="synergy"``: on the XOR of signs
-of w_1 and w_2, which neither modality predicts alone). Inputs do not depend on the labelling, so
+of w_1 and w_2, which neither modality predicts alone; ``label="two_bits"``: four classes
+y = 2 b1 + b2, bit b1 from w_s and w_1, bit b2 from w_s and w_2, so that ``unique_ratio`` 1 makes
+each bit information unique to one modality in the PID sense). Inputs do not depend on the labelling, so
 :meth:`SyntheticData.relabel` gives a new task on identical inputs.
 
 With ``nuisance_dim`` > 0 the inputs also carry task-irrelevant latents: n_s, shared by both
@@ -25,7 +27,7 @@ from torch import Tensor
 from .pairs import PairDataset
 
 SPLITS = ("train", "val", "test")
-LABEL_FUNCTIONS = ("linear", "nonlinear", "synergy")
+LABEL_FUNCTIONS = ("linear", "nonlinear", "synergy", "two_bits")
 TRANSFORMS = ("linear", "nonlinear")
 LATENT_VAR = 0.5  # the published generator's latent covariance 0.5 I
 
@@ -185,6 +187,12 @@ def make_labels(
     (estimated from a separate draw of latents) for ``nonlinear``, so classes are balanced.
     ``synergy`` ignores ``unique_ratio``: the label is sign(g_1(w_1)) XOR sign(g_2(w_2)) with linear
     g's, independent of each modality alone (I(X_i; Y) = 0) and determined by both jointly.
+    ``two_bits`` (four classes): y = 2 b1 + b2 with b1 = [(1 - r) g_s + r g_1 > 0] and
+    b2 = [(1 - r) g_s + r g_2 > 0], linear g's. At r = 0 both bits are sign(g_s): one bit, all
+    redundant. At r = 1 they are independent bits, one per modality: two bits, one unique to each
+    (the PID "COPY" case). The ``linear`` label's unique_ratio does not do this: it treats X1 and
+    X2 symmetrically, so its unique latents make synergy and redundancy in the PID, not unique
+    information (see ``factorcl quantify`` in the README).
     """
     if label not in LABEL_FUNCTIONS:
         raise ValueError(f"label must be one of {list(LABEL_FUNCTIONS)}, got {label!r}")
@@ -195,6 +203,16 @@ def make_labels(
         v1 = torch.randn(w_1.shape[1], generator=gen, dtype=torch.float64)
         v2 = torch.randn(w_2.shape[1], generator=gen, dtype=torch.float64)
         return ((w_1.double() @ v1 > 0) ^ (w_2.double() @ v2 > 0)).long()
+    if label == "two_bits":
+        gen = torch.Generator().manual_seed(10_007 * (seed + 1) + 31)
+        vs, v1, v2 = (
+            torch.nn.functional.normalize(torch.randn(w.shape[1], generator=gen, dtype=torch.float64), dim=0)
+            for w in (w_s, w_1, w_2)
+        )
+        shared = (1.0 - unique_ratio) * (w_s.double() @ vs)
+        b1 = (shared + unique_ratio * (w_1.double() @ v1) > 0).long()
+        b2 = (shared + unique_ratio * (w_2.double() @ v2) > 0).long()
+        return 2 * b1 + b2
     gen = torch.Generator().manual_seed(10_007 * (seed + 1) + (17 if label == "nonlinear" else 0))
     dims = (w_s.shape[1], w_1.shape[1], w_2.shape[1])
     if label == "linear":
