@@ -38,13 +38,22 @@ def test_quantify_synthetic_config_end_to_end(tmp_path: Path, capsys: pytest.Cap
     pid = record["pid"]
     assert pid["R"] + pid["U1"] + pid["U2"] + pid["S"] == pytest.approx(pid["total"])
     assert pid["shares"]["unique_share"] > 0.5 and set(pid["ci"]) >= {"R", "U1", "unique_share"}
-    assert record["chapter_terms"]["U1"] > 0.4
+    assert record["chapter_terms"]["I(X1;Y|X2)"] > 0.4
     assert (out / "quantify.png").read_bytes()[:4] == b"\x89PNG"
     # Nothing is overwritten without --overwrite.
     assert cli.main(args) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert cli.main([*args, "--overwrite", "--method", "cvx", "--clusters", "6", "--no-chapter-terms"]) == 0
     assert json.loads((out / "quantify.json").read_text())["method"] == "cvx"
+    # Every split together, and a BatchConfig setting from the command line.
+    more = ["--overwrite", "--split", "all", "--no-chapter-terms", "--bootstrap", "0"]
+    assert cli.main([*args, *more, "--batch-option", "align_epochs=2", "--batch-option", "lr=0.002"]) == 0
+    record = json.loads((out / "quantify.json").read_text())
+    assert record["rows"] == 3000 and record["pid"]["info"]["config"]["align_epochs"] == 2
+    assert record["pid"]["info"]["config"]["lr"] == 0.002
+    capsys.readouterr()
+    assert cli.main([*args, *more, "--batch-option", "align_epochs"]) == 2
+    assert "--batch-option must be KEY=VALUE" in capsys.readouterr().err
 
 
 def test_quantify_generated_multibench_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

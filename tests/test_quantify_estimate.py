@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -16,13 +17,15 @@ from factorcl.quantify.discretize import bin_1d, kmeans
 from factorcl.quantify.examples import gaussian_mixture
 from factorcl.quantify.recommend import recommend
 
-pytest.importorskip("cvxpy")
+#: The CVX tests need the quantify extra; the BATCH and helper tests do not.
+needs_cvxpy = pytest.mark.skipif(importlib.util.find_spec("cvxpy") is None, reason="needs cvxpy (the quantify extra)")
 
 #: A quick BATCH for tests: the defaults are sized for 20,000 rows.
 QUICK = BatchConfig(hidden=64, classifier_epochs=30, patience=4, align_epochs=4, batch_size=128)
 
 
 # ------------------------------------------------------------------------------ known answers
+@needs_cvxpy
 @pytest.mark.slow
 @pytest.mark.parametrize(("angle", "dominant"), [(0.0, "U1"), (math.pi / 4, "R"), (math.pi / 2, "U2")])
 def test_gaussian_mixture_cvx_and_batch_agree(angle: float, dominant: str) -> None:
@@ -55,6 +58,7 @@ def test_synergy_label_is_mostly_synergy() -> None:
     assert pid.dominant() == "S" and pid.shares()["S"] > 0.7, pid.parts()
 
 
+@needs_cvxpy
 def test_cvx_bootstrap_interval_and_bias_record() -> None:
     x1, x2, y = gaussian_mixture(3000, 0.3, seed=2)
     pid = estimate(x1, x2, y, "cvx", clusters=8, n_bootstrap=15)
@@ -62,8 +66,22 @@ def test_cvx_bootstrap_interval_and_bias_record() -> None:
         lo, hi = pid.ci[k]
         assert lo <= hi
     assert pid.ci["total"][0] <= pid.total <= pid.ci["total"][1]
-    assert pid.info["plugin_bias_bits"] == pytest.approx(63 / (2 * 3000 * math.log(2)))
+    # Miller-Madow over the occupied cells: (m_XY - m_X - m_Y + 1) / (2 N ln 2).
+    shape = pid.info["discretization"]["joint_shape"]
+    assert shape == [8, 8, 2] and 0 < pid.info["plugin_bias_bits"] <= 63 / (2 * 3000 * math.log(2)) + 1e-12
     json.dumps(pid.to_dict())  # JSON-friendly
+
+
+@needs_cvxpy
+def test_cvx_bootstrap_interval_covers_zero_for_independent_data() -> None:
+    # Independent X1, X2, Y: every part is 0, but the plug-in total is biased upwards (about
+    # 0.03 bits here) and a plain percentile interval would sit entirely above 0.
+    rng = np.random.default_rng(0)
+    x1, x2, y = rng.standard_normal((1000, 1)), rng.standard_normal((1000, 1)), rng.integers(0, 2, 1000)
+    pid = estimate(x1, x2, y, "cvx", bins=6, n_bootstrap=40)
+    assert pid.total > 0.005 and pid.info["plugin_bias_bits"] == pytest.approx(pid.total, rel=1.0)
+    for k in ("total", "S"):
+        assert pid.ci[k][0] <= 0.0 <= pid.ci[k][1], (k, pid.ci[k], pid.total)
 
 
 def test_batch_bootstrap_and_record() -> None:
@@ -78,10 +96,24 @@ def test_batch_bootstrap_and_record() -> None:
     assert again.parts() == pytest.approx(pid.parts())  # seeded
 
 
-def test_labels_may_be_any_integers() -> None:
+@needs_cvxpy
+def test_labels_may_be_any_integers_or_names() -> None:
     x1, x2, y = gaussian_mixture(800, 0.0, seed=0)  # y in {-1, +1}
     pid = estimate(x1, x2, y.astype(np.float64), "cvx", clusters=5)
     assert pid.info["classes"] == [-1.0, 1.0] and pid.U1 > 0.3
+    names = np.where(y > 0, "pos", "neg")
+    assert estimate(x1, x2, names, "cvx", clusters=5).parts() == pytest.approx(pid.parts())
+
+
+def test_batch_small_data_shrinks_the_minibatch_and_refuses_too_few_rows() -> None:
+    x1, x2, y = gaussian_mixture(300, 0.0, seed=5)
+    cfg = BatchConfig(hidden=32, classifier_epochs=10, align_epochs=2)  # batch_size 256 > the 90 eval rows
+    pid = estimate(x1, x2, y, "batch", batch=cfg, device="cpu")
+    assert pid.info["minibatch"] == 90 and pid.info["batches"] == 1 and pid.U2 != 0.0
+    with pytest.raises(ValueError, match="the batch estimator needs at least 60 samples, got 40"):
+        estimate(x1[:40], x2[:40], y[:40], "batch", batch=cfg, device="cpu")
+    with pytest.raises(ValueError, match=r"unknown batch option\(s\) \['epochs'\]"):
+        estimate(x1, x2, y, "batch", batch={"epochs": 3})
 
 
 # ------------------------------------------------------------------------------ pieces
@@ -136,9 +168,15 @@ def test_recommendation_reads_the_shares() -> None:
     assert "almost no information" in recommend(PID(0.0, 0.01, 0.0, 0.0, 0.01, info=info))
     uncertain = PID(0.7, 0.13, 0.0, 0.0, 0.83, info=info, ci={"unique_share": (0.1, 0.3)})
     assert "crosses the 25% threshold" in recommend(uncertain)
+    # A negative part is flagged and the shares use the clipped parts (never "143% unique").
+    inconsistent = recommend(PID(-0.3, 0.5, 0.5, 0.0, 0.7, info=info))
+    assert "Unique information is 100%" in inconsistent and "R = -0.300" in inconsistent
+    biased = recommend(PID(0.1, 0.2, 0.2, 0.5, 1.0, info={**info, "plugin_bias_bits": 0.4}))
+    assert "plug-in bias of the discretised joint is about 0.400 bits, 40%" in biased
 
 
 # ------------------------------------------------------------------------------ bad input
+@needs_cvxpy
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

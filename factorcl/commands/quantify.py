@@ -30,7 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set data.synthetic.unique_ratio=1.0 (repeatable)",
     )
-    p.add_argument("--split", default="train", choices=["train", "valid", "test"], help="split to measure (train)")
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=["train", "valid", "test", "all"],
+        help="split to measure (train; a file without a split column is split 80/10/10 at random "
+        "first, so train is 80%% of its rows; all: every split together)",
+    )
     p.add_argument(
         "--method",
         default="auto",
@@ -38,13 +44,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="estimator: cvx (discretise, exact solver), batch (neural), auto: cvx when both "
         "modalities are 1-D, else batch (default)",
     )
-    p.add_argument("--clusters", type=int, default=20, help="cvx: k-means clusters per vector modality (20)")
+    p.add_argument(
+        "--clusters",
+        type=int,
+        help="cvx: k-means clusters per vector modality (default: at most 20, "
+        "and few enough that clusters^2 x classes <= rows / 10)",
+    )
     p.add_argument("--bins", type=int, help="cvx: equal-width bins per 1-D modality (default: --clusters)")
     p.add_argument("--bootstrap", type=int, default=20, help="bootstrap draws for the intervals (20; 0: none)")
     p.add_argument(
         "--no-chapter-terms",
         action="store_true",
         help="skip the chapter's S, U1, U2 from I_NCE label critics (saves their training)",
+    )
+    p.add_argument(
+        "--batch-option",
+        dest="batch_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="batch: a BatchConfig setting, e.g. --batch-option batch_size=128 --batch-option "
+        "align_epochs=20 (repeatable; keys: hidden, layers, embed, batch_size, sinkhorn_iters, "
+        "classifier_epochs, patience, align_epochs, lr, weight_decay, eval_fraction)",
     )
     p.add_argument("--max-samples", type=int, help="measure a seeded random subset of this many rows")
     p.add_argument("--out-dir", help="output folder (default: quantify-<data name>)")
@@ -63,6 +84,20 @@ def _main(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError, ImportError, RuntimeError) as exc:
         print(f"factorcl quantify: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _batch_options(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings -> BatchConfig keywords (ints, floats as written)."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--batch-option must be KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ValueError(f"--batch-option {key}: expected a number, got {value!r}") from None
+    return out
 
 
 def _load(args: argparse.Namespace):
@@ -92,11 +127,14 @@ def _run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "bootstrap" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name == 'bootstrap' else 1}, got {value}")
+    batch_options = _batch_options(args.batch_options)
     data = _load(args)
-    ds = data.split(args.split)
-    if ds is None:
+    names = ["train", "valid", "test"] if args.split == "all" else [args.split]
+    pieces = [split_arrays(data.split(s), s) for s in names if data.split(s) is not None]
+    if not pieces:
         raise ValueError(f"the data has no {args.split!r} split; pick another with --split")
-    x1, x2, y, how = split_arrays(ds, args.split)
+    x1, x2, y = (np.concatenate([piece[i] for piece in pieces]) for i in range(3))
+    how = pieces[0][3]
     if args.max_samples is not None and args.max_samples < len(y):
         take = np.sort(np.random.default_rng(args.seed).choice(len(y), size=args.max_samples, replace=False))
         x1, x2, y = x1[take], x2[take], y[take]
@@ -122,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.quiet,
+        batch=batch_options,
     )
     paper = None
     if not args.no_chapter_terms:

@@ -36,9 +36,11 @@ from bounds import mlp
 
 from ..device import seed_everything, select_device
 
-__all__ = ["BatchConfig", "BatchEstimator", "sinkhorn_log"]
+__all__ = ["MIN_SAMPLES", "BatchConfig", "BatchEstimator", "sinkhorn_log"]
 
 LOG2 = math.log(2.0)
+#: Fewer rows than this cannot hold out an evaluation set of whole minibatches worth the name.
+MIN_SAMPLES = 60
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,28 @@ def conditional_mi_q(log_q: Tensor) -> Tensor:
     return (q * ratio).sum()
 
 
+class _Tempered(nn.Module):
+    """A classifier's logits divided by a temperature fitted on held-out rows."""
+
+    def __init__(self, net: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.net, self.temperature = net, temperature
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x) / self.temperature
+
+
+def _fit_temperature(logits: Tensor, y: Tensor) -> float:
+    """The temperature T (grid over [0.25, 4]) that minimises held-out cross-entropy of logits / T.
+
+    The estimator reads information off the predicted distributions, mean_i KL(p(. | x_i) || p(.)),
+    which is consistent only for calibrated predictions; temperature scaling is the one-parameter fix.
+    """
+    grid = torch.logspace(math.log10(0.25), math.log10(4.0), 49, dtype=logits.dtype, device=logits.device)
+    losses = torch.stack([F.cross_entropy(logits / t, y) for t in grid])
+    return float(grid[int(losses.argmin())])
+
+
 def _model_mi(probs: Tensor) -> Tensor:
     """I(X; Y) in nats of the model joint p(x) p(y | x): mean_i KL(p(. | x_i) || mean_i p(. | x_i))."""
     marginal = probs.mean(dim=0, keepdim=True)
@@ -146,18 +170,22 @@ class BatchEstimator:
         """The PID of (x1, x2, y) [N, d1], [N, d2], [N]; with ``n_bootstrap``, also the bootstrap draws [n, 4]."""
         seed_everything(self.seed)
         n = x1.shape[0]
+        if n < MIN_SAMPLES:
+            raise ValueError(f"the batch estimator needs at least {MIN_SAMPLES} samples, got {n}; use method='cvx'")
         rng = np.random.default_rng(self.seed)
         perm = rng.permutation(n)
-        n_eval = max(int(round(self.cfg.eval_fraction * n)), min(self.cfg.batch_size, n // 2))
+        n_eval = int(round(self.cfg.eval_fraction * n))
         eval_idx, fit_idx = perm[:n_eval], perm[n_eval:]
+        # q is defined over minibatches of m pairs: m may not exceed the rows it is fitted and evaluated on.
+        self.m = min(self.cfg.batch_size, n_eval, len(self._split_fit(fit_idx)[0]))
         t1, t2 = self._standardised(x1, fit_idx), self._standardised(x2, fit_idx)
         ty = torch.as_tensor(y, dtype=torch.long, device=self.device)
         bar = tqdm(total=3 + 1, desc="PID batch", disable=not self.progress, dynamic_ncols=True)
         try:
             classifiers = []
-            for name, inputs in (("p(y|x1)", (t1,)), ("p(y|x2)", (t2,)), ("p(y|x1,x2)", (t1, t2))):
+            for i, (name, inputs) in enumerate((("p(y|x1)", (t1,)), ("p(y|x2)", (t2,)), ("p(y|x1,x2)", (t1, t2)))):
                 bar.set_postfix_str(f"fitting {name}")
-                classifiers.append(self._fit_classifier(name, inputs, ty, fit_idx))
+                classifiers.append(self._fit_classifier(name, inputs, ty, fit_idx, seed=self.seed + 101 * (i + 1)))
                 bar.update(1)
             probs = [self._predict(c, inputs) for c, inputs in zip(classifiers, ((t1,), (t2,), (t1, t2)))]
             bar.set_postfix_str("fitting q")
@@ -175,6 +203,7 @@ class BatchEstimator:
         info = dict(point.info)
         info.update(
             samples=int(n),
+            minibatch=int(self.m),
             fit_rows=int(len(fit_idx)),
             eval_rows=int(len(eval_idx)),
             config=asdict(self.cfg),
@@ -196,17 +225,19 @@ class BatchEstimator:
 
     def _batches(self, idx: np.ndarray, rng: np.random.Generator, drop_last: bool) -> list[np.ndarray]:
         order = rng.permutation(idx)
-        m = self.cfg.batch_size
+        m = self.m
         stop = len(order) - (len(order) % m if drop_last and len(order) >= m else 0)
         return [order[i : i + m] for i in range(0, stop, m)]
 
-    def _fit_classifier(self, name: str, inputs: tuple[Tensor, ...], y: Tensor, fit_idx: np.ndarray) -> nn.Module:
+    def _fit_classifier(
+        self, name: str, inputs: tuple[Tensor, ...], y: Tensor, fit_idx: np.ndarray, seed: int
+    ) -> nn.Module:
         cfg = self.cfg
         in_dim = sum(t.shape[1] for t in inputs)
         net = mlp(in_dim, cfg.hidden, self.k, layers=cfg.layers).to(self.device)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         train_idx, stop_idx = self._split_fit(fit_idx)
-        rng = np.random.default_rng(self.seed + len(name))
+        rng = np.random.default_rng(seed)
         stop_x = torch.cat([t[stop_idx] for t in inputs], dim=1)
         best, best_state, bad, curve = math.inf, None, 0, []
         for _ in range(cfg.classifier_epochs):
@@ -229,8 +260,12 @@ class BatchEstimator:
                     break
         if best_state is not None:
             net.load_state_dict(best_state)
-        self.history[name] = {"epochs": len(curve), "held_out_ce_nats": best}
-        return net.eval()
+        net.eval()
+        with torch.no_grad():
+            logits = net(stop_x)
+        temperature = _fit_temperature(logits, y[stop_idx])
+        self.history[name] = {"epochs": len(curve), "held_out_ce_nats": best, "temperature": temperature}
+        return _Tempered(net, temperature)
 
     @torch.no_grad()
     def _predict(self, net: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
@@ -265,14 +300,15 @@ class BatchEstimator:
         p1, p2, p12 = (p[idx] for p in probs)
         i1, i2, i12 = (float(_model_mi(p)) / LOG2 for p in (p1, p2, p12))
         u2_sum, weight = 0.0, 0
-        order = np.arange(len(idx))
-        m = self.cfg.batch_size
-        for start in range(0, len(order) - m + 1, m):  # whole batches only: q is defined per m pairs
-            b = idx[order[start : start + m]]
+        m = self.m
+        for start in range(0, len(idx) - m + 1, m):  # whole batches only: q is defined per m pairs
+            b = idx[start : start + m]
             log_q = _q_log(align, t1[b], t2[b], probs[0][b], probs[1][b], self.cfg.sinkhorn_iters)
             u2_sum += float(conditional_mi_q(log_q)) / LOG2
             weight += 1
-        u2 = u2_sum / max(weight, 1)
+        if weight == 0:  # cannot happen with m <= len(idx); never report a U2 that was not measured
+            raise RuntimeError(f"no whole minibatch of {m} pairs among {len(idx)} evaluation rows")
+        u2 = u2_sum / weight
         r = i2 - u2
         u1 = i1 - r
         return _Point(

@@ -5,7 +5,7 @@ and U2 = I(X2; Y | X1). With the label-side identities
 
     S  = I(X1; Y) + I(X2; Y) - I(X1, X2; Y),   U1 = I(X1, X2; Y) - I(X2; Y),   U2 = I(X1, X2; Y) - I(X1; Y)
 
-all three follow from three label informations, each a lower bound I_NCE from a critic f(x, y)
+all three follow from three label informations, each estimated by the lower bound I_NCE of a critic f(x, y)
 trained on the batch's (x, y) pairs (:func:`bounds.infonce`; a [B, B] score matrix of every x
 against every label in the batch). Label informations are bounded by H(Y) <= log K, far below
 log B, so the bound does not saturate the way the pair-side form I(X1; X2) - I(X1; X2 | Y) does
@@ -13,7 +13,10 @@ on data where the modalities share a continuous latent exactly (there I(X1; X2) 
 
 How these differ from the PID: co-information = R - S_PID, and I(X1; Y | X2) = U1_PID + S_PID.
 The chapter's S is redundancy net of synergy (negative when synergy wins) and its U1, U2 each
-contain all the synergy.
+contain all the synergy. The three are differences of lower bounds, hence estimates, not bounds;
+I(X1, X2; Y) is the hardest of the three to reach, so its shortfall pushes S up and U1, U2 down.
+The keys name the quantities (``"I(X1;X2;Y)"``, ``"I(X1;Y|X2)"``, ...) so that the chapter's S is
+never confused with PID synergy.
 """
 
 from __future__ import annotations
@@ -83,12 +86,12 @@ def coinformation_terms(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """The chapter's S = I(X1; X2; Y), U1 = I(X1; Y | X2), U2 = I(X2; Y | X1) in bits, from I_NCE.
+    """The chapter's S = I(X1; X2; Y), U1 = I(X1; Y | X2), U2 = I(X2; Y | X1) in bits, estimated with I_NCE.
 
     Inputs are checked samples (:func:`~.estimate.check_samples`): x1 [N, d1], x2 [N, d2], labels
     0..K-1 [N]. Each label information is the held-out I_NCE (batches of ``batch_size``) of a
-    separable critic trained on the other rows. Returns ``{"S", "U1", "U2", "total", "I(X1;Y)",
-    "I(X2;Y)", "I(X1,X2;Y)", ...}``.
+    separable critic trained on the other rows. Returns ``"I(X1;X2;Y)"`` (the chapter's S), ``"I(X1;Y|X2)"`` (its U1),
+    ``"I(X2;Y|X1)"`` (its U2), the three label informations and the estimator's description.
     """
     seed_everything(seed)
     dev = select_device(device)
@@ -115,10 +118,9 @@ def coinformation_terms(
         values[name] = _mean_infonce(critic, x, y1h, eval_idx, m) / LOG2
     i1, i2, i12 = values["I(X1;Y)"], values["I(X2;Y)"], values["I(X1,X2;Y)"]
     return {
-        "S": i1 + i2 - i12,
-        "U1": i12 - i2,
-        "U2": i12 - i1,
-        "total": i12,
+        "I(X1;X2;Y)": i1 + i2 - i12,
+        "I(X1;Y|X2)": i12 - i2,
+        "I(X2;Y|X1)": i12 - i1,
         **values,
         "estimator": f"I_NCE, separable critics, held-out batches of {m}",
         "units": "bits",

@@ -3,7 +3,8 @@
 The CVX estimator needs discrete X1, X2; the thesis's route for high-dimensional features is to
 cluster each modality and use the cluster ids. The plug-in joint of (cluster1, cluster2, y) then
 stands in for p. Its I(X1, X2; Y) is biased upwards by about (k1 k2 - 1)(|Y| - 1) / (2 N ln 2)
-bits (Miller-Madow), which :func:`plugin_bias_bits` reports so that a reader can judge it.
+bits (Miller-Madow, with k the occupied cells), which :func:`plugin_bias_bits` reports so that a
+reader can judge it; :func:`default_clusters` keeps it small by keeping k1 k2 |Y| <= N / 10.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import math
 
 import numpy as np
 
-__all__ = ["bin_1d", "discretize", "joint_counts", "kmeans", "plugin_bias_bits"]
+__all__ = ["bin_1d", "default_clusters", "discretize", "joint_counts", "kmeans", "plugin_bias_bits"]
+
+#: The most clusters :func:`default_clusters` picks per modality.
+MAX_DEFAULT_CLUSTERS = 20
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0, iters: int = 100, n_init: int = 3, name: str = "x") -> np.ndarray:
@@ -107,6 +111,20 @@ def joint_counts(c1: np.ndarray, c2: np.ndarray, y: np.ndarray, shape: tuple[int
     return counts
 
 
-def plugin_bias_bits(k1: int, k2: int, ny: int, n: int) -> float:
-    """The Miller-Madow first-order bias of the plug-in I(X1, X2; Y), in bits (k1 k2 cells per label)."""
-    return (k1 * k2 - 1) * (ny - 1) / (2.0 * n * math.log(2.0))
+def default_clusters(n: int, num_classes: int) -> int:
+    """Clusters per modality: at most 20, and few enough that k^2 |Y| <= N / 10 (at least 2)."""
+    return int(max(2, min(MAX_DEFAULT_CLUSTERS, math.floor(math.sqrt(n / (10.0 * num_classes))))))
+
+
+def plugin_bias_bits(counts: np.ndarray) -> float:
+    """Miller-Madow first-order upward bias of the plug-in I(X1, X2; Y) of a count table [k1, k2, |Y|], bits.
+
+    I = H(X) + H(Y) - H(X, Y) with X = (X1, X2); each plug-in entropy of m occupied cells is low by
+    (m - 1) / (2 N) nats, so I is high by (m_XY - m_X - m_Y + 1) / (2 N).
+    """
+    n = float(counts.sum())
+    flat = counts.reshape(-1, counts.shape[2])
+    m_xy = int((flat > 0).sum())
+    m_x = int((flat.sum(axis=1) > 0).sum())
+    m_y = int((flat.sum(axis=0) > 0).sum())
+    return max(m_xy - m_x - m_y + 1, 0) / (2.0 * n * math.log(2.0))

@@ -8,6 +8,8 @@
 - ``method="batch"``: the neural estimator of :mod:`.batch`. The bootstrap resamples the rows it
   is evaluated on (the fitted networks are held fixed), so its interval covers the evaluation
   sample, not the training of the networks.
+
+Intervals are basic bootstrap intervals (see :func:`_interval`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from .batch import BatchConfig, BatchEstimator
 from .cvx import pid_discrete
-from .discretize import discretize, joint_counts, plugin_bias_bits
+from .discretize import default_clusters, discretize, joint_counts, plugin_bias_bits
 from .pid import PARTS, PID
 
 __all__ = ["METHODS", "check_samples", "estimate"]
@@ -27,14 +29,23 @@ __all__ = ["METHODS", "check_samples", "estimate"]
 METHODS = ("cvx", "batch")
 
 
-def _as_array(x: Any, name: str) -> np.ndarray:
+def _batch_config(options: dict[str, Any]) -> BatchConfig:
+    known = set(BatchConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown batch option(s) {unknown}; expected some of {sorted(known)}")
+    return replace(BatchConfig(), **options)
+
+
+def _as_array(x: Any, name: str, labels: bool = False) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor, on any device
         x = x.detach().cpu().numpy()
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be an array of samples, got {type(x).__name__}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    numeric = np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+    if not numeric and not (labels and arr.dtype.kind in "US"):  # class names are fine as labels
         raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{name} must have one row per sample, got a scalar")
@@ -47,7 +58,7 @@ def check_samples(x1: Any, x2: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.
     Raises ValueError naming the argument: mismatched row counts, NaN or inf, labels that are not
     integers (a continuous target), or a single class.
     """
-    a1, a2, ay = _as_array(x1, "x1"), _as_array(x2, "x2"), _as_array(y, "y")
+    a1, a2, ay = _as_array(x1, "x1"), _as_array(x2, "x2"), _as_array(y, "y", labels=True)
     if not (len(a1) == len(a2) == len(ay)):
         raise ValueError(f"x1, x2 and y must have the same number of rows, got {len(a1)}, {len(a2)} and {len(ay)}")
     for name, arr in (("x1", a1), ("x2", a2)):
@@ -80,17 +91,34 @@ def check_samples(x1: Any, x2: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.
     )
 
 
-def _interval(draws: np.ndarray, confidence: float) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of bootstrap draws [n, 5] (R, U1, U2, S, total) and of the shares."""
-    lo, hi = (1.0 - confidence) / 2.0 * 100.0, (1.0 + confidence) / 2.0 * 100.0
-    total = np.where(draws[:, 4] > 0, draws[:, 4], np.nan)
-    columns = {k: draws[:, i] for i, k in enumerate((*PARTS, "total"))}
+def _with_shares(rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns R, U1, U2, S, total of [n, 5] rows, and the unique / redundancy / synergy shares."""
+    total = np.where(rows[:, 4] > 0, rows[:, 4], np.nan)
+    columns = {k: rows[:, i] for i, k in enumerate((*PARTS, "total"))}
     columns.update(
-        unique_share=(draws[:, 1] + draws[:, 2]) / total,
-        redundancy_share=draws[:, 0] / total,
-        synergy_share=draws[:, 3] / total,
+        unique_share=(rows[:, 1] + rows[:, 2]) / total,
+        redundancy_share=rows[:, 0] / total,
+        synergy_share=rows[:, 3] / total,
     )
-    return {k: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) for k, v in columns.items()}
+    return columns
+
+
+def _interval(point: PID, draws: np.ndarray, confidence: float) -> dict[str, tuple[float, float]]:
+    """Basic (reverse-percentile) bootstrap intervals 2 theta - q_(1-a/2), 2 theta - q_(a/2), per part and share.
+
+    Not the plain percentile interval: a plug-in information estimate is biased upwards, and its
+    bootstrap draws are biased upwards once more, so percentile intervals sit above the estimate
+    (and above the truth); reflecting the quantiles about the estimate removes that first-order shift.
+    """
+    lo, hi = (1.0 - confidence) / 2.0 * 100.0, (1.0 + confidence) / 2.0 * 100.0
+    theta = _with_shares(np.array([[point.R, point.U1, point.U2, point.S, point.total]]))
+    out = {}
+    for k, v in _with_shares(draws).items():
+        t = float(theta[k][0])
+        if not np.isfinite(t) or np.all(np.isnan(v)):
+            continue
+        out[k] = (2.0 * t - float(np.nanpercentile(v, hi)), 2.0 * t - float(np.nanpercentile(v, lo)))
+    return out
 
 
 def estimate(
@@ -99,7 +127,7 @@ def estimate(
     y: Any,
     method: str = "cvx",
     *,
-    clusters: int | tuple[int, int] = 20,
+    clusters: int | tuple[int, int] | None = None,
     bins: int | None = None,
     n_bootstrap: int = 0,
     confidence: float = 0.95,
@@ -112,7 +140,8 @@ def estimate(
     """The PID (bits) of I(X1, X2; Y) from samples x1 [N, ...], x2 [N, ...] and class labels y [N].
 
     ``method``: ``"cvx"`` (discretise, then the exact solver) or ``"batch"`` (the neural
-    estimator). ``clusters``: k-means clusters per modality for cvx (one int or a pair);
+    estimator). ``clusters``: k-means clusters per modality for cvx (one int or a pair; default
+    :func:`~.discretize.default_clusters`, at most 20 and few enough that k1 k2 |Y| <= N / 10);
     ``bins``: equal-width bins for a 1-D modality (default: as many as ``clusters``).
     ``n_bootstrap`` > 0 adds percentile intervals at ``confidence`` to ``PID.ci``. ``batch``:
     :class:`~.batch.BatchConfig` fields for the neural estimator; ``device``, ``seed`` and
@@ -129,11 +158,13 @@ def estimate(
     h_y = float(-np.sum(freq[freq > 0] * np.log2(freq[freq > 0])))
     common = {"samples": int(len(labels)), "classes": classes.tolist(), "seed": seed, "H(Y)": h_y}
     if method == "batch":
-        cfg = batch if isinstance(batch, BatchConfig) else replace(BatchConfig(), **(batch or {}))
+        cfg = batch if isinstance(batch, BatchConfig) else _batch_config(batch or {})
         est = BatchEstimator(len(classes), cfg, device=device, seed=seed, progress=progress)
         point, draws = est.fit_estimate(a1, a2, labels, n_bootstrap=int(n_bootstrap))
         pid = PID(point.R, point.U1, point.U2, point.S, point.total, method="batch", info={**common, **point.info})
     else:
+        if clusters is None:
+            clusters = default_clusters(len(labels), len(classes))
         k1, k2 = (clusters, clusters) if isinstance(clusters, int) else tuple(clusters)
         c1, how1 = discretize(a1, int(k1), bins if bins is not None else int(k1), seed, "x1")
         c2, how2 = discretize(a2, int(k2), bins if bins is not None else int(k2), seed + 1, "x2")
@@ -143,7 +174,7 @@ def estimate(
         pid.info.update(
             common,
             discretization={"x1": how1, "x2": how2, "joint_shape": list(shape)},
-            plugin_bias_bits=plugin_bias_bits(shape[0], shape[1], shape[2], len(labels)),
+            plugin_bias_bits=plugin_bias_bits(p),
         )
         draws = None
         if n_bootstrap > 0:
@@ -156,6 +187,6 @@ def estimate(
                 rows.append([r.R, r.U1, r.U2, r.S, r.total])
             draws = np.array(rows)
     if draws is not None:
-        pid.ci = _interval(draws, confidence)
+        pid.ci = _interval(pid, draws, confidence)
         pid.info["bootstrap"] = {"draws": int(n_bootstrap), "confidence": confidence}
     return pid

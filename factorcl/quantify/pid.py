@@ -24,7 +24,7 @@ __all__ = ["PARTS", "PID", "check_joint", "mutual_informations", "pid_from_q"]
 
 #: The four parts, in the order every table prints them.
 PARTS = ("R", "U1", "U2", "S")
-#: Entries of p below this are taken as zero when checking that p is a distribution.
+#: How far from 1 the sum of p may be (rounding); p is renormalised after the check.
 SUM_TOLERANCE = 1e-6
 
 

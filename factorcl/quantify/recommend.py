@@ -7,7 +7,12 @@ The rule reads the shares of I(X1, X2; Y) (thresholds below, fixed in advance, n
 - else: mixed, FactorCL may help modestly;
 - synergy share >= ``SYNERGY_MATTERS`` (25%) adds a warning: neither FactorCL nor standard
   contrastive learning targets synergy (the chapter's U1, U2 count it, the PID does not);
-- a total below ``NEGLIGIBLE`` (5%) of H(Y) means the label is barely predictable at all.
+- a total below ``NEGLIGIBLE`` (5%) of H(Y) means the label is barely predictable at all;
+- a part below ``-INCONSISTENT`` (5%) of the total is an estimator inconsistency (BATCH can read a
+  joint classifier below its unimodal ones): shares are then computed from the parts clipped at
+  zero, and the text says so;
+- a plug-in bias (CVX) above ``BIAS_WARNING`` (25%) of the total is reported: the numbers are then
+  mostly small-sample artefact (fewer clusters or more rows help).
 
 Every recommendation ends with what it rests on: the estimator, sample count and, with a
 bootstrap, the interval of the share the decision turned on.
@@ -17,12 +22,22 @@ from __future__ import annotations
 
 from .pid import PID
 
-__all__ = ["MOSTLY_SHARED", "NEGLIGIBLE", "SYNERGY_MATTERS", "UNIQUE_MATTERS", "recommend"]
+__all__ = [
+    "BIAS_WARNING",
+    "INCONSISTENT",
+    "MOSTLY_SHARED",
+    "NEGLIGIBLE",
+    "SYNERGY_MATTERS",
+    "UNIQUE_MATTERS",
+    "recommend",
+]
 
 UNIQUE_MATTERS = 0.25
 MOSTLY_SHARED = 0.75
 SYNERGY_MATTERS = 0.25
 NEGLIGIBLE = 0.05
+INCONSISTENT = 0.05
+BIAS_WARNING = 0.25
 
 
 def _pct(x: float) -> str:
@@ -43,7 +58,11 @@ def _straddles(pid: PID, key: str, threshold: float) -> bool:
 def recommend(pid: PID) -> str:
     """One or two sentences: what the PID says about the choice of objective, and what that rests on."""
     h_y = float(pid.info.get("H(Y)", 0.0))
-    shares = pid.shares()
+    parts = pid.parts()
+    negative = {k: v for k, v in parts.items() if v < -INCONSISTENT * max(pid.total, 1e-12)}
+    clipped = {k: max(v, 0.0) for k, v in parts.items()}
+    denom = sum(clipped.values())
+    shares = {k: v / denom if denom > 0 else 0.0 for k, v in clipped.items()}
     unique, redundant, synergy = shares["U1"] + shares["U2"], shares["R"], shares["S"]
     rests = (
         f"{pid.method.upper()} estimate on {pid.info.get('samples', '?')} samples, I(X1,X2;Y) = {pid.total:.3f} bits"
@@ -78,10 +97,23 @@ def recommend(pid: PID) -> str:
             f" Synergy is {_pct(synergy)}: information only the two modalities carry together, which neither "
             "FactorCL nor standard contrastive learning targets; a model that fuses both inputs is needed for it."
         )
-    extended = pid.shares_extended()
+    extended = {**shares, "unique_share": unique, "redundancy_share": redundant, "synergy_share": synergy}
     for key, threshold in checks:
         rests += f"; {key.replace('_', ' ')} {_pct(extended[key])}{_interval(pid, key)}"
         if _straddles(pid, key, threshold):
             rests += f", which crosses the {_pct(threshold)} threshold, so the call is uncertain"
+    if negative:
+        listed = ", ".join(f"{k} = {v:.3f}" for k, v in negative.items())
+        text += (
+            f" Caution: the estimate is inconsistent ({listed} bits, below zero), so the shares above use the parts "
+            "clipped at zero; more rows or a longer fit of the estimator should remove it."
+        )
+    bias = pid.info.get("plugin_bias_bits")
+    if bias is not None and bias > BIAS_WARNING * pid.total:
+        text += (
+            f" Caution: the plug-in bias of the discretised joint is about {bias:.3f} bits, "
+            f"{_pct(bias / max(pid.total, 1e-12))} of the total (most of it reads as synergy): use fewer clusters "
+            "or more rows before trusting these numbers."
+        )
     thresholds = f"thresholds: unique >= {_pct(UNIQUE_MATTERS)}, redundant >= {_pct(MOSTLY_SHARED)}"
     return f"{text} (Rests on: {rests}; {thresholds}.)"

@@ -36,13 +36,21 @@ def format_table(pid: PID, paper: dict[str, Any] | None = None) -> str:
     lines.append(total)
     if "H(Y)" in pid.info:
         lines.append(f"H(Y) = {pid.info['H(Y)']:.3f} bits; {pid.info.get('samples', '?')} samples")
+    if "discretization" in pid.info:
+        d = pid.info["discretization"]
+        lines.append(
+            f"discretised: x1 {d['x1']}, x2 {d['x2']}; plug-in bias of the total about "
+            f"{pid.info['plugin_bias_bits']:.3f} bits (Miller-Madow)"
+        )
+    if pid.ci:
+        lines.append(f"intervals: basic bootstrap, {pid.info.get('bootstrap', {}).get('draws', '?')} draws")
     if paper:
         lines.append("")
         lines.append(f"The FactorCL chapter's terms ({paper.get('estimator', 'I_NCE')}, bits)")
-        lines.append(f"  S  = I(X1;X2;Y) = {paper['S']:.3f}   (= R - S_PID: redundancy net of synergy)")
-        lines.append(f"  U1 = I(X1;Y|X2) = {paper['U1']:.3f}   (= U1 + S_PID)")
-        lines.append(f"  U2 = I(X2;Y|X1) = {paper['U2']:.3f}   (= U2 + S_PID)")
-        lines.append(f"  I(X1,X2;Y)      = {paper['total']:.3f}")
+        lines.append(f"  S  = I(X1;X2;Y) = {paper['I(X1;X2;Y)']:.3f}   (= R - S_PID: redundancy net of synergy)")
+        lines.append(f"  U1 = I(X1;Y|X2) = {paper['I(X1;Y|X2)']:.3f}   (= U1 + S_PID)")
+        lines.append(f"  U2 = I(X2;Y|X1) = {paper['I(X2;Y|X1)']:.3f}   (= U2 + S_PID)")
+        lines.append(f"  I(X1,X2;Y)      = {paper['I(X1,X2;Y)']:.3f}")
     return "\n".join(lines)
 
 
@@ -64,12 +72,12 @@ def plot_pid(pid: PID, path: str | Path, title: str = "", paper: dict[str, Any] 
         ]
     width = 0.38 if paper else 0.6
     ax.bar([x - (width / 2 if paper else 0) for x in xs], values, width, yerr=err, capsize=4, label="PID")
-    if paper:
+    if paper:  # the chapter has no synergy term: its three bars stand beside R, U1, U2
         ax.bar(
-            [x + width / 2 for x in xs],
-            [paper["S"], paper["U1"], paper["U2"], 0.0],
+            [x + width / 2 for x in range(3)],
+            [paper["I(X1;X2;Y)"], paper["I(X1;Y|X2)"], paper["I(X2;Y|X1)"]],
             width,
-            label="chapter's S, U1, U2 (I_NCE)",
+            label="chapter: I(X1;X2;Y), I(X1;Y|X2), I(X2;Y|X1) (I_NCE)",
             alpha=0.7,
         )
         ax.legend(fontsize=8)
