@@ -45,3 +45,20 @@ def test_bounds_example_runs():
     assert isinstance(namespace["check"], bounds.BracketCheck)
     assert namespace["critic"].normalize and namespace["scores"].abs().max() <= 10.0 + 1e-4
     assert namespace["loss"].ndim == 0 and namespace["critic_loss"].requires_grad
+
+
+def test_quantify_example_runs(capsys):
+    import pytest
+
+    pytest.importorskip("cvxpy")
+    from factorcl.quantify.examples import gaussian_mixture
+
+    code = python_block("## Before training: `factorcl quantify` (PID)")
+    x1, x2, y = gaussian_mixture(1000, 0.0, seed=0)
+    # The cvx estimator instead of batch: same API, a second instead of a minute.
+    assert 'method="batch", n_bootstrap=20' in code
+    code = code.replace('method="batch", n_bootstrap=20', 'method="cvx", n_bootstrap=5')
+    exec(compile(code, "README.md", "exec"), {"x1": x1, "x2": x2, "y": y})
+    out = capsys.readouterr().out
+    assert "'S': 1.0" in out or "'S': 0.99999" in out
+    assert "Rests on" in out
