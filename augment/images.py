@@ -14,6 +14,9 @@ kornia draws its random parameters from the global torch RNG and takes no genera
 :class:`ImageAugment` reproducible with a ``generator``, a seed is drawn from it and kornia runs
 under a forked, seeded global RNG (:func:`augment.base.seeded_global_rng`); the caller's global
 RNG state is restored afterwards.
+
+kornia and albumentations come with the ``images`` extra (``pip install "factorcl[images]"``) and are
+imported on first use, so the rest of :mod:`augment` works without them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._extras import require
 from .base import Augmentation, check_floating, check_number, check_rank, seeded_global_rng, shape_str
 
 __all__ = ["ImageAugment", "albumentations_pipeline", "PRESETS"]
@@ -128,7 +132,7 @@ class ImageAugment(Augmentation):
         return self._pipelines[key]
 
     def _build(self, h: int, w: int) -> Any:
-        import kornia.augmentation as K
+        K = require("kornia.augmentation", "images", "augment.ImageAugment")
 
         m = _magnitudes(self.strength)
         out_size = self.size or (h, w)
@@ -184,7 +188,7 @@ def albumentations_pipeline(
     size unless ``size`` is given. ``seed`` makes the pipeline reproducible (albumentations' own
     seeding: each worker should use a different seed).
     """
-    import albumentations as A
+    A = require("albumentations", "images", "augment.albumentations_pipeline")
 
     preset = _check_preset(preset)
     strength = check_number(strength, "strength", low=0.0, high=_MAX_STRENGTH)

@@ -1,4 +1,8 @@
-"""The ``factorcl`` command line: every module in :mod:`factorcl.commands` is a subcommand."""
+"""The ``factorcl`` command line: every module in :mod:`factorcl.commands` is a subcommand.
+
+A command whose module needs an extra that is not installed (``clip`` without open_clip) stays listed;
+using it prints which extra to install, as does any command that reaches a missing extra while it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import pkgutil
 import sys
 
 from . import commands
+from .extras import MissingExtraError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,8 +24,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
-            importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
+            try:
+                module = importlib.import_module(f"{commands.__name__}.{info.name}")
+            except MissingExtraError as exc:
+                _register_missing(sub, info.name, exc)
+            else:
+                module.register(sub)
     return parser
+
+
+def _register_missing(sub: argparse._SubParsersAction, name: str, exc: MissingExtraError) -> None:
+    """A stand-in for subcommand ``name`` whose module needs ``exc``'s extra: any use of it raises ``exc``."""
+    text = str(exc).replace("%", "%%")  # argparse %-formats help strings
+    # No option prefix: every argument (--help included) is taken as is, so each use gets the message.
+    p = sub.add_parser(name, help=f"not installed: {text}", description=text, add_help=False, prefix_chars="\0")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    def unavailable(args: argparse.Namespace) -> int:
+        raise exc
+
+    p.set_defaults(func=unavailable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except MissingExtraError as exc:
+        print(f"factorcl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from bounds.critics import mlp
 
+from .extras import require
+
 ENCODER_TYPES = ("auto", "mlp", "gru", "transformer", "timm")
 
 
@@ -236,6 +238,7 @@ class TimmImageEncoder(nn.Module):
 
     ``pretrained=False`` (default) is a random init and needs no network; ``True`` downloads the
     weights. ``out_dim`` adds a linear projection; None returns the model's ``num_features``.
+    Needs timm (``pip install "factorcl[images]"``).
     """
 
     def __init__(
@@ -247,7 +250,7 @@ class TimmImageEncoder(nn.Module):
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        import timm
+        timm = require("timm", "images", "a timm encoder")
 
         try:
             self.model = timm.create_model(

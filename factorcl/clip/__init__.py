@@ -16,6 +16,10 @@ masking) and **x2 = images** (image tower; the unique augmentation, conditioned 
 - :func:`pretrain_clip`: all of it in one call (``factorcl clip train`` on the command line).
 """
 
+from ..extras import require
+
+require("open_clip", "clip", "factorcl.clip")  # first: without the clip extra, say so before any submodule
+
 from .data import CaptionCollate, ImageCaptionDataset, image_transform, make_loader, read_records, train_test_split
 from .demo_data import write_demo_dataset
 from .evaluate import clip_features, factorcl_features, probe_clip, probe_features

@@ -15,24 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
 from .pid import PID, check_joint, pid_from_q
 
 __all__ = ["pid_discrete", "solve_q_star"]
 
-INSTALL_HINT = "pip install 'factorcl[quantify]' (or pip install -e \".[quantify]\" in a checkout)"
-
-
-def _cvxpy() -> Any:
-    try:
-        import cvxpy
-    except ImportError as exc:  # an optional extra: bounds and training users do not need it
-        raise ImportError(f"the CVX PID estimator needs cvxpy, which is not installed: {INSTALL_HINT}") from exc
-    return cvxpy
+_WHAT = "the CVX PID estimator"  # cvxpy and scipy: the quantify extra (bounds and training do not need it)
 
 
 def _incidence(keys: np.ndarray) -> tuple[Any, np.ndarray]:
     """A sparse 0/1 matrix [n_groups, n_cells] that sums the cells of each distinct key, and the keys."""
-    from scipy import sparse
+    sparse = require("scipy.sparse", "quantify", _WHAT)
 
     groups, inverse = np.unique(keys, return_inverse=True)
     n = len(keys)
@@ -41,7 +34,7 @@ def _incidence(keys: np.ndarray) -> tuple[Any, np.ndarray]:
 
 def solve_q_star(p: np.ndarray, solver: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The BROJA optimum q* [|X1|, |X2|, |Y|] of a checked joint p, and the solver's record."""
-    cp = _cvxpy()
+    cp = require("cvxpy", "quantify", _WHAT)
     n1, n2, ny = p.shape
     p1y, p2y = p.sum(axis=1), p.sum(axis=0)  # [|X1|, |Y|], [|X2|, |Y|]
     a, b, y = np.nonzero((p1y[:, None, :] > 0) & (p2y[None, :, :] > 0))
