@@ -177,7 +177,10 @@ SAFETENSORS_NAME = "model.safetensors"
 TENSORBOARD_NAME = "tensorboard"
 
 #: Files and folders a run of :func:`factorcl.fit` owns in its out_dir.
-RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, SAFETENSORS_NAME)
+EVAL_NAME = "eval.csv"  # the evaluations during training (factorcl.metrics_log), one row per evaluated step
+PLOT_NAME = "training.png"  # factorcl.plot's picture of a run
+WANDB_ID_NAME = "wandb_run_id"  # the W&B run a resume continues (factorcl.wandb_log)
+RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, SAFETENSORS_NAME, EVAL_NAME, PLOT_NAME, WANDB_ID_NAME)
 RUN_FOLDERS = (TENSORBOARD_NAME,)
 
 
@@ -311,6 +314,11 @@ FREE_TRAIN_KEYS = frozenset(
         "allow_config_change",
         "safetensors",
         "find_unused_parameters",
+        "wandb_project",
+        "wandb_name",
+        "wandb_mode",
+        "plot",
+        "compile",
     }
 )
 

@@ -240,9 +240,13 @@ def extract_features(
     """
     encode = embed_batch if encode is None else encode
     if progress:
+        try:
+            total: int | None = len(loader)  # type: ignore[arg-type]
+        except TypeError:  # a stream of unknown length (webdataset shards without sizes.json)
+            total = None
         loader = tqdm(
             loader,
-            total=len(loader) if hasattr(loader, "__len__") else None,
+            total=total,
             desc=progress if isinstance(progress, str) else "features",
             unit="batch",
             leave=False,

@@ -62,6 +62,7 @@ from .distributed import (
     wrap_loss_ddp,
 )
 from .metrics_log import MetricsLog
+from .plot import PLOT_NAME, plot_run
 
 #: The critics' learning rate as a multiple of the main one when ``critic_lr`` is not set.
 CRITIC_LR_FACTOR = 10.0
@@ -167,8 +168,17 @@ class TrainConfig:
     allow_config_change: bool = False  # resume with a different schedule (lr, epochs, seed, ...), recorded
     safetensors: bool = True  # also write the final weights as out_dir/model.safetensors
     stop_after: int | None = None  # stop (and checkpoint) after this many steps; the schedule still spans all epochs
+    # An epoch of this many optimizer steps, the loader re-iterated as needed: for loaders without a
+    # length (streams) or to define epochs shorter than the data. None: one pass over a sized loader.
+    steps_per_epoch: int | None = None
+    max_steps: int | None = None  # the run's length in steps (the schedule spans them); epochs then follow
     progress: bool = True
     tensorboard: bool = True
+    wandb_project: str | None = None  # also log to Weights & Biases (pip install "factorcl[wandb]"); needs out_dir
+    wandb_name: str | None = None  # the W&B run's display name
+    wandb_mode: str | None = None  # "online", "offline", "disabled"; None: wandb's default (WANDB_MODE)
+    plot: bool = True  # draw out_dir/training.png (every term's estimate, the evaluations) at the end
+    compile: bool = False  # torch.compile the model's loss (opt-in: compiling takes time, pays off on GPUs)
     find_unused_parameters: bool = False  # DDP: only for models whose loss leaves trainable parameters unused
 
     def __post_init__(self) -> None:
@@ -184,6 +194,8 @@ class TrainConfig:
             "grad_clip": self.grad_clip is None or self.grad_clip > 0,
             "checkpoint_every": self.checkpoint_every is None or self.checkpoint_every >= 1,
             "stop_after": self.stop_after is None or self.stop_after >= 1,
+            "steps_per_epoch": self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+            "max_steps": self.max_steps is None or self.max_steps >= 1,
         }
         if self.resume is not None and self.overwrite:
             raise ValueError(
@@ -264,7 +276,9 @@ class Trainer:
     ``main_parameters()`` and ``critic_parameters()``) on a data loader.
 
     ``callbacks`` are called after every optimizer step with that step's metrics row
-    (step, epoch, lr, loss, every term, critic_loss, time_s).
+    (step, epoch, lr, loss, every term, critic_loss, time_s); a :class:`Callback` (anything with
+    ``on_step(trainer, row)``) gets the trainer too, so it can read the model, record evaluations
+    (:meth:`log_eval`) and stop the run (:meth:`stop`).
 
     Launched by torchrun (WORLD_SIZE > 1 in the environment), it joins the process group itself
     when the script has not (:func:`factorcl.distributed.init_distributed`) and trains with DDP:
@@ -277,7 +291,7 @@ class Trainer:
         model: nn.Module,
         loader: Iterable,
         config: TrainConfig | None = None,
-        callbacks: Iterable[Callable[[dict[str, float]], None]] = (),
+        callbacks: Iterable[Callable[[dict[str, float]], None] | Callback] = (),
         **overrides: Any,
     ) -> None:
         if config is None:
@@ -294,10 +308,7 @@ class Trainer:
             self.device = self._rank_device(self.device)
             loader = distributed_loader(loader, broadcast_int(loader_seed(loader, config.seed), self.device))
         self.loader = loader
-        try:
-            self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
-        except TypeError:
-            raise ValueError("loader must have a length (a DataLoader over a sized dataset)") from None
+        self.batches_per_epoch, self.cycle = self._epoch_length(loader, config)
         # Ranks with different numbers of batches would leave the others waiting in a collective.
         check_same_size(self.batches_per_epoch, "number of batches per epoch", self.device)
         if self.batches_per_epoch == 0:
@@ -306,7 +317,45 @@ class Trainer:
             )
         self.amp = resolve_amp(config.amp, self.device)
         self.out_dir = Path(config.out_dir) if config.out_dir else None
+        if config.wandb_project is not None and self.out_dir is None:
+            raise ValueError(
+                f"wandb_project={config.wandb_project!r} needs out_dir: W&B keeps its run id there, so that a "
+                "resume continues the same W&B run"
+            )
         self.ddp: nn.Module | None = None
+        self._stop_requested = False
+        self.run: _Progress | None = None
+        self._bar_postfix: dict[str, str] = {}
+        self._eval_postfix: dict[str, str] = {}  # the latest evaluation, shown until the next one
+
+    # ------------------------------------------------------------------ for callbacks
+    @property
+    def step(self) -> int:
+        """Optimizer steps done."""
+        return 0 if self.run is None else self.run.step
+
+    def stop(self) -> None:
+        """Stop after this step (a callback's early stop): the run checkpoints and ends as with ``stop_after``."""
+        self._stop_requested = True
+
+    def log_eval(self, metrics: Mapping[str, float]) -> None:
+        """Record evaluation metrics at the current step: ``eval.csv``, TensorBoard, W&B (rank 0) and the
+        progress bar. Names get an ``eval/`` prefix."""
+        if is_main_process():
+            self.metrics_log.write_eval(self.step, dict(metrics))
+        self._eval_postfix.update({k.removeprefix("eval/"): f"{v:.3f}" for k, v in metrics.items()})
+        self.bar.set_postfix({**self._bar_postfix, **self._eval_postfix}, refresh=False)
+
+    def _logged_config(self) -> dict[str, Any]:
+        """What W&B records as the run's config: the train settings and the model's, when it has one."""
+        config: dict[str, Any] = {"train": asdict(self.cfg)}
+        model_config = getattr(self.model, "config", None)
+        if hasattr(model_config, "to_dict"):
+            try:
+                config["model"] = model_config.to_dict()
+            except Exception:  # a model config with callables (custom augmentations): the train settings only
+                pass
+        return config
 
     @staticmethod
     def _rank_device(device: torch.device) -> torch.device:
@@ -320,13 +369,40 @@ class Trainer:
             )
         return device
 
+    @staticmethod
+    def _epoch_length(loader: Iterable, cfg: TrainConfig) -> tuple[int, bool]:
+        """(batches per epoch, whether an epoch takes them from a re-iterated loader rather than one pass)."""
+        try:
+            length: int | None = len(loader)  # type: ignore[arg-type]
+        except TypeError:
+            length = None
+        if cfg.steps_per_epoch is not None:
+            return cfg.steps_per_epoch * cfg.accumulate, True
+        if length is not None:
+            return length, False
+        if cfg.max_steps is not None:
+            return cfg.max_steps * cfg.accumulate, True  # the whole run is one epoch of the stream
+        raise ValueError(
+            "the loader has no length (an IterableDataset or a stream): pass steps_per_epoch "
+            "(an epoch's optimizer steps) or max_steps (the run's)"
+        )
+
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.batches_per_epoch / self.cfg.accumulate)
 
     @property
     def total_steps(self) -> int:
+        if self.cfg.max_steps is not None:
+            return self.cfg.max_steps
         return self.cfg.epochs * self.steps_per_epoch
+
+    @property
+    def num_epochs(self) -> int:
+        """Epochs the run spans: ``epochs``, or as many as ``max_steps`` needs (the last may be cut short)."""
+        if self.cfg.max_steps is not None:
+            return math.ceil(self.cfg.max_steps / self.steps_per_epoch)
+        return self.cfg.epochs
 
     # ------------------------------------------------------------------------------- fit
     def fit(self) -> TrainResult:
@@ -344,7 +420,13 @@ class Trainer:
         """Setup, the epochs, then the last checkpoint and the safetensors export."""
         run = self._setup()
         self.metrics_log = MetricsLog(
-            self.out_dir if is_main_process() else None, run.step if run.resumed else None, self.cfg.tensorboard
+            self.out_dir if is_main_process() else None,
+            run.step if run.resumed else None,
+            self.cfg.tensorboard,
+            wandb_project=self.cfg.wandb_project,
+            wandb_name=self.cfg.wandb_name,
+            wandb_mode=self.cfg.wandb_mode,
+            config=self._logged_config(),
         )
         self.bar = tqdm(
             total=self.total_steps,
@@ -355,13 +437,18 @@ class Trainer:
         )
         run.start = time.perf_counter()
         try:
-            while run.epoch < self.cfg.epochs and not run.stop:
+            while run.epoch < self.num_epochs and run.step < self.total_steps and not run.stop:
                 self._epoch(run)
             if run.last_saved_step != run.step:
                 # The last checkpoint, or the retry of one that failed (final: a full disk now raises).
                 self._save(run, final=True)
             if run.history or not (self.out_dir is None or (self.out_dir / SAFETENSORS_NAME).exists()):
                 self.run_state.export_weights(run.step)
+            if self.cfg.plot and self.out_dir is not None and is_main_process():
+                try:
+                    plot_run(self.out_dir)
+                except Exception as exc:  # a derived picture: never fail a finished run over it
+                    warnings.warn(f"could not draw {self.out_dir / PLOT_NAME}: {exc}", stacklevel=2)
         finally:
             self.bar.close()
             self.metrics_log.close()
@@ -399,6 +486,8 @@ class Trainer:
             find_unused_parameters=self.cfg.find_unused_parameters,
         )
         self.forward = self.ddp if self.ddp is not None else self.model.loss
+        if self.cfg.compile:
+            self.forward = torch.compile(self.forward)
         if resumed is None:
             if self.cfg.seed is not None:
                 # seed + rank: ranks must draw different augmentations (the model's initial weights
@@ -491,6 +580,13 @@ class Trainer:
         sampler = getattr(self.loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(run.epoch)
+        dataset = getattr(self.loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(run.epoch)  # a stream (factorcl.clip.ShardDataset) orders its shards by epoch
+        # A stream that can start mid-epoch skips the done batches itself, without decoding them.
+        fast_skip = run.skip if hasattr(dataset, "start_at") else 0
+        if fast_skip:
+            dataset.start_at(fast_skip)
         # The data order of an epoch is drawn when its iterator is made (from the global RNG or the
         # loader's own generator): keep those states so a resumed run makes the same iterator, then
         # skips the batches already done.
@@ -498,8 +594,13 @@ class Trainer:
         if resumed is not None:
             ckpt_io.set_epoch_rng_state(self.loader, resumed["epoch_rng"])
         run.epoch_rng = ckpt_io.epoch_rng_state(self.loader)
-        iterator = iter(self.loader)
-        for _ in range(run.skip):
+        if self.cycle:
+            iterator = _take(self.loader, self.batches_per_epoch - fast_skip)
+        else:
+            iterator = iter(self.loader)
+        if fast_skip:
+            dataset.start_at(0)  # the workers have read it: later epochs start at their beginning
+        for _ in range(run.skip - fast_skip):
             next(iterator)
         if resumed is not None:
             set_rng_state(resumed["rng"])
@@ -614,11 +715,22 @@ class Trainer:
                     run.warned.add(key)
                     warnings.warn(f"step {run.step}: {why}", bounds.BrokenBracketWarning, stacklevel=4)
         self.bar.update(1)
-        self.bar.set_postfix({k: f"{v:.3f}" for k, v in run.metrics.items() if "/" not in k}, refresh=False)
+        self._bar_postfix = {k: f"{v:.3f}" for k, v in run.metrics.items() if "/" not in k}
+        self.bar.set_postfix({**self._bar_postfix, **self._eval_postfix}, refresh=False)
+        self.run = run
         for callback in self.callbacks:
-            callback(row)
+            on_step = getattr(callback, "on_step", None)
+            if on_step is not None:
+                on_step(self, row)  # a Callback: it gets the trainer (model, log_eval, stop)
+            else:
+                callback(row)
         due = self.cfg.checkpoint_every is not None and run.step % self.cfg.checkpoint_every == 0
-        run.stop = self.cfg.stop_after is not None and run.step >= self.cfg.stop_after
+        requested, self._stop_requested = self._stop_requested, False  # a callback's trainer.stop()
+        run.stop = (
+            requested
+            or (self.cfg.stop_after is not None and run.step >= self.cfg.stop_after)
+            or (self.cfg.max_steps is not None and run.step >= self.cfg.max_steps)
+        )
         if due or run.stop:
             if index + 1 == self.batches_per_epoch:
                 # Exhaust the finished iterator first: samplers draw from their generator on
@@ -638,11 +750,48 @@ class Trainer:
             run.checkpoint, run.last_saved_step = saved, run.step
 
 
+def _take(loader: Iterable, count: int) -> Iterator:
+    """The next ``count`` batches of ``loader``, iterating it again whenever it ends.
+
+    The first iterator is made now, not at the first batch: workers start (and read the dataset's
+    epoch and resume position) when it is made.
+    """
+    iterator = iter(loader)
+
+    def batches() -> Iterator:
+        nonlocal iterator
+        done = 0
+        while done < count:
+            got = 0
+            for batch in iterator:
+                yield batch
+                got += 1
+                done += 1
+                if done >= count:
+                    return
+            if got == 0:
+                raise ValueError("the loader yielded no batches (an empty dataset, or fewer samples than one batch)")
+            iterator = iter(loader)
+
+    return batches()
+
+
+class Callback:
+    """Base of the objects the Trainer calls after every optimizer step with itself and the step's row.
+
+    The trainer gives ``trainer.model``, ``trainer.step``, ``trainer.log_eval(metrics)`` and
+    ``trainer.stop()``. A plain function in ``callbacks`` gets the row alone.
+    """
+
+    def on_step(self, trainer: Trainer, row: dict[str, float]) -> None:
+        """Called after each optimizer step (on every rank, with the same row)."""
+
+
 def fit(
     model: nn.Module,
     loader: Iterable,
     config: TrainConfig | None = None,
-    callbacks: Iterable[Callable[[dict[str, float]], None]] = (),
+    callbacks: Iterable[Callable[[dict[str, float]], None] | Callback] = (),
     **overrides: Any,
 ) -> TrainResult:
     """Train ``model`` on ``loader``; keywords are :class:`TrainConfig` fields (epochs, lr, critic_steps, ...).
@@ -654,6 +803,7 @@ def fit(
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "Callback",
     "METRICS_NAME",
     "SAFETENSORS_NAME",
     "CheckpointWarning",
