@@ -1,7 +1,8 @@
 """torch.distributed helpers that also work without an initialised process group.
 
 Every helper is a no-op (or the identity) in a single process, so the same code runs on one
-device and under ``torchrun``. The gradient conventions (see ``docs/distributed.md``):
+device, under ``torchrun`` and under SLURM's ``srun`` (one task per GPU). The gradient conventions
+(see ``docs/distributed.md``):
 
 - each rank's loss is the mean over its own rows, scored against candidates gathered from every
   rank with :func:`gather_with_grad`;
@@ -19,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -46,7 +48,7 @@ def get_world_size() -> int:
 
 
 def get_local_rank() -> int:
-    """This process's index on its node (torchrun's LOCAL_RANK; 0 when not launched by torchrun)."""
+    """This process's index on its node (LOCAL_RANK, which :func:`init_distributed` sets under SLURM; else 0)."""
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
@@ -56,11 +58,136 @@ def is_main_process() -> bool:
 
 
 def launched_distributed() -> bool:
-    """Whether the environment describes a job of more than one process (e.g. set by torchrun)."""
+    """Whether the environment describes a job of more than one process (torchrun's, or an srun step's).
+
+    torchrun's WORLD_SIZE decides when it is set; otherwise a SLURM step of more than one task
+    (see :func:`slurm_environment`). Malformed values count as not distributed.
+    """
     try:
-        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if "WORLD_SIZE" in os.environ:
+            return int(os.environ["WORLD_SIZE"]) > 1
+        return _slurm_tasks(os.environ) > 1
     except ValueError:
         return False
+
+
+# --------------------------------------------------------------------------------- SLURM
+
+_HOST_GROUP = re.compile(r"(?:[^\[\],\s]+|\[[^\[\]]*\])+")  # name parts and [ranges], no top-level comma
+_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+_PORT_BASE, _PORT_SPAN = 10000, 20000  # derived ports stay below Linux's ephemeral range (32768+)
+
+
+def _split_hostlist(nodelist: str) -> list[str]:
+    """The comma-separated groups of a hostlist (commas inside brackets separate ranges, not groups)."""
+    groups, depth, start = [], 0, 0
+    for i, char in enumerate(nodelist):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            groups.append(nodelist[start:i])
+            start = i + 1
+        if depth not in (0, 1):
+            raise ValueError(f"invalid SLURM hostlist {nodelist!r}: unbalanced or nested brackets")
+    if depth:
+        raise ValueError(f"invalid SLURM hostlist {nodelist!r}: unclosed '['")
+    return groups + [nodelist[start:]]
+
+
+def _first_in_brackets(ranges: str, nodelist: str) -> str:
+    """The first index of a bracket's ``01-04,07`` after checking every range, zero padding kept."""
+    matches = [_RANGE.fullmatch(item) for item in ranges.split(",")]
+    for match in matches:
+        if match is None or (match.group(2) is not None and int(match.group(1)) > int(match.group(2))):
+            raise ValueError(
+                f"invalid SLURM hostlist {nodelist!r}: [{ranges}] must hold indices or ascending ranges "
+                "such as [01-04,07]"
+            )
+    return matches[0].group(1)  # type: ignore[union-attr]  # checked above
+
+
+def _first_of_group(group: str, nodelist: str) -> str:
+    """The first host of one group such as ``rack[1-2]-node[01-02]``."""
+    if _HOST_GROUP.fullmatch(group) is None:
+        raise ValueError(
+            f"invalid SLURM hostlist {nodelist!r}: group {group!r} is not a host name with optional "
+            "[ranges] (e.g. node[01-04])"
+        )
+    return _BRACKET.sub(lambda m: _first_in_brackets(m.group(1), nodelist), group)
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM hostlist, e.g. ``node[01-04,07],gpu5`` -> ``node01``.
+
+    Understands SLURM's compressed syntax: comma-separated groups, each a name with any number of
+    bracketed index lists (``rack[1-2]-node[01-02]`` -> ``rack1-node01``); the zero padding of the
+    first index is kept (``node[008-010]`` -> ``node008``). Raises ValueError, naming the value, on
+    anything else (empty groups, unbalanced or nested brackets, descending or non-numeric ranges).
+    """
+    nodelist = nodelist.strip()
+    if not nodelist:
+        raise ValueError("invalid SLURM hostlist '': it is empty")
+    # Every group is checked, not only the first, so that a truncated or mangled list fails here.
+    return [_first_of_group(group, nodelist) for group in _split_hostlist(nodelist)][0]
+
+
+def _slurm_int(env: Mapping[str, str], name: str) -> int:
+    value = env[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def _slurm_tasks(env: Mapping[str, str]) -> int:
+    """The number of tasks of the srun step this process is one of; 0 when it is not one, or torchrun's vars are set."""
+    if "WORLD_SIZE" in env or "RANK" in env:
+        return 0  # torchrun (or the user) describes the group, also when torchrun runs inside a SLURM job
+    # SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: srun sets it for the tasks it starts, while SLURM_NTASKS
+    # describes the allocation and is also set, with SLURM_PROCID=0, in the sbatch script itself, where
+    # a plain `python ...` is one process that would wait forever for the others.
+    if "SLURM_PROCID" not in env or "SLURM_STEP_NUM_TASKS" not in env:
+        return 0
+    return _slurm_int(env, "SLURM_STEP_NUM_TASKS")
+
+
+def slurm_environment(env: Mapping[str, str]) -> dict[str, str] | None:
+    """torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) for an srun task.
+
+    Returns None unless ``env`` is that of one task of an ``srun`` step of more than one task
+    (SLURM_PROCID and SLURM_STEP_NUM_TASKS set, the latter > 1), and None whenever WORLD_SIZE or
+    RANK is set: torchrun's variables win, including torchrun started by srun inside a job. The
+    mapping: SLURM_PROCID -> RANK, SLURM_STEP_NUM_TASKS -> WORLD_SIZE (not SLURM_NTASKS, which the
+    sbatch script itself has too), SLURM_LOCALID -> LOCAL_RANK;
+    MASTER_ADDR and MASTER_PORT are kept when set, else MASTER_ADDR is the first host of
+    SLURM_STEP_NODELIST (or SLURM_NODELIST, SLURM_JOB_NODELIST), where srun starts task 0, and
+    MASTER_PORT is ``10000 + SLURM_JOB_ID % 20000``, the same for every task of the job. A variable
+    that cannot be derived is left out (init_distributed then names it). Pure: reads only ``env``.
+
+    >>> slurm_environment({"SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1",
+    ...                    "SLURM_STEP_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "123456"})
+    {'RANK': '5', 'WORLD_SIZE': '8', 'LOCAL_RANK': '1', 'MASTER_ADDR': 'gpu07', 'MASTER_PORT': '13456'}
+    """
+    world = _slurm_tasks(env)
+    if world <= 1:
+        return None
+    out = {"RANK": str(_slurm_int(env, "SLURM_PROCID")), "WORLD_SIZE": str(world)}
+    if "SLURM_LOCALID" in env:
+        out["LOCAL_RANK"] = str(_slurm_int(env, "SLURM_LOCALID"))
+    nodelist = next((env[n] for n in ("SLURM_STEP_NODELIST", "SLURM_NODELIST", "SLURM_JOB_NODELIST") if n in env), None)
+    if env.get("MASTER_ADDR"):
+        out["MASTER_ADDR"] = env["MASTER_ADDR"]
+    elif nodelist is not None:
+        out["MASTER_ADDR"] = first_host(nodelist)
+    job = next((n for n in ("SLURM_JOB_ID", "SLURM_JOBID") if n in env), None)
+    if env.get("MASTER_PORT"):
+        out["MASTER_PORT"] = env["MASTER_PORT"]
+    elif job is not None:
+        out["MASTER_PORT"] = str(_PORT_BASE + _slurm_int(env, job) % _PORT_SPAN)
+    return out
 
 
 def _env_int(name: str) -> int:
@@ -68,7 +195,7 @@ def _env_int(name: str) -> int:
     if value is None:
         raise RuntimeError(
             f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} is set but {name} is not: launch with torchrun "
-            "(which sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)"
+            "(which sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT) or srun"
         )
     try:
         return int(value)
@@ -79,14 +206,18 @@ def _env_int(name: str) -> int:
 def init_distributed(
     backend: str | None = None, init_method: str | None = None, timeout: datetime.timedelta | None = None
 ) -> bool:
-    """Join the process group that torchrun describes in the environment; returns :func:`is_distributed`.
+    """Join the process group that torchrun or srun describes in the environment; returns :func:`is_distributed`.
 
     Reads RANK, WORLD_SIZE and LOCAL_RANK (and, with the default ``init_method="env://"``,
-    MASTER_ADDR and MASTER_PORT). ``backend`` defaults to "nccl" when CUDA is available and
-    "gloo" otherwise; with CUDA the current device is set to LOCAL_RANK first, so that
-    ``device="cuda"`` (and ``"auto"``) means this rank's GPU. Idempotent: a second call, or a call
+    MASTER_ADDR and MASTER_PORT). Without torchrun's variables, in one task of an ``srun`` step of
+    several tasks, it first sets those of them that are not set in ``os.environ`` from SLURM's
+    (:func:`slurm_environment`), so that :func:`get_local_rank`, subprocesses and ``env://`` see
+    them too. ``backend`` defaults to "nccl" when CUDA is available and "gloo" otherwise; with CUDA
+    the current device is set to LOCAL_RANK first, so that ``device="cuda"`` (and ``"auto"``) means
+    this rank's GPU. Idempotent: a second call, or a call
     when a process group already exists, changes nothing. Without those variables (a plain
-    ``python`` launch) or with WORLD_SIZE=1 there is nothing to join and it returns False.
+    ``python`` launch, a single-task ``srun`` or ``salloc`` shell, the sbatch script itself) or with
+    WORLD_SIZE=1 there is nothing to join and it returns False.
     """
     if dist.is_available() and dist.is_initialized():
         return is_distributed()
@@ -94,6 +225,8 @@ def init_distributed(
         return False
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed support")
+    for name, value in (slurm_environment(os.environ) or {}).items():
+        os.environ.setdefault(name, value)
     world, rank = _env_int("WORLD_SIZE"), _env_int("RANK")
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if not 0 <= rank < world:
@@ -104,7 +237,7 @@ def init_distributed(
         if missing:
             raise RuntimeError(
                 f"{' and '.join(missing)} not set: launch with torchrun, or set MASTER_ADDR and "
-                "MASTER_PORT (or pass init_method)"
+                "MASTER_PORT (or pass init_method); under srun they come from SLURM_STEP_NODELIST and SLURM_JOB_ID"
             )
     cuda = torch.cuda.is_available()
     backend = backend or ("nccl" if cuda else "gloo")
@@ -114,7 +247,9 @@ def init_distributed(
         if local_rank >= count:
             raise RuntimeError(
                 f"LOCAL_RANK={local_rank} but this node has {count} visible CUDA device(s): start at "
-                f"most {count} processes per node (torchrun --nproc_per_node={count})"
+                f"most {count} processes per node (torchrun --nproc_per_node={count}, or srun with "
+                f"--ntasks-per-node={count} and every task seeing all of the node's GPUs: --gpus-per-node, "
+                "not --gpus-per-task)"
             )
         torch.cuda.set_device(local_rank)
         if backend == "nccl":
@@ -129,9 +264,9 @@ def init_distributed(
 
 @contextlib.contextmanager
 def distributed_session(timeout: datetime.timedelta | None = None) -> Iterator[bool]:
-    """Join torchrun's process group for the length of a command and leave it afterwards.
+    """Join torchrun's (or srun's) process group for the length of a command and leave it afterwards.
 
-    Yields :func:`is_distributed`. Outside torchrun (or when a group already exists, which is then
+    Yields :func:`is_distributed`. Outside torchrun and srun (or when a group already exists, which is then
     left alone) it does nothing else.
     """
     joined = not (dist.is_available() and dist.is_initialized()) and init_distributed(timeout=timeout)
@@ -438,6 +573,7 @@ __all__ = [
     "check_same_size",
     "cleanup",
     "distributed_loader",
+    "first_host",
     "gather_no_grad",
     "gather_with_grad",
     "get_local_rank",
@@ -450,6 +586,7 @@ __all__ = [
     "launched_distributed",
     "loader_seed",
     "mean_over_ranks",
+    "slurm_environment",
     "sum_over_ranks",
     "wrap_loss_ddp",
 ]
