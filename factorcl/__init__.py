@@ -7,15 +7,19 @@
 """
 
 from . import data
+from .eval_callback import EvalCallback, knn_accuracy
 from .model import FactorCL
 from .model_config import FactorCLConfig
 from .objectives import METHODS, SIGNS, TERMS, Objective, get_objective
 from .probe import ProbeResult, extract_features, linear_probe, probe_ablation
-from .train import NonFiniteLossError, TrainConfig, Trainer, TrainResult, fit
+from .train import Callback, NonFiniteLossError, TrainConfig, Trainer, TrainResult, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
+    "EvalCallback",
+    "knn_accuracy",
     "METHODS",
     "SIGNS",
     "TERMS",

@@ -202,6 +202,8 @@ def run_config(
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
     data: SplitDataset | None = None,
     verbose: bool = False,
+    eval_every: int | None = None,
+    eval_samples: int = 1000,
 ) -> dict[str, Any] | None:
     """Pretrain, then linear-probe on the test split; writes config.yaml, checkpoint.pt, results.json in out_dir.
 
@@ -209,7 +211,9 @@ def run_config(
 
     ``config`` is a :class:`RunConfig`, raw config data or a YAML/JSON path; ``overrides`` are
     ``KEY=VALUE`` strings or a mapping of dotted keys. ``data`` skips loading (already built for
-    this config). Returns the results dict (also in ``results.json``).
+    this config). ``eval_every`` runs a k-NN probe on at most ``eval_samples`` rows of the valid
+    split (the test split when there is none) every so many steps (:class:`factorcl.EvalCallback`;
+    ``eval.csv``). Returns the results dict (also in ``results.json``).
     """
     from .device import seed_everything, select_device
     from .distributed import barrier, is_main_process
@@ -243,7 +247,17 @@ def run_config(
         seed=0 if seed is None else int(seed),
         num_workers=int(cfg.train_value("num_workers")),
     )
-    result = fit(model, loader, cfg.trainer_config())
+    callbacks = []
+    if eval_every:
+        from .eval_callback import EvalCallback
+
+        held = data.valid if data.valid is not None and len(data.valid) else data.test
+        if not data.has_labels:
+            raise ValueError("--eval-every runs a k-NN probe, which needs labels; the data has none")
+        callbacks.append(
+            EvalCallback(held.loader(batch_size, shuffle=False), every=eval_every, max_samples=eval_samples)
+        )
+    result = fit(model, loader, cfg.trainer_config(), callbacks=callbacks)
     if not main:
         barrier()  # wait while rank 0 evaluates
         return None

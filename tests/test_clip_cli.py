@@ -115,7 +115,7 @@ def test_demo_data_train_and_probe_from_the_command_line(tmp_path, capsys):
             == 2
         )
         assert message in capsys.readouterr().err
-    # Zero-shot baseline: the towers as loaded, no training.
+    # The frozen-towers probe: the towers as loaded, no training.
     assert main(["clip", "probe", "--data", str(data / "captions.csv"), "--config", "tiny", "--device", "cpu"]) == 0
     assert "image+text" in capsys.readouterr().out
 

@@ -389,7 +389,10 @@ def test_skipped_bad_images_reach_results_json_and_the_split_record(demo_with_ba
     # The training summary is reported before the probe starts.
     assert lines[0].startswith(f"skipped rows of {demo_with_bad_image}: 1 bad image")
     assert lines[1].startswith("trained 1 steps") and lines[2].startswith("open_clip checkpoint:")
-    assert lines[3].startswith("linear probe: features of 36 train and 12 held-out pairs")
+    # Then the zero-shot and retrieval table of the pretrained and trained towers, then the probe.
+    assert lines[3].split()[:2] == ["zero-shot", "top1"] and lines[4].startswith("pretrained")
+    assert lines[5].startswith("trained") and lines[6] == "(%, on 12 held-out pairs)"
+    assert lines[7] == "linear probe: features of 36 train and 12 held-out pairs"
     # The probe re-makes the same split: the same rows are dropped for the same reason.
     from factorcl.clip.export import load_clip_factorcl
 

@@ -8,7 +8,11 @@ masking) and **x2 = images** (image tower; the unique augmentation, conditioned 
   local config (:class:`ClipBundle`: model, configs, tokenizer).
 - :func:`build_clip_factorcl`: a :class:`factorcl.FactorCL` on the towers (locking, gradient
   checkpointing, CLIP's own logit as the shared critic, image/text augmentations).
-- :class:`ImageCaptionDataset`, :func:`make_loader`: CSV/JSONL image-caption data.
+- :class:`ImageCaptionDataset`, :func:`make_loader`: CSV/JSONL image-caption data;
+  :class:`ShardDataset`, :func:`make_shard_loader`: webdataset shards (:mod:`factorcl.clip.shards`),
+  :func:`captions_to_shards` to convert.
+- :func:`zero_shot_classifier`, :func:`zero_shot_accuracy`, :func:`retrieval_metrics`
+  (:mod:`factorcl.clip.zeroshot`): zero-shot classification and retrieval.
 - :func:`write_demo_dataset`: a small generated dataset whose images hold more than their captions.
 - :func:`export_clip_factorcl`, :func:`load_clip_factorcl`: open_clip-format checkpoint + heads;
   :func:`export_split`: the held-out split recorded there (:mod:`factorcl.clip.split`).
@@ -27,11 +31,26 @@ from .export import export_clip_factorcl, export_split, load_clip_factorcl, save
 from .loading import ClipBundle, TokenIds, load_clip, read_config, registered_config, resolve_model_name, token_ids
 from .model import SHARED_CRITICS, ClipFactorCLConfig, build_clip_factorcl
 from .pretrain import pretrain_clip
+from .shards import ShardDataset, ShardPass, expand_shards, make_shard_loader, write_shards
 from .tiny import TINY_CONFIG, tiny_config
+from .to_shards import captions_to_shards, write_demo_shards
 from .towers import ClipLogitCritic, ImageTower, TextTower, eval_mode, lock_towers, set_grad_checkpointing
 from .views import IMAGE_AUGS, TEXT_AUGS, ClipTextAugment, ImageTextScorer, image_augmentation
+from .zeroshot import default_templates, read_templates, retrieval_metrics, zero_shot_accuracy, zero_shot_classifier
 
 __all__ = [
+    "ShardDataset",
+    "ShardPass",
+    "captions_to_shards",
+    "default_templates",
+    "expand_shards",
+    "make_shard_loader",
+    "read_templates",
+    "retrieval_metrics",
+    "write_demo_shards",
+    "write_shards",
+    "zero_shot_accuracy",
+    "zero_shot_classifier",
     "IMAGE_AUGS",
     "SHARED_CRITICS",
     "TEXT_AUGS",

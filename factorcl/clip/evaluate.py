@@ -1,6 +1,7 @@
 """Linear-probe evaluation on image + caption features (Table 4.3) and on each FactorCL part (Table 4.4).
 
-- zero-shot baseline: the pretrained towers' embeddings, no training (:func:`probe_clip`);
+- frozen-towers probe: the pretrained towers' embeddings as they are, no training (:func:`probe_clip`;
+  zero-shot classification itself is :mod:`factorcl.clip.zeroshot`);
 - after continued pretraining: the FactorCL representation (``all`` = [S1, S2, U1, U2], ``S``,
   ``U1`` = text-unique, ``U2`` = image-unique; ``all``/``Z1``/``Z2`` for non-factorised methods)
   and the updated towers' own ``image+text`` embeddings.
@@ -29,10 +30,18 @@ from .data import IMAGE_KEY, TEXT_KEY
 from .loading import ClipBundle
 from .towers import ImageTower, TextTower
 
-__all__ = ["clip_features", "factorcl_features", "probe_clip", "probe_features", "probe_loaders"]
+__all__ = [
+    "clip_features",
+    "factorcl_features",
+    "parts_and_towers",
+    "tower_encode",
+    "probe_clip",
+    "probe_features",
+    "probe_loaders",
+]
 
 
-def _tower_encode(
+def tower_encode(
     encode: Callable[[Tensor, Tensor], dict[str, Tensor]], device: torch.device, amp: str | None
 ) -> Encode:
     """An ``encode`` for :func:`factorcl.extract_features`: ``encode(tokens, images)`` under autocast."""
@@ -69,7 +78,7 @@ def clip_features(
         return {"image": F.normalize(image(images).float(), dim=-1), "text": F.normalize(text(tokens).float(), dim=-1)}
 
     return extract_features(
-        clip, loader, encode=_tower_encode(encode, device, amp), device=device, progress=desc if progress else False
+        clip, loader, encode=tower_encode(encode, device, amp), device=device, progress=desc if progress else False
     )
 
 
@@ -87,17 +96,22 @@ def factorcl_features(
     ``progress`` shows a bar over the batches (labelled ``desc``)."""
     device = torch.device(device) if device is not None else model.device
     model.to(device)
-
-    def encode(tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
-        f_text, f_image = model.encoder1(tokens), model.encoder2(images)
-        reps = model.represent(f_text, f_image)  # the tower outputs serve both the parts and the raw embeddings
-        reps["text"] = F.normalize(f_text.float(), dim=-1)
-        reps["image"] = F.normalize(f_image.float(), dim=-1)
-        return reps
-
     return extract_features(
-        model, loader, encode=_tower_encode(encode, device, amp), device=device, progress=desc if progress else False
+        model,
+        loader,
+        encode=tower_encode(partial(parts_and_towers, model), device, amp),
+        device=device,
+        progress=desc if progress else False,
     )
+
+
+def parts_and_towers(model: FactorCL, tokens: Tensor, images: Tensor) -> dict[str, Tensor]:
+    """The FactorCL representation of a batch plus the towers' L2-normalised ``text``/``image`` embeddings."""
+    f_text, f_image = model.encoder1(tokens), model.encoder2(images)
+    reps = model.represent(f_text, f_image)  # the tower outputs serve both the parts and the raw embeddings
+    reps["text"] = F.normalize(f_text.float(), dim=-1)
+    reps["image"] = F.normalize(f_image.float(), dim=-1)
+    return reps
 
 
 def probe_features(
@@ -170,7 +184,7 @@ def probe_clip(
 ) -> dict[str, Any]:
     """Linear probe on a labelled image-caption file, held-out split (stratified, seeded).
 
-    Without ``model``: the zero-shot baseline on the bundle's towers as they are. With a trained
+    Without ``model``: the frozen-towers probe on the bundle's towers as they are. With a trained
     FactorCL ``model`` (e.g. from :func:`load_clip_factorcl`): its parts and its towers; pass its
     training split as ``recorded_split`` (:func:`~factorcl.clip.export.export_split`). On the
     file the model trained on, the split settings left as None then default to the recorded ones,

@@ -7,25 +7,24 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
 
 from ..device import resolve_amp, select_device
 from ..distributed import barrier, get_rank, is_main_process
 from ..jsonio import write_json
 from ..objectives import get_objective
 from ..train import fit
-from .data import ImageCaptionDataset, make_loader
-from .evaluate import factorcl_features, probe_loaders
+from .evaluate import clip_features, factorcl_features, probe_loaders
 from .export import export_clip_factorcl
+from .held_out import eval_table, evaluate_towers
 from .loading import load_clip
 from .model import CONDITIONINGS, CRITICS, SHARED_CRITICS, ClipFactorCLConfig, build_clip_factorcl
-from .split import data_summary, held_out_split, split_record
+from .sources import open_clip_data
 
 __all__ = [
     "CONDITIONINGS",
@@ -72,6 +71,18 @@ def pretrain_clip(
     image_column: str = "image",
     caption_column: str = "caption",
     label_column: str | None = "label",
+    val_data: str | os.PathLike | None = None,
+    train_num_samples: int | None = None,
+    probe_samples: int = 10000,
+    evaluate: bool = True,
+    templates: str | os.PathLike | Sequence[str] | None = None,
+    eval_every: int | None = None,
+    eval_samples: int = 1000,
+    max_steps: int | None = None,
+    compile: bool = False,
+    wandb_project: str | None = None,
+    wandb_name: str | None = None,
+    train_options: Mapping[str, Any] | None = None,
     **build: Any,
 ) -> dict[str, Any]:
     """Continued pretraining of an open_clip model with a FactorCL method, in one call.
@@ -91,37 +102,70 @@ def pretrain_clip(
     (:class:`factorcl.TrainConfig`). ``log`` (e.g. ``print``) gets the training summary
     (:func:`train_summary`) as soon as training and export are done, before the probe starts.
     Returns the results dict.
+
+    ``data`` may also be webdataset shards (``shards/{00000..00099}.tar``, a list, or a folder;
+    :mod:`factorcl.clip.sources`): ``train_num_samples`` is then the epoch length, ``val_data``
+    the held-out shards (default: the last ``test_fraction`` of the shards) and ``probe_samples``
+    the most training pairs the linear probe fits on.
+
+    With ``evaluate`` (default), zero-shot top-1/top-5 from class-name prompts (``templates``:
+    ``"openai"`` (default), ``"simple"``, a file or a list) and retrieval R@1/5/10 both ways run
+    on the held-out pairs, for the pretrained towers before training and for the trained ones
+    after: ``results["eval"]``. ``eval_every`` runs a held-out evaluation (k-NN probe, zero-shot,
+    retrieval on at most ``eval_samples`` pairs) every so many steps during training
+    (:class:`factorcl.clip.eval_callback.ClipEvalCallback`), into ``train/eval.csv``.
+    ``max_steps``, ``compile``, ``wandb_project``/``wandb_name`` and ``train_options`` (any other
+    :class:`factorcl.TrainConfig` field) go to the trainer.
     """
     out_dir = Path(out_dir)
     dev = select_device(device)
     torch.manual_seed(seed)  # the heads' and critics' initialisation
     bundle = load_clip(model, pretrained=pretrained, checkpoint=checkpoint, config=config)
-    dataset = ImageCaptionDataset(
+    source = open_clip_data(
         data,
-        bundle.preprocess_cfg,
+        bundle,
+        batch_size=batch_size,
+        seed=seed,
+        test_fraction=test_fraction,
+        num_workers=num_workers,
         skip_missing=skip_missing,
         image_column=image_column,
         caption_column=caption_column,
         label_column=label_column,
+        val_data=val_data,
+        train_num_samples=train_num_samples,
+        probe_samples=probe_samples,
     )
     given = build.get("model")
     objective = get_objective(build.get("method", getattr(given, "method", None) or "factorcl-ssl"))
     if objective.needs_labels:  # before the config is made: it refuses a supervised method without classes
-        if dataset.num_classes is None:
-            raise ValueError(f"method {objective.name!r} is supervised but {data} has no {label_column!r} column")
-        build = {**build, "num_classes": dataset.num_classes}
+        if source.num_classes is None:
+            raise ValueError(f"method {objective.name!r} is supervised but {data} has no {label_column!r} labels")
+        build = {**build, "num_classes": source.num_classes}
     cfg = ClipFactorCLConfig(**build)
-    # The held-out split does not depend on `probe`, so that a run resumed without probing trains
-    # on the same rows; test_fraction=0 trains on every row.
-    train_idx, test_idx = held_out_split(dataset, test_fraction, seed)
-    split = split_record(dataset, test_idx, seed, test_fraction, skip_missing)
-    train_set = Subset(dataset, train_idx)
+    split = source.split
     factor = build_clip_factorcl(bundle, cfg)
     cfg = cfg.with_model(conditioning=factor.conditioning)  # record the effective one
-    loader = make_loader(train_set, bundle.tokenizer, batch_size, shuffle=True, num_workers=num_workers, seed=seed)
+    eval_amp = resolve_amp(amp, dev)
+    chosen = _templates(templates)
+    evaluation: dict[str, Any] = {}
+    if evaluate and source.held_out is not None and is_main_process() and resume is None:
+        # The pretrained towers, before training changes them in place (a resumed run has no "before").
+        evaluation["pretrained"] = evaluate_towers(
+            partial(clip_features, bundle), source.held_out(), bundle, source.classes, chosen, dev, eval_amp, progress
+        )
+    callbacks = []
+    if eval_every:
+        from .eval_callback import ClipEvalCallback
+
+        if source.held_out is None:
+            raise ValueError(f"eval_every needs a held-out set, and there is none: {source.no_held_out}")
+        callbacks.append(
+            ClipEvalCallback(source.held_out, bundle, source.classes, chosen, every=eval_every, max_pairs=eval_samples)
+        )
     result = fit(
         factor,
-        loader,
+        source.train_loader,
         epochs=epochs,
         lr=lr,
         encoder_lr=tower_lr,
@@ -140,14 +184,20 @@ def pretrain_clip(
         progress=progress,
         overwrite=overwrite,
         allow_config_change=allow_config_change,
+        callbacks=callbacks,
+        max_steps=max_steps,
+        compile=compile,
+        wandb_project=wandb_project,
+        wandb_name=wandb_name,
+        **(train_options or {}),
     )
     if not is_main_process():
         barrier()  # under torchrun every rank trains; rank 0 alone exports, probes and writes
         return {"rank": get_rank(), "train": {"steps": result.step, "seconds": result.seconds}}
     exported = export_clip_factorcl(factor, bundle, out_dir / "export", cfg, split=split)
-
+    summary = {**source.summary, "skipped": source.skipped()}
     results: dict[str, Any] = {
-        "data": data_summary(data, dataset, train_idx, test_idx),
+        "data": summary,
         "model": {
             "name": bundle.name,
             "source": bundle.source,
@@ -174,35 +224,70 @@ def pretrain_clip(
     if log is not None:
         for line in train_summary(results):
             log(line)
-    if probe and test_idx:
-        if log is not None:
-            log(f"linear probe: features of {len(train_idx)} train and {len(test_idx)} held-out pairs")
+    if evaluate and source.held_out is not None:
         start = time.perf_counter()
-        eval_kwargs = dict(batch_size=batch_size, num_workers=num_workers)
-        train_eval = make_loader(train_set, bundle.tokenizer, shuffle=False, **eval_kwargs)
-        test_eval = make_loader(Subset(dataset, test_idx), bundle.tokenizer, shuffle=False, **eval_kwargs)
+        evaluation["trained"] = evaluate_towers(
+            partial(factorcl_features, factor),
+            source.held_out(),
+            bundle,
+            source.classes,
+            chosen,
+            dev,
+            eval_amp,
+            progress,
+        )
+        results["eval"] = {**evaluation, "templates": _template_record(templates, chosen)}
+        results["eval_seconds"] = time.perf_counter() - start
+        if summary.get("test") is None:
+            summary["test"] = evaluation["trained"]["pairs"]
+        if log is not None:
+            for line in eval_table(evaluation):
+                log(line)
+    else:
+        results["eval"] = None
+        results["eval_skipped"] = "evaluate=False" if not evaluate else source.no_held_out
+    if probe and source.held_out is not None:
+        if log is not None:
+            n_train = summary["train"] if source.kind == "captions" else min(summary["train"], probe_samples)
+            n_test = "the" if summary["test"] is None else summary["test"]  # shards: counted as they are read
+            log(f"linear probe: features of {n_train} train and {n_test} held-out pairs")
+        start = time.perf_counter()
         results["probe"] = probe_loaders(
             partial(factorcl_features, factor),
-            train_eval,
-            test_eval,
+            source.probe_train(),
+            source.held_out(),
             dev,
-            _eval_amp(amp, dev),
+            eval_amp,
             progress,
-            dataset.num_classes,
+            source.num_classes,
         )
         results["probe_seconds"] = time.perf_counter() - start
     else:
         results["probe"] = None
-        results["probe_skipped"] = (
-            "probe=False"
-            if not probe
-            else f"{data} has no {label_column!r} column"
-            if dataset.num_classes is None
-            else "test_fraction is 0"
-        )
+        results["probe_skipped"] = "probe=False" if not probe else source.no_held_out
+    if source.num_classes is None and probe and source.held_out is not None:
+        results["probe"], results["probe_skipped"] = None, "the data has no labels"
     write_json(out_dir / "results.json", results)
     barrier()
     return results
+
+
+def _templates(templates: str | os.PathLike | Sequence[str] | None) -> list[Any]:
+    """The prompt templates: open_clip's (``"openai"``, ``"simple"``, default ``"openai"``), a file, or a list."""
+    from .zeroshot import TEMPLATE_KINDS, default_templates, read_templates
+
+    if templates is None:
+        return default_templates("openai")
+    if isinstance(templates, str) and templates in TEMPLATE_KINDS:
+        return default_templates(templates)
+    if isinstance(templates, (str, os.PathLike)):
+        return read_templates(templates)
+    return list(templates)
+
+
+def _template_record(templates: Any, chosen: Sequence[Any]) -> dict[str, Any]:
+    name = "openai" if templates is None else templates if isinstance(templates, (str, os.PathLike)) else "list"
+    return {"source": str(name), "count": len(chosen)}
 
 
 def train_summary(results: Mapping[str, Any]) -> list[str]:

@@ -48,7 +48,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="CSV/TSV/JSONL with image, caption and optional label columns (required)")
+    g.add_argument(
+        "--data",
+        help="CSV/TSV/JSONL with image, caption and optional label columns, or webdataset shards "
+        "('shards/{00000..00099}.tar', or a folder of .tar files) (required)",
+    )
     g.add_argument("--image-column", default="image")
     g.add_argument("--caption-column", default="caption")
     g.add_argument("--label-column", default="label")
@@ -93,11 +97,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = clip.add_subparsers(dest="clip_command", metavar="SUBCOMMAND")
 
     demo = sub.add_parser("demo-data", help="write the generated demo image-caption dataset")
-    demo.add_argument("out_dir", help="folder for images/ and captions.csv")
+    demo.add_argument("out_dir", help="folder for images/ and captions.csv, or for the shards")
     demo.add_argument("--n", type=int, default=400, help="number of image-caption pairs")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--image-size", type=int, default=64)
+    demo.add_argument(
+        "--format",
+        default="csv",
+        choices=("csv", "webdataset"),
+        help="csv: PNG files and captions.csv; webdataset: .tar shards with sizes.json and classes.json",
+    )
+    demo.add_argument("--shard-size", type=int, default=100, help="pairs per shard (--format webdataset)")
+    demo.add_argument("--overwrite", action="store_true", help="replace shards already in OUT_DIR")
     demo.set_defaults(func=_demo)
+
+    shards = sub.add_parser(
+        "to-shards",
+        help="convert an image-caption file into webdataset shards",
+        description="Write the pairs of a CSV/TSV/JSONL/JSON image-caption file as webdataset shards "
+        "OUT/00000.tar, ... (KEY.png/jpg + KEY.txt + KEY.cls), with sizes.json and classes.json.",
+    )
+    shards.add_argument("captions", help="the image-caption file")
+    shards.add_argument("out_dir", help="folder for the shards")
+    shards.add_argument("--shard-size", type=int, default=1000, help="pairs per shard")
+    shards.add_argument("--overwrite", action="store_true", help="replace shards already in OUT_DIR")
+    shards.add_argument("--skip-missing", action="store_true", help="drop rows with missing or unreadable images")
+    shards.add_argument("--image-column", default="image")
+    shards.add_argument("--caption-column", default="caption")
+    shards.add_argument("--label-column", default="label")
+    shards.set_defaults(func=_to_shards)
 
     train = sub.add_parser(
         "train",
@@ -194,10 +222,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: every epoch)"
     )
     g.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this many steps")
+    g.add_argument("--max-steps", type=int, default=None, help="the run's length in steps (the schedule spans them)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the loss (opt-in; pays off on GPUs)")
     g.add_argument("--no-probe", action="store_true", help="skip the linear probe")
+    g = train.add_argument_group("shards (webdataset --data)")
+    g.add_argument(
+        "--train-num-samples",
+        type=int,
+        default=None,
+        help="samples per epoch (default: the total of sizes.json beside the shards)",
+    )
+    g.add_argument(
+        "--val-data",
+        default=None,
+        help="held-out shards (default: the last --test-fraction of the --data shards)",
+    )
+    g.add_argument("--probe-samples", type=int, default=10000, help="training pairs the linear probe fits on, at most")
+    g = train.add_argument_group("evaluation")
+    g.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="skip zero-shot and retrieval on the held-out pairs (pretrained and trained towers)",
+    )
+    _add_templates_arg(g)
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="every N steps: k-NN probe, zero-shot and retrieval on a held-out subset (train/eval.csv)",
+    )
+    g.add_argument("--eval-samples", type=int, default=1000, help="held-out pairs of each --eval-every evaluation")
+    g.add_argument("--wandb-project", default=None, help="also log to this Weights & Biases project (rank 0)")
+    g.add_argument("--wandb-name", default=None, help="the W&B run's name")
     train.set_defaults(func=_train, option_defaults=_track_given_options(train))
 
-    probe = sub.add_parser("probe", help="linear probe on image+caption features: zero-shot baseline, or an export")
+    evaluate = sub.add_parser(
+        "eval",
+        help="zero-shot classification and retrieval of a model's towers: pretrained, or an export",
+        description="Zero-shot top-1/top-5 from class-name prompts and image-text retrieval R@1/5/10. With "
+        "--export on the data it trained on: on the held-out pairs recorded at training; otherwise on every "
+        "pair of --data.",
+    )
+    _add_model_args(evaluate)
+    evaluate.add_argument("--export", help="an export folder of 'factorcl clip train'")
+    _add_data_args(evaluate)
+    _add_templates_arg(evaluate)
+    evaluate.add_argument("--out", help="write the results JSON here")
+    evaluate.set_defaults(func=_eval)
+
+    probe = sub.add_parser(
+        "probe", help="linear probe on image+caption features: the frozen pretrained towers, or an export"
+    )
     _add_model_args(probe)
     probe.add_argument(
         "--export",
@@ -214,14 +289,58 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _add_templates_arg(g: Any) -> None:
+    g.add_argument(
+        "--templates",
+        default=None,
+        help="zero-shot prompts: 'openai' (open_clip's 80 ImageNet templates, the default), 'simple', or a file "
+        "with one template per line, '{}' where the class name goes",
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ..clip.demo_data import write_demo_dataset
 
     try:
+        if args.format == "webdataset":
+            from ..clip.to_shards import write_demo_shards
+
+            summary = write_demo_shards(
+                args.out_dir,
+                n=args.n,
+                seed=args.seed,
+                image_size=args.image_size,
+                shard_size=args.shard_size,
+                overwrite=args.overwrite,
+            )
+            print(f"wrote {args.n} image-caption pairs in {len(summary['shards'])} shards: {summary['pattern']}")
+            return 0
         path = write_demo_dataset(args.out_dir, n=args.n, seed=args.seed, image_size=args.image_size)
     except _USER_ERRORS as exc:
         return _fail(str(exc))
     print(f"wrote {args.n} image-caption pairs: {path}")
+    return 0
+
+
+def _to_shards(args: argparse.Namespace) -> int:
+    from ..clip.to_shards import captions_to_shards
+
+    try:
+        summary = captions_to_shards(
+            args.captions,
+            args.out_dir,
+            shard_size=args.shard_size,
+            overwrite=args.overwrite,
+            skip_missing=args.skip_missing,
+            image_column=args.image_column,
+            caption_column=args.caption_column,
+            label_column=args.label_column or None,
+        )
+    except _USER_ERRORS as exc:
+        return _fail(str(exc))
+    dropped = sum(summary["skipped"].values())
+    note = f" ({dropped} rows skipped)" if dropped else ""
+    print(f"wrote {summary['samples']} pairs in {len(summary['shards'])} shards{note}: {summary['pattern']}")
     return 0
 
 
@@ -266,7 +385,7 @@ def _track_given_options(parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 #: ``clip train`` options whose ``pretrain_clip`` keyword has another name, and the negated ones.
 _RENAMED = {"out": "out_dir", "workers": "num_workers"}
-_NEGATED = {"no_probe": "probe", "no_progress": "progress"}
+_NEGATED = {"no_probe": "probe", "no_progress": "progress", "no_eval": "evaluate"}
 #: Parsed values that are not settings.
 _NOT_SETTINGS = ("func", "option_defaults", "command", "clip_command", "overrides")
 
@@ -340,7 +459,8 @@ def _train(args: argparse.Namespace) -> int:
             return _fail(str(exc))
     if not is_main_process():
         return 0
-    _print_probe(results.get("probe"))  # the training summary was printed before the probe started
+    # The training summary and the evaluation table were printed before the probe started.
+    _print_probe(results.get("probe"))
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
 
@@ -404,6 +524,49 @@ def _probe(args: argparse.Namespace) -> int:
     if split["training_data"]:
         print(f"held-out split recorded at training: seed {split['seed']}, test fraction {split['test_fraction']}")
     _print_probe(results["probe"])
+    if args.out:
+        print(f"results: {write_json(args.out, results)}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if args.export and (args.model or args.config):
+        return _fail("pass either --export FOLDER or a model (--model/--config), not both")
+    if not args.export:
+        problem = _check_source(args)
+        if problem:
+            return _fail(problem + ", or --export FOLDER")
+    if not args.data:
+        return _fail("--data is required")
+    from ..clip.evaluate_command import evaluate_clip
+    from ..jsonio import write_json
+
+    try:
+        results = evaluate_clip(
+            args.data,
+            export=args.export,
+            model=args.model,
+            pretrained=args.pretrained,
+            checkpoint=args.checkpoint,
+            config=args.config,
+            templates=args.templates,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=args.device,
+            amp=args.amp,
+            skip_missing=bool(args.skip_missing),
+            image_column=args.image_column,
+            caption_column=args.caption_column,
+            label_column=args.label_column or None,
+            progress=not args.no_progress,
+        )
+    except _USER_ERRORS as exc:
+        return _fail(str(exc))
+    from ..clip.held_out import eval_table
+
+    print(f"evaluated on {results['evaluated_on']}")
+    for line in eval_table({results["model"]["name"]: results["eval"]}):
+        print(line)
     if args.out:
         print(f"results: {write_json(args.out, results)}")
     return 0

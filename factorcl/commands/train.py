@@ -41,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recorded in results.json and config.resumed-N.yaml, config.yaml is kept",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="every N steps: a k-NN probe of the representation on the valid split (out_dir/eval.csv)",
+    )
+    p.add_argument("--eval-samples", type=int, default=1000, help="rows of each --eval-every evaluation")
+    p.add_argument("--compile", action="store_true", help="torch.compile the loss (train.compile: true)")
+    p.add_argument("--wandb-project", help="also log to this Weights & Biases project (train.wandb_project)")
     p.set_defaults(func=_main)
 
 
@@ -64,11 +73,21 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append("train.allow_config_change=true")
     if args.quiet:
         overrides.append("train.progress=false")
+    if args.compile:
+        overrides.append("train.compile=true")
+    if args.wandb_project:
+        overrides.append(f"train.wandb_project={args.wandb_project}")
     from ..distributed import distributed_session, is_main_process
 
     with distributed_session():  # under torchrun: every rank trains, rank 0 evaluates and writes
         try:
-            results = run_config(args.config, overrides, verbose=is_main_process())
+            results = run_config(
+                args.config,
+                overrides,
+                verbose=is_main_process(),
+                eval_every=args.eval_every,
+                eval_samples=args.eval_samples,
+            )
         except (ConfigError, ValueError, OSError, NonFiniteLossError) as exc:
             print(f"factorcl train: error: {exc}", file=sys.stderr)
             return 2
