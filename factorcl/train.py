@@ -28,6 +28,7 @@ size continues exactly on every rank.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 import warnings
@@ -53,6 +54,7 @@ from .distributed import (
     check_same_size,
     distributed_loader,
     get_rank,
+    get_world_size,
     init_distributed,
     is_distributed,
     is_main_process,
@@ -308,6 +310,7 @@ class Trainer:
             self.device = self._rank_device(self.device)
             loader = distributed_loader(loader, broadcast_int(loader_seed(loader, config.seed), self.device))
         self.loader = loader
+        _check_stream(loader)
         self.batches_per_epoch, self.cycle = self._epoch_length(loader, config)
         # Ranks with different numbers of batches would leave the others waiting in a collective.
         check_same_size(self.batches_per_epoch, "number of batches per epoch", self.device)
@@ -583,8 +586,9 @@ class Trainer:
         dataset = getattr(self.loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(run.epoch)  # a stream (factorcl.clip.ShardDataset) orders its shards by epoch
-        # A stream that can start mid-epoch skips the done batches itself, without decoding them.
-        fast_skip = run.skip if hasattr(dataset, "start_at") else 0
+        # A stream that can start mid-epoch skips the done batches itself, without decoding them;
+        # only when an epoch is one pass over it (re-iterated passes would each skip again).
+        fast_skip = run.skip if hasattr(dataset, "start_at") and not self.cycle else 0
         if fast_skip:
             dataset.start_at(fast_skip)
         # The data order of an epoch is drawn when its iterator is made (from the global RNG or the
@@ -595,7 +599,8 @@ class Trainer:
             ckpt_io.set_epoch_rng_state(self.loader, resumed["epoch_rng"])
         run.epoch_rng = ckpt_io.epoch_rng_state(self.loader)
         if self.cycle:
-            iterator = _take(self.loader, self.batches_per_epoch - fast_skip)
+            pass_seed = (0 if self.cfg.seed is None else self.cfg.seed) * 1_000_003 + run.epoch * 1_009
+            iterator = _take(self.loader, self.batches_per_epoch - fast_skip, pass_seed)
         else:
             iterator = iter(self.loader)
         if fast_skip:
@@ -750,17 +755,41 @@ class Trainer:
             run.checkpoint, run.last_saved_step = saved, run.step
 
 
-def _take(loader: Iterable, count: int) -> Iterator:
+_NOTHING = object()
+
+
+def _check_stream(loader: Iterable) -> None:
+    """A stream that splits itself over ranks and positions itself per epoch must be able to."""
+    dataset = getattr(loader, "dataset", None)
+    if not hasattr(dataset, "start_at"):
+        return
+    if getattr(loader, "persistent_workers", False):
+        raise ValueError(
+            f"the loader of a {type(dataset).__name__} has persistent_workers=True: its workers would never see "
+            "the epoch or the resume position; use persistent_workers=False (factorcl.clip.make_shard_loader does)"
+        )
+    world = getattr(dataset, "world_size", None)
+    if world is not None and world != get_world_size():
+        raise ValueError(
+            f"the {type(dataset).__name__} was made for {world} process(es) but this run has {get_world_size()}: "
+            "every rank would read the same shards; make it after factorcl.distributed.init_distributed()"
+        )
+
+
+def _take(loader: Iterable, count: int, pass_seed: int) -> Iterator:
     """The next ``count`` batches of ``loader``, iterating it again whenever it ends.
 
     The first iterator is made now, not at the first batch: workers start (and read the dataset's
-    epoch and resume position) when it is made.
+    epoch and resume position) when it is made. A later pass's iterator is made under the global
+    RNG seeded with ``pass_seed + pass``: a loader without its own generator draws its order (and
+    its workers' seeds) from the global RNG, whose state there depends on the training steps, which
+    a resumed run's skipping does not take. Seeded, the pass is the same in both.
     """
     iterator = iter(loader)
 
     def batches() -> Iterator:
         nonlocal iterator
-        done = 0
+        done, passes = 0, 0
         while done < count:
             got = 0
             for batch in iterator:
@@ -771,7 +800,13 @@ def _take(loader: Iterable, count: int) -> Iterator:
                     return
             if got == 0:
                 raise ValueError("the loader yielded no batches (an empty dataset, or fewer samples than one batch)")
-            iterator = iter(loader)
+            passes += 1
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(pass_seed + passes)
+                # The first batch too: a sampler draws its order when the first batch is fetched.
+                fresh = iter(loader)
+                first = next(fresh, _NOTHING)
+            iterator = fresh if first is _NOTHING else itertools.chain([first], fresh)
 
     return batches()
 

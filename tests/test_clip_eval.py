@@ -123,3 +123,20 @@ def test_to_shards_from_the_command_line(clip_demo, tmp_path, capsys):
     assert main(["clip", "train", "--data", str(tmp_path / "s"), "--config", "tiny", "--out", str(tmp_path / "o"),
                  "--val-data", str(tmp_path / "s" / "00000.tar"), "--device", "cpu"]) == 2  # fmt: skip
     assert "--val-data shares 1 shard(s) with --data" in capsys.readouterr().err
+
+
+def test_a_resume_keeps_the_split_and_the_pretrained_evaluation(tmp_path):
+    from factorcl.clip import pretrain_clip, tiny_config, write_demo_shards
+
+    pattern = write_demo_shards(tmp_path / "shards", n=80, shard_size=10)["pattern"]
+    kw = dict(config=tiny_config(), batch_size=8, progress=False, device="cpu", probe=False, templates="simple")
+    out = tmp_path / "run"
+    # --resume auto on a new run is a new run: the pretrained towers are evaluated.
+    first = pretrain_clip(pattern, out, resume="auto", stop_after=2, **kw)
+    assert set(first["eval"]) == {"pretrained", "trained", "templates"}
+    with pytest.raises(ValueError, match="trained with another split.*held_out_shards"):
+        pretrain_clip(pattern, out, resume="auto", test_fraction=0.5, **kw)
+    resumed = pretrain_clip(pattern, out, resume="auto", **kw)
+    assert resumed["train"]["steps"] == 7
+    assert resumed["eval"]["pretrained"] == first["eval"]["pretrained"]  # measured once, before training
+    assert resumed["split"] == first["split"]

@@ -57,7 +57,7 @@ def epoch_captions(dataset: ShardDataset, num_workers: int, epoch: int = 0) -> l
 
 def test_to_shards_keeps_every_pair_caption_and_label(clip_demo, tmp_path):
     csv_path = clip_demo(30)
-    summary = captions_to_shards(csv_path, tmp_path / "shards", shard_size=8)
+    summary = captions_to_shards(csv_path, tmp_path / "shards", shard_size=8, shuffle=False)
     assert summary["samples"] == 30 and len(summary["shards"]) == 4
     assert summary["pattern"] == str(tmp_path / "shards" / "{00000..00003}.tar")
     assert json.loads((tmp_path / "shards" / "sizes.json").read_text()) == {
@@ -74,6 +74,9 @@ def test_to_shards_keeps_every_pair_caption_and_label(clip_demo, tmp_path):
     assert [y for _, _, y in items] == reference.labels
     for (image, _, _), (expected, _, _) in zip(items, reference):
         torch.testing.assert_close(image, expected)  # the same PNG bytes, the same preprocessing
+    shuffled = captions_to_shards(csv_path, tmp_path / "shuffled", shard_size=8)  # the default: a seeded shuffle
+    captions = [c for _, c, _ in ShardDataset(shuffled["pattern"], TRANSFORM, batch_size=1, shuffle=False)]
+    assert sorted(captions) == sorted(reference.captions) and captions != reference.captions
     with pytest.raises(FileExistsError, match="already holds 4 shard"):
         captions_to_shards(csv_path, tmp_path / "shards", shard_size=8)
     captions_to_shards(csv_path, tmp_path / "shards", shard_size=30, overwrite=True)
@@ -231,3 +234,45 @@ def test_two_gloo_ranks_train_on_disjoint_shards_covering_the_epoch(tmp_path):
     seen = [r["seen"] for r in results]
     assert len(seen[0]) == len(seen[1]) == 16 and not set(seen[0]) & set(seen[1])
     assert sorted(seen[0] + seen[1]) == sorted(f"pair {i}" for i in range(32))
+
+
+def test_shards_without_a_usable_sample_raise_instead_of_cycling_forever(tmp_path):
+    # classes.json promises labels, but no sample has a .cls: every sample is rejected.
+    write_shards(((png(i), "png", f"pair {i}", None) for i in range(8)), tmp_path, shard_size=4, classes=["a", "b"])
+    dataset = ShardDataset(str(tmp_path / "{00000..00001}.tar"), TRANSFORM, batch_size=2)
+    with pytest.raises(ValueError, match=r"hold no usable sample.*bad_label': 8.*every sample needs a \.cls label"):
+        list(dataset)
+
+
+def test_a_resume_across_passes_of_a_shard_epoch_is_exact(tmp_path):
+    """steps_per_epoch longer than one pass over the shards: the resume skips by reading, and is exact."""
+    pattern = unique_shards(tmp_path / "shards", n=24, shard_size=6)
+    kw = dict(epochs=1, steps_per_epoch=10, lr=1e-3, critic_steps=1, progress=False, tensorboard=False, device="cpu")
+
+    def run(out: str, **extra):
+        bundle = tiny(0)
+        model = build_clip_factorcl(bundle, method="factorcl-ssl", conditioning="chain")
+        dataset = ShardDataset(pattern, image_transform(bundle.preprocess_cfg), batch_size=4, seed=0)
+        factorcl.fit(model, make_shard_loader(dataset, bundle.tokenizer), out_dir=str(tmp_path / out), **kw, **extra)
+        return model
+
+    full = run("full")
+    run("part", stop_after=8)  # the second pass over the 6 batches of the shards
+    resumed = run("part", resume="auto")
+    expected = dict(full.named_parameters())
+    for name, p in resumed.named_parameters():
+        torch.testing.assert_close(p, expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_the_trainer_refuses_streams_that_cannot_follow_it(tmp_path):
+    pattern = unique_shards(tmp_path, n=24, shard_size=6)
+    bundle = tiny(0)
+    model = build_clip_factorcl(bundle, method="simclr")
+    kw = dict(epochs=1, progress=False, tensorboard=False, device="cpu")
+    made_for_two = ShardDataset(pattern, TRANSFORM, batch_size=4, world_size=2, rank=0)
+    with pytest.raises(ValueError, match=r"made for 2 process\(es\) but this run has 1.*init_distributed"):
+        factorcl.fit(model, make_shard_loader(made_for_two, bundle.tokenizer), **kw)
+    dataset = ShardDataset(pattern, TRANSFORM, batch_size=4)
+    persistent = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=1, persistent_workers=True)
+    with pytest.raises(ValueError, match="persistent_workers=True: its workers would never see the epoch"):
+        factorcl.fit(model, persistent, **kw)

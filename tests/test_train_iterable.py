@@ -123,3 +123,23 @@ def test_resume_of_a_max_steps_run_that_finished_trains_no_further(tmp_path):
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), name
     assert math.isfinite(again.metrics["loss"])
+
+
+@pytest.mark.parametrize("stop_after", [2, 5, 9])  # in the first pass, inside the second, in epoch 1
+def test_resume_inside_a_later_pass_of_an_epoch_is_exact(tmp_path, stop_after):
+    """steps_per_epoch longer than the loader: each pass's order must not depend on whether the run resumed."""
+    data = small_data(num_samples=640).split("train")
+    rows = [{k: v[i] for k, v in data.tensors().items()} for i in range(256)]  # 4 batches of 64 per pass
+
+    def loader():  # no generator of its own: the order comes from the global RNG
+        return DataLoader(rows, batch_size=64, shuffle=True)
+
+    kw = dict(epochs=2, steps_per_epoch=7, **KW)
+    full = small_model()
+    factorcl.fit(full, loader(), out_dir=str(tmp_path / "full"), **kw)
+    factorcl.fit(small_model(), loader(), out_dir=str(tmp_path / "part"), stop_after=stop_after, **kw)
+    resumed = small_model(seed=5)
+    factorcl.fit(resumed, loader(), out_dir=str(tmp_path / "part"), resume="auto", **kw)
+    expected = params_of(full)
+    for name, p in resumed.named_parameters():
+        torch.testing.assert_close(p, expected[name], rtol=0, atol=0, msg=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,20 @@ def evaluate_clip(
         urls = expand_shards(data)
         held = (recorded or {}).get("held_out_shards") or []
         resolved = {str(Path(u).resolve()): u for u in urls if "://" not in u}
+        where = f"every shard of {data}"
         if recorded is not None and recorded.get("kind") == "shards" and held:
             kept = [resolved.get(str(Path(h).resolve())) for h in held]
-            if all(kept):  # the recorded held-out shards are among --data's (paths compared resolved)
+            if all(kept):  # the recorded held-out shards are among --data's (compared as resolved paths)
                 urls = [u for u in kept if u is not None]
-        if len(urls) == len(held) and recorded is not None and recorded.get("kind") == "shards":
-            where = f"the {len(held)} held-out shard(s) recorded at training"
-        else:
-            where = f"every shard of {data}"
+                where = f"the {len(held)} held-out shard(s) recorded at training"
+            else:
+                trained = set(recorded.get("train_shards") or [])
+                if any(Path(u).name in trained for u in urls):
+                    warnings.warn(
+                        f"{data} is not the data the export was trained on with its held-out shards, and shard "
+                        "names it trained on appear in it: these figures may include training pairs",
+                        stacklevel=2,
+                    )
         dataset = ShardPass(urls, image_transform(bundle.preprocess_cfg))
         loader = make_eval_loader(dataset, bundle.tokenizer, batch_size, num_workers)
         classes = dataset.classes

@@ -44,6 +44,9 @@ def evaluate_towers(
     feats, labels = extract(loader, device=device, amp=amp, progress=progress, desc=desc)
     if "image" not in feats or "text" not in feats:
         raise ValueError("the features have no 'image' and 'text' tower embeddings")
+    # Scored on the device: retrieval compares every pair with every other.
+    feats = {k: feats[k].to(device) for k in ("image", "text")}
+    labels = None if labels is None else labels.to(device)
     why_not = class_names_usable(classes)
     use_labels = why_not is None and labels is not None
     result = zero_shot_and_retrieval(
@@ -59,12 +62,14 @@ def evaluate_towers(
     )
     result["pairs"] = len(feats["image"])
     if not use_labels:
-        result["zero_shot_skipped"] = why_not or "the held-out pairs have no labels"
+        result["zero_shot_skipped"] = why_not or "the pairs have no labels"
     return result
 
 
-def eval_table(evaluations: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
-    """Lines of a table: one row per model (``pretrained``, ``trained``), zero-shot and retrieval columns."""
+def eval_table(evaluations: Mapping[str, Mapping[str, Any] | None], pairs_are: str = "held-out pairs") -> list[str]:
+    """Lines of a table: one row per model (``pretrained``, ``trained``), zero-shot and retrieval columns.
+
+    ``pairs_are`` says what the pairs are, in the caption line."""
     columns = [
         ("zero-shot top1", "zero_shot", "top1"),
         ("top5", "zero_shot", "top5"),
@@ -90,6 +95,6 @@ def eval_table(evaluations: Mapping[str, Mapping[str, Any] | None]) -> list[str]
         lines.append(f"{name:<{width}}" + "  ".join(cells))
     pairs = {ev.get("pairs") for ev in rows.values()}
     skipped = {ev.get("zero_shot_skipped") for ev in rows.values()} - {None}
-    lines.append(f"(%, on {', '.join(str(p) for p in sorted(pairs, key=str))} held-out pairs)")
+    lines.append(f"(%, on {', '.join(str(p) for p in sorted(pairs, key=str))} {pairs_are})")
     lines += [f"zero-shot skipped: {why}" for why in sorted(skipped)]
     return lines

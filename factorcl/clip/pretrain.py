@@ -5,8 +5,10 @@ The model around the towers is :mod:`factorcl.clip.model` (x1 = caption tokens, 
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .. import checkpoint as ckpt_io
 from ..device import resolve_amp, select_device
 from ..distributed import barrier, get_rank, is_main_process
 from ..jsonio import write_json
@@ -83,6 +86,7 @@ def pretrain_clip(
     wandb_project: str | None = None,
     wandb_name: str | None = None,
     train_options: Mapping[str, Any] | None = None,
+    eval_pairs: int | None = 10000,
     **build: Any,
 ) -> dict[str, Any]:
     """Continued pretraining of an open_clip model with a FactorCL method, in one call.
@@ -106,13 +110,15 @@ def pretrain_clip(
     ``data`` may also be webdataset shards (``shards/{00000..00099}.tar``, a list, or a folder;
     :mod:`factorcl.clip.sources`): ``train_num_samples`` is then the epoch length, ``val_data``
     the held-out shards (default: the last ``test_fraction`` of the shards) and ``probe_samples``
-    the most training pairs the linear probe fits on.
+    the most training pairs the linear probe fits on. A resume must keep the split (recorded in
+    ``out_dir/train/split.json``; a different one is a ValueError unless ``allow_config_change``).
 
     With ``evaluate`` (default), zero-shot top-1/top-5 from class-name prompts (``templates``:
     ``"openai"`` (default), ``"simple"``, a file or a list) and retrieval R@1/5/10 both ways run
     on the held-out pairs, for the pretrained towers before training and for the trained ones
     after: ``results["eval"]``. ``eval_every`` runs a held-out evaluation (k-NN probe, zero-shot,
-    retrieval on at most ``eval_samples`` pairs) every so many steps during training
+    retrieval on at most ``eval_samples`` pairs) every so many steps during training; the final
+    evaluations use at most ``eval_pairs`` held-out pairs (None: all)
     (:class:`factorcl.clip.eval_callback.ClipEvalCallback`), into ``train/eval.csv``.
     ``max_steps``, ``compile``, ``wandb_project``/``wandb_name`` and ``train_options`` (any other
     :class:`factorcl.TrainConfig` field) go to the trainer.
@@ -148,12 +154,33 @@ def pretrain_clip(
     cfg = cfg.with_model(conditioning=factor.conditioning)  # record the effective one
     eval_amp = resolve_amp(amp, dev)
     chosen = _templates(templates)
+    train_dir = out_dir / "train"
+    resuming = ckpt_io.resolve_resume(resume, train_dir) is not None  # on every rank: it may be collective
+    # What a resume must keep: the split (else held-out pairs could be trained on) and the
+    # pretrained towers' evaluation, which only a new run can measure.
     evaluation: dict[str, Any] = {}
-    if evaluate and source.held_out is not None and is_main_process() and resume is None:
-        # The pretrained towers, before training changes them in place (a resumed run has no "before").
+    if resuming:
+        _check_same_split(train_dir / SPLIT_NAME, split, allow_config_change)
+        if (train_dir / PRETRAINED_EVAL_NAME).is_file():
+            evaluation["pretrained"] = json.loads((train_dir / PRETRAINED_EVAL_NAME).read_text(encoding="utf-8"))
+    writable = is_main_process() and not resuming and (overwrite or not ckpt_io.existing_run_files(train_dir))
+    if writable:  # a new run (fit refuses an existing one without overwrite before it changes anything)
+        write_json(train_dir / SPLIT_NAME, split)
+        (train_dir / PRETRAINED_EVAL_NAME).unlink(missing_ok=True)
+    if evaluate and source.held_out is not None and is_main_process() and not resuming:
+        # The pretrained towers, before training changes them in place.
         evaluation["pretrained"] = evaluate_towers(
-            partial(clip_features, bundle), source.held_out(), bundle, source.classes, chosen, dev, eval_amp, progress
+            partial(clip_features, bundle),
+            source.held_out(eval_pairs),
+            bundle,
+            source.classes,
+            chosen,
+            dev,
+            eval_amp,
+            progress,
         )
+        if writable:
+            write_json(train_dir / PRETRAINED_EVAL_NAME, evaluation["pretrained"])
     callbacks = []
     if eval_every:
         from .eval_callback import ClipEvalCallback
@@ -228,7 +255,7 @@ def pretrain_clip(
         start = time.perf_counter()
         evaluation["trained"] = evaluate_towers(
             partial(factorcl_features, factor),
-            source.held_out(),
+            source.held_out(eval_pairs),
             bundle,
             source.classes,
             chosen,
@@ -270,6 +297,32 @@ def pretrain_clip(
     write_json(out_dir / "results.json", results)
     barrier()
     return results
+
+
+SPLIT_NAME = "split.json"  # in out_dir/train: the split a resume must keep
+PRETRAINED_EVAL_NAME = "pretrained_eval.json"  # in out_dir/train: the towers' evaluation before training
+
+
+def _check_same_split(path: Path, split: Mapping[str, Any], allow_change: bool) -> None:
+    """A resume must hold out the pairs the run held out: else it trains on them, or scores on trained ones."""
+    if not path.is_file():
+        return  # a run from before the split was recorded there
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    current = json.loads(json.dumps(split))  # the same JSON types as the recorded one (lists, not tuples)
+    changed = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+    if not changed:
+        return
+    if allow_change:
+        warnings.warn(
+            f"resuming with a different split ({', '.join(changed)}); allowed by allow_config_change", stacklevel=3
+        )
+        return
+    detail = "; ".join(f"{k}: {recorded.get(k)!r} at the start, {current.get(k)!r} now" for k in changed[:3])
+    raise ValueError(
+        f"the run in {path.parent} was trained with another split ({detail}): resuming would train on pairs it "
+        "held out, or score on pairs it trained on. Use the original --test-fraction/--val-data/--seed/"
+        "--train-num-samples, or pass --allow-config-change"
+    )
 
 
 def _templates(templates: str | os.PathLike | Sequence[str] | None) -> list[Any]:

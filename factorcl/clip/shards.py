@@ -21,7 +21,8 @@ takes the same number of batches and the schedule is known in advance.
 - Decoding and preprocessing happen in the workers.
 - A corrupt sample (undecodable image, no image, empty caption, bad label) or a truncated shard is
   skipped and counted (``dataset.skipped``: per reason, summed over the workers through shared
-  memory). Nothing is fatal but a shard list with no samples at all.
+  memory). Nothing is fatal but a worker whose shards hold no usable sample (it would cycle over
+  them forever).
 
 **Resume.** ``start_at(batches)`` makes the next epoch iterator skip the batches a stopped run
 already trained on. Each worker drops the samples it had served before decoding them. With the
@@ -68,6 +69,7 @@ CAPTION_EXTENSION, LABEL_EXTENSION = "txt", "cls"
 SIZES_NAME, CLASSES_NAME = "sizes.json", "classes.json"
 #: Why a sample is skipped (the keys of ``ShardDataset.skipped``).
 SHARD_SKIP_REASONS = ("bad_image", "no_image", "empty_caption", "bad_label", "bad_shard")
+_PASS_END = object()  # marks the end of one pass over a worker's shards
 _MAX_WORKERS = 256  # rows of the shared skip counter: one per data-loader worker
 
 
@@ -243,7 +245,7 @@ class ShardDataset(IterableDataset):
         if len(self.urls) < workers:
             raise ValueError(
                 f"{len(self.urls)} shard(s) for {self.world_size} rank(s) x {max(1, num_workers)} worker(s): "
-                f"each worker reads whole shards, so at least {workers} are needed; lower --num-workers "
+                f"each worker reads whole shards, so at least {workers} are needed; lower --workers "
                 "or write smaller shards (factorcl clip to-shards --shard-size)"
             )
         if max(1, num_workers) > _MAX_WORKERS:
@@ -276,22 +278,35 @@ class ShardDataset(IterableDataset):
         skip = _batches_of_worker(start, role, num_workers) * self.batch_size
         rng = random.Random(f"{self.seed}-{epoch}-{global_worker}")
         served = 0
+        usable = 0  # samples of the current pass that counted (decoded, or skipped on resume)
         for sample in self._raw_samples(mine, rng, worker):
+            if sample is _PASS_END:
+                if usable == 0:
+                    # Every sample of these shards was rejected: cycling over them again would never end.
+                    raise ValueError(
+                        f"the shards of worker {worker} ({', '.join(mine[:3])}{', ...' if len(mine) > 3 else ''}) "
+                        f"hold no usable sample: skipped so far {self.skipped}; check the shards (and "
+                        f"{CLASSES_NAME}: with it, every sample needs a .{LABEL_EXTENSION} label)"
+                    )
+                usable = 0
+                continue
             if served >= quota:
                 break
             if served < skip:
                 served += 1  # a sample the stopped run already trained on: not decoded again
+                usable += 1
                 continue
             item = self._decode(sample, worker)
             if item is None:
                 continue
             served += 1
+            usable += 1
             yield item
 
-    def _raw_samples(self, shards: list[str], rng: random.Random, worker: int) -> Iterator[dict[str, Any]]:
+    def _raw_samples(self, shards: list[str], rng: random.Random, worker: int) -> Iterator[Any]:
         """This worker's samples as raw bytes, through the shuffle buffer one pass at a time (a pass
-        never mixes with the next, so no sample comes twice before all have come once). The shards
-        are read again, in a new order, whenever they run out."""
+        never mixes with the next, so no sample comes twice before all have come once), each pass
+        followed by ``_PASS_END``. The shards are read again, in a new order, whenever they run out."""
         while True:
             got = 0
             for sample in self._buffered((s for url in shards for s in self._read_shard(url, worker)), rng):
@@ -299,6 +314,7 @@ class ShardDataset(IterableDataset):
                 yield sample
             if got == 0:
                 raise ValueError(f"the shards of worker {worker} ({', '.join(shards[:3])}, ...) hold no samples")
+            yield _PASS_END
             shards = list(shards)
             rng.shuffle(shards)
 

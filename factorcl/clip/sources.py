@@ -40,7 +40,7 @@ class ClipData:
     split: dict[str, Any]
     summary: dict[str, Any]
     probe_train: Callable[[], DataLoader] | None = None
-    held_out: Callable[[], DataLoader] | None = None
+    held_out: Callable[..., DataLoader] | None = None  # held_out(limit=None): at most limit pairs
     no_held_out: str | None = None  # why there is no held-out set
     skipped: Callable[[], dict[str, int]] = field(default=lambda: {})
 
@@ -88,10 +88,14 @@ def open_caption_file(
     train_set = Subset(dataset, train_idx)
     loader = make_loader(train_set, bundle.tokenizer, batch_size, shuffle=True, num_workers=num_workers, seed=seed)
 
-    def eval_loader(indices: list[int]) -> Callable[[], DataLoader]:
-        return lambda: make_loader(
-            Subset(dataset, indices), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers
-        )
+    def eval_loader(indices: list[int]) -> Callable[..., DataLoader]:
+        def make(limit: int | None = None) -> DataLoader:
+            rows = indices if limit is None else indices[:limit]
+            return make_loader(
+                Subset(dataset, rows), bundle.tokenizer, batch_size, shuffle=False, num_workers=num_workers
+            )
+
+        return make
 
     reason = None
     if not test_idx:
@@ -153,8 +157,12 @@ def open_shards(
     train_set = ShardDataset(train_urls, transform, batch_size, epoch_samples=train_num_samples, seed=seed)
     loader = make_shard_loader(train_set, bundle.tokenizer, num_workers=num_workers)
 
-    def eval_loader(shards: list[str], limit: int | None) -> Callable[[], DataLoader]:
-        return lambda: make_eval_loader(ShardPass(shards, transform, limit), bundle.tokenizer, batch_size, num_workers)
+    def eval_loader(shards: list[str], cap: int | None) -> Callable[..., DataLoader]:
+        def make(limit: int | None = None) -> DataLoader:
+            most = cap if limit is None else limit if cap is None else min(cap, limit)
+            return make_eval_loader(ShardPass(shards, transform, most), bundle.tokenizer, batch_size, num_workers)
+
+        return make
 
     split = {
         "kind": "shards",
@@ -162,7 +170,8 @@ def open_shards(
         "test_fraction": float(test_fraction) if held_urls and val_data is None else 0.0,
         "val_data": None if val_data is None else str(val_data),
         "train_shards": [Path(u).name for u in train_urls],
-        "held_out_shards": [str(u) for u in held_urls],
+        # Resolved: the record must name the same files from any working directory.
+        "held_out_shards": [_resolved(u) for u in held_urls],
         "epoch_samples": train_set.epoch_samples,
     }
     summary = {
@@ -187,3 +196,8 @@ def open_shards(
         no_held_out=reason,
         skipped=lambda: dict(train_set.skipped),
     )
+
+
+def _resolved(url: str) -> str:
+    """A local shard's absolute path; a URL as it is."""
+    return url if "://" in url or url.startswith("pipe:") else str(Path(url).resolve())

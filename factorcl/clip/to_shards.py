@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,8 +38,13 @@ def captions_to_shards(
     image_column: str = "image",
     caption_column: str = "caption",
     label_column: str | None = "label",
+    shuffle: bool = True,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Write the pairs of an image-caption file as shards ``OUT/00000.tar, ...`` (``shard_size`` each).
+
+    ``shuffle`` (default) writes the rows in a seeded random order: a file sorted by label would
+    otherwise give shards of one class, and a held-out set (the last shards) of one class.
 
     The rows are checked as :func:`factorcl.clip.read_records` checks them (``skip_missing`` drops
     bad rows). Labels become ``.cls`` class indices, with ``classes.json`` naming them in the
@@ -52,8 +58,12 @@ def captions_to_shards(
         classes, indices = _label_classes([r.label for r in records])
         labels = list(indices)
 
+    order = list(range(len(records)))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+
     def samples() -> Iterator[tuple[bytes, str, str, int | None]]:
-        for record, label in zip(records, labels):
+        for record, label in ((records[i], labels[i]) for i in order):
             data, ext = _image_bytes(record.image)
             yield data, ext, record.caption, label
 
@@ -91,4 +101,5 @@ def write_demo_shards(
 
     with tempfile.TemporaryDirectory(prefix="factorcl-demo-") as tmp:
         csv_path = write_demo_dataset(tmp, n=n, seed=seed, image_size=image_size)
-        return captions_to_shards(csv_path, out_dir, shard_size=shard_size, overwrite=overwrite)
+        # The demo rows are already in random order: kept, so the shards hold the CSV form's pairs in order.
+        return captions_to_shards(csv_path, out_dir, shard_size=shard_size, overwrite=overwrite, shuffle=False)

@@ -122,6 +122,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shards.add_argument("--shard-size", type=int, default=1000, help="pairs per shard")
     shards.add_argument("--overwrite", action="store_true", help="replace shards already in OUT_DIR")
     shards.add_argument("--skip-missing", action="store_true", help="drop rows with missing or unreadable images")
+    shards.add_argument(
+        "--no-shuffle",
+        action="store_true",
+        help="keep the file's row order (default: shuffle the rows, seeded, so that shards and the held-out "
+        "last shards are not sorted by label)",
+    )
+    shards.add_argument("--seed", type=int, default=0, help="seed of the row shuffle")
     shards.add_argument("--image-column", default="image")
     shards.add_argument("--caption-column", default="caption")
     shards.add_argument("--label-column", default="label")
@@ -252,6 +259,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="every N steps: k-NN probe, zero-shot and retrieval on a held-out subset (train/eval.csv)",
     )
     g.add_argument("--eval-samples", type=int, default=1000, help="held-out pairs of each --eval-every evaluation")
+    g.add_argument(
+        "--eval-pairs",
+        type=int,
+        default=10000,
+        help="held-out pairs of the zero-shot and retrieval evaluation before and after training, at most",
+    )
     g.add_argument("--wandb-project", default=None, help="also log to this Weights & Biases project (rank 0)")
     g.add_argument("--wandb-name", default=None, help="the W&B run's name")
     train.set_defaults(func=_train, option_defaults=_track_given_options(train))
@@ -335,6 +348,8 @@ def _to_shards(args: argparse.Namespace) -> int:
             image_column=args.image_column,
             caption_column=args.caption_column,
             label_column=args.label_column or None,
+            shuffle=not args.no_shuffle,
+            seed=args.seed,
         )
     except _USER_ERRORS as exc:
         return _fail(str(exc))
@@ -565,7 +580,8 @@ def _eval(args: argparse.Namespace) -> int:
     from ..clip.held_out import eval_table
 
     print(f"evaluated on {results['evaluated_on']}")
-    for line in eval_table({results["model"]["name"]: results["eval"]}):
+    held = results["evaluated_on"].startswith("the ")  # the held-out pairs recorded at training
+    for line in eval_table({results["model"]["name"]: results["eval"]}, "held-out pairs" if held else "pairs"):
         print(line)
     if args.out:
         print(f"results: {write_json(args.out, results)}")
