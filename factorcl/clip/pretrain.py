@@ -236,7 +236,8 @@ def pretrain_clip(
         "modalities": {"x1": "text", "x2": "image"},
         "train": {
             "steps": result.step,
-            "epochs": epochs,
+            "epochs": epochs,  # as given; max_steps, when set, decided the length
+            "max_steps": max_steps,
             "lr": lr,
             "tower_lr": tower_lr,
             "batch_size": batch_size,
