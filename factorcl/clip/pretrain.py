@@ -154,6 +154,12 @@ def pretrain_clip(
     cfg = cfg.with_model(conditioning=factor.conditioning)  # record the effective one
     eval_amp = resolve_amp(amp, dev)
     chosen = _templates(templates)
+
+    def evaluate_held_out(extract: Callable[..., Any]) -> dict[str, Any]:
+        """Zero-shot and retrieval of the towers ``extract`` runs, on at most ``eval_pairs`` held-out pairs."""
+        loader = source.held_out(eval_pairs)  # type: ignore[misc]
+        return evaluate_towers(extract, loader, bundle, source.classes, chosen, dev, eval_amp, progress)
+
     train_dir = out_dir / "train"
     resuming = ckpt_io.resolve_resume(resume, train_dir) is not None  # on every rank: it may be collective
     # What a resume must keep: the split (else held-out pairs could be trained on) and the
@@ -169,16 +175,7 @@ def pretrain_clip(
         (train_dir / PRETRAINED_EVAL_NAME).unlink(missing_ok=True)
     if evaluate and source.held_out is not None and is_main_process() and not resuming:
         # The pretrained towers, before training changes them in place.
-        evaluation["pretrained"] = evaluate_towers(
-            partial(clip_features, bundle),
-            source.held_out(eval_pairs),
-            bundle,
-            source.classes,
-            chosen,
-            dev,
-            eval_amp,
-            progress,
-        )
+        evaluation["pretrained"] = evaluate_held_out(partial(clip_features, bundle))
         if writable:
             write_json(train_dir / PRETRAINED_EVAL_NAME, evaluation["pretrained"])
     callbacks = []
@@ -254,16 +251,7 @@ def pretrain_clip(
             log(line)
     if evaluate and source.held_out is not None:
         start = time.perf_counter()
-        evaluation["trained"] = evaluate_towers(
-            partial(factorcl_features, factor),
-            source.held_out(eval_pairs),
-            bundle,
-            source.classes,
-            chosen,
-            dev,
-            eval_amp,
-            progress,
-        )
+        evaluation["trained"] = evaluate_held_out(partial(factorcl_features, factor))
         results["eval"] = {**evaluation, "templates": _template_record(templates, chosen)}
         results["eval_seconds"] = time.perf_counter() - start
         if summary.get("test") is None:

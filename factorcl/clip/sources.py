@@ -149,11 +149,8 @@ def open_shards(
     urls = expand_shards(data)
     train_urls, held_urls = shard_split(urls, test_fraction, val_data)
     transform = image_transform(bundle.preprocess_cfg)
-    if train_num_samples is None and held_urls and val_data is None:
-        # sizes.json counts every shard; the epoch is the training shards' samples only.
-        full = ShardDataset(train_urls, transform, batch_size=1, epoch_samples=1)
-        if full.sizes is not None:
-            train_num_samples = sum(full.sizes.values())
+    # Without train_num_samples the epoch is the training shards' total in sizes.json (ShardDataset reads
+    # the counts of the shards it is given only, so the held-out shards are not counted).
     train_set = ShardDataset(train_urls, transform, batch_size, epoch_samples=train_num_samples, seed=seed)
     loader = make_shard_loader(train_set, bundle.tokenizer, num_workers=num_workers)
 

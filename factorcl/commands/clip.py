@@ -370,6 +370,17 @@ def _check_source(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _export_or_model(args: argparse.Namespace) -> str | None:
+    """What is wrong with the model source of ``probe``/``eval`` (an export, or one model), or None."""
+    if args.export and (args.model or args.config):
+        return "pass either --export FOLDER or a model (--model/--config), not both"
+    if not args.export:
+        problem = _check_source(args)
+        if problem:
+            return problem + ", or --export FOLDER"
+    return None
+
+
 def _print_probe(probe: dict[str, Any] | None) -> None:
     if not probe:
         return
@@ -498,12 +509,9 @@ def _pretrain(args: argparse.Namespace, split: dict[str, Any]) -> dict[str, Any]
 
 
 def _probe(args: argparse.Namespace) -> int:
-    if args.export and (args.model or args.config):
-        return _fail("pass either --export FOLDER or a model (--model/--config), not both")
-    if not args.export:
-        problem = _check_source(args)
-        if problem:
-            return _fail(problem + ", or --export FOLDER")
+    problem = _export_or_model(args)
+    if problem:
+        return _fail(problem)
     from ..clip.evaluate import probe_clip
     from ..clip.export import export_split, load_clip_factorcl
     from ..clip.loading import load_clip
@@ -545,12 +553,9 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    if args.export and (args.model or args.config):
-        return _fail("pass either --export FOLDER or a model (--model/--config), not both")
-    if not args.export:
-        problem = _check_source(args)
-        if problem:
-            return _fail(problem + ", or --export FOLDER")
+    problem = _export_or_model(args)
+    if problem:
+        return _fail(problem)
     if not args.data:
         return _fail("--data is required")
     from ..clip.evaluate_command import evaluate_clip
