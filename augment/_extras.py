@@ -1,7 +1,7 @@
 """Optional dependencies, imported on first use: :func:`require` names the extra that installs one.
 
 ``pip install factorcl`` brings only what :mod:`bounds`, the tensor augmentations, the model and the
-trainer need; the rest comes with the extras of pyproject.toml (``images``, ``clip``, ``quantify``,
+trainer need; the rest comes with the extras of pyproject.toml (``images``, ``shards``, ``clip``, ``quantify``,
 ``wandb``, ``tensorboard``, ``all``). The helper lives here because :mod:`augment` is the lowest
 package that needs it and must not import :mod:`factorcl`; factorcl uses it as :mod:`factorcl.extras`.
 """

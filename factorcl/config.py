@@ -2,7 +2,8 @@
 
 A run config has six sections (YAML or JSON)::
 
-    data:      {kind, path, dataset, modalities, task, zero_label, splits, split_seed, synthetic}
+    data:      {kind, path, dataset, modalities, task, zero_label, splits, split_seed, synthetic,
+                train_num_samples, probe_samples}
     encoders:  {x1: SPEC, x2: SPEC}          # see factorcl.encoders.build_encoder
     model:     {method, critic, conditioning, embed_dim, augment1, augment2, ...}   # FactorCLConfig fields
     train:     {epochs, lr, batch_size, critic_steps, amp, device, seed, ...}       # TrainConfig fields
@@ -70,7 +71,7 @@ from .model_config import (
 from .objectives import METHODS, get_objective
 from .train import TrainConfig
 
-DATA_KINDS = ("multibench", "mimic", "arrays", "synthetic")
+DATA_KINDS = ("multibench", "mimic", "arrays", "shards", "synthetic")
 PROBE_SELECT = ("valid", "val_fraction")
 #: Model-section defaults that differ from :class:`FactorCLConfig`'s (configs written before keep their meaning).
 RUN_MODEL_DEFAULTS: dict[str, Any] = {"embed_dim": 64}
@@ -171,7 +172,11 @@ class DataConfig(_Section):
     """Which data to load and how (see :mod:`factorcl.data`)."""
 
     kind: Literal[DATA_KINDS] = "synthetic"
-    path: str | dict | None = Field(None, description="file; for `arrays` also `{train: f, valid: f, test: f}`")
+    path: str | dict | None = Field(
+        None,
+        description="file; for `arrays` also `{train: f, valid: f, test: f}`; for `shards` a folder with "
+        "`train/` (`valid/`, `test/`) shard folders, a `.tar` pattern (train only) or `{train: p, test: p}`",
+    )
     dataset: str | None = Field(
         None,
         description="multibench: `mosi`, `mosei`, `humor` (`ur-funny`), `sarcasm` "
@@ -191,13 +196,24 @@ class DataConfig(_Section):
     )
     split_seed: int | None = Field(None, description="null: 10 for mimic (MultiBench's split), 0 for arrays")
     synthetic: dict = Field(default_factory=dict, description="`SyntheticConfig` fields, for `kind: synthetic`")
+    train_num_samples: int | None = Field(None, description="shards: samples per epoch (null: all, from `sizes.json`)")
+    probe_samples: int | None = Field(
+        None, description="shards: rows of each split read into memory for the probe (null: 10000)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if self.kind != "synthetic" and not self.path:
             raise ConfigError(f"config key 'data.path' is required for data.kind {self.kind!r}")
-        if isinstance(self.path, dict) and self.kind != "arrays":
-            raise ConfigError("config key 'data.path' may map splits to files only for data.kind 'arrays'")
+        if isinstance(self.path, dict) and self.kind not in ("arrays", "shards"):
+            raise ConfigError("config key 'data.path' may map splits to files only for data.kind 'arrays' or 'shards'")
+        for key in ("train_num_samples", "probe_samples"):
+            if getattr(self, key) is not None and self.kind != "shards":
+                raise ConfigError(f"config key 'data.{key}' is only used with data.kind 'shards', not {self.kind!r}")
+        for key, least in (("train_num_samples", 1), ("probe_samples", 2)):
+            value = getattr(self, key)
+            if value is not None and value < least:
+                raise ConfigError(f"config key 'data.{key}' must be an integer >= {least} or null, got {value}")
         try:
             check_fractions(self.splits)
         except ValueError as exc:
@@ -693,6 +709,22 @@ def resolve_path(path: str | os.PathLike, base_dir: str | os.PathLike | None = N
     raise FileNotFoundError(f"data file not found: {p} (relative paths are looked up in {searched})")
 
 
+def resolve_shard_spec(spec: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> str:
+    """A shard spec (folder, ``.tar`` file or brace pattern; ``::`` joins several) with each local
+    part made absolute as :func:`resolve_path` does; a pattern's folder must exist. Remote URLs and
+    ``pipe:`` commands are kept as they are."""
+    parts = []
+    for part in str(spec).split("::"):
+        if "://" in part or part.startswith("pipe:"):
+            parts.append(part)
+        elif "{" in part:
+            p = Path(part).expanduser()
+            parts.append(str(resolve_path(p.parent, base_dir) / p.name))
+        else:
+            parts.append(str(resolve_path(part, base_dir)))
+    return "::".join(parts)
+
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -707,5 +739,6 @@ __all__ = [
     "config_reference",
     "load_config",
     "resolve_path",
+    "resolve_shard_spec",
     "save_config",
 ]

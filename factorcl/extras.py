@@ -5,6 +5,7 @@ and the commands on vector data (``factorcl synthetic``, ``train``, ``probe``, `
 
 - ``images``: kornia (:class:`augment.ImageAugment`), albumentations
   (:func:`augment.albumentations_pipeline`), timm (``timm:NAME`` encoders);
+- ``shards``: webdataset (array pairs in webdataset shards: ``data.kind: shards``, ``factorcl to-shards``);
 - ``clip``: open_clip_torch, timm, webdataset, pillow and kornia (:mod:`factorcl.clip`, ``factorcl clip``);
 - ``quantify``: cvxpy, scipy (the CVX estimator of ``factorcl quantify``);
 - ``wandb``, ``tensorboard``: the run loggers; ``all``: every extra.

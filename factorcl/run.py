@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import RunConfig, load_config, resolve_path, save_config
+from .config import RunConfig, load_config, resolve_path, resolve_shard_spec, save_config
 from .data.arrays import SplitDataset
 from .jsonio import write_json
 
@@ -44,9 +44,10 @@ def build_data(config: RunConfig) -> SplitDataset:
     d, base = config.data, config.base_dir()
 
     def path(p: Any) -> Any:
+        resolve = resolve_shard_spec if d.kind == "shards" else resolve_path
         if isinstance(p, Mapping):
-            return {k: resolve_path(v, base) for k, v in p.items()}
-        return resolve_path(p, base)
+            return {k: resolve(v, base) for k, v in p.items()}
+        return resolve(p, base)
 
     if d.kind == "multibench":
         from .data.multibench import load_multibench
@@ -63,6 +64,18 @@ def build_data(config: RunConfig) -> SplitDataset:
             modalities=d.modalities or ("static", "timeseries"),
             splits=d.splits,
             seed=10 if d.split_seed is None else d.split_seed,
+        )
+    if d.kind == "shards":
+        from .data.shards import load_array_shards
+
+        seed = config.train_value("seed")
+        return load_array_shards(
+            path(d.path),
+            batch_size=int(config.train_value("batch_size")),
+            train_num_samples=d.train_num_samples,
+            probe_samples=d.probe_samples,
+            seed=0 if seed is None else int(seed),
+            num_workers=int(config.train_value("num_workers")),
         )
     if d.kind == "arrays":
         from .data.arrays import load_arrays
@@ -189,10 +202,11 @@ def _absolute_config(config: RunConfig) -> RunConfig:
     data = config.to_dict()
     p = data["data"]["path"]
     base = config.base_dir()
+    resolve = resolve_shard_spec if config.data.kind == "shards" else resolve_path
     if isinstance(p, Mapping):
-        data["data"]["path"] = {k: str(resolve_path(v, base)) for k, v in p.items()}
+        data["data"]["path"] = {k: str(resolve(v, base)) for k, v in p.items()}
     elif p:
-        data["data"]["path"] = str(resolve_path(p, base))
+        data["data"]["path"] = str(resolve(p, base))
     return load_config(data)
 
 
@@ -236,17 +250,23 @@ def run_config(
     seed_everything(0 if seed is None else int(seed))  # the model's initial weights follow train.seed
     model = build_model(cfg, data)
     batch_size = int(cfg.train_value("batch_size"))
-    drop_last = bool(cfg.train_value("drop_last")) and len(data.train) >= batch_size
+    stream = getattr(data, "stream", None)  # data.kind shards: the train rows stream from shards
+    drop_last = stream is not None or bool(cfg.train_value("drop_last")) and len(data.train) >= batch_size
     _check_before_training(cfg, data, batch_size, drop_last)
     for config, path in earlier.get("pending", []):  # only now: a run that fails to start leaves no config behind
         save_config(config, path)
-    loader = data.train.loader(
-        batch_size,
-        shuffle=True,
-        drop_last=drop_last,
-        seed=0 if seed is None else int(seed),
-        num_workers=int(cfg.train_value("num_workers")),
-    )
+    if stream is not None:
+        from .data.shards import make_array_shard_loader
+
+        loader = make_array_shard_loader(stream, num_workers=int(cfg.train_value("num_workers")))
+    else:
+        loader = data.train.loader(
+            batch_size,
+            shuffle=True,
+            drop_last=drop_last,
+            seed=0 if seed is None else int(seed),
+            num_workers=int(cfg.train_value("num_workers")),
+        )
     callbacks = []
     if eval_every:
         from .eval_callback import EvalCallback
@@ -300,6 +320,11 @@ RUN_CONFIG_FILES = (CONFIG_NAME, RESULTS_NAME, PROBE_RESULTS_NAME)
 def _check_before_training(cfg: RunConfig, data: SplitDataset, batch_size: int, drop_last: bool) -> None:
     """Refuse what would fail only after training: a one-class probe, a last batch of one row."""
     n = len(data.train)
+    if cfg.probe.enabled and data.has_labels and data.test is None:
+        raise ValueError(
+            f"{data.name} has no test split ({data.info.get('source')}): the linear probe needs one; give test "
+            "shards (a test/ folder beside train/, or data.path {train: ..., test: ...}) or set probe.enabled: false"
+        )
     if not drop_last and n % batch_size == 1:
         raise ValueError(
             f"the last training batch would hold 1 row ({n} train rows, train.batch_size {batch_size}, drop_last "

@@ -137,6 +137,10 @@ NEEDS_EXTRA = {
         'the CVX PID estimator needs cvxpy: pip install "factorcl[quantify]"',
     ),
     "wandb": ("from factorcl.wandb_log import import_wandb\nimport_wandb()", 'pip install "factorcl[wandb]"'),
+    "array shards": (
+        "from factorcl.data.shards import ArrayShardDataset\nArrayShardDataset('s/{00000..00001}.tar', 8)",
+        'webdataset shards needs webdataset: pip install "factorcl[shards]"',
+    ),
 }
 
 
@@ -234,7 +238,7 @@ def test_core_dependencies_leave_out_the_extras(project):
 
 def test_all_covers_every_extra_and_dev_includes_all(project):
     extras = project["optional-dependencies"]
-    assert {"images", "clip", "quantify", "wandb", "tensorboard", "all", "dev"} <= set(extras)
+    assert {"images", "shards", "clip", "quantify", "wandb", "tensorboard", "all", "dev"} <= set(extras)
     assert _self_refs(extras["all"]) == set(extras) - {"all", "dev"}
     assert "all" in _self_refs(extras["dev"])
     assert {_name(r) for r in extras["dev"] if not r.startswith("factorcl")} >= {"pytest", "ruff", "dit", "ecos"}
@@ -258,7 +262,7 @@ def test_the_extras_the_code_names_exist_and_bring_the_module(project):
         text = path.read_text()
         named |= {e for m in re.findall(r"factorcl\[([a-z,]+)\]", text) for e in m.split(",")}
         required += re.findall(r'require\(\s*"([\w.]+)",\s*"(\w+)"', text)
-    assert {"images", "clip", "quantify", "wandb"} <= named <= set(extras)
+    assert {"images", "shards", "clip", "quantify", "wandb"} <= named <= set(extras)
     assert {extra for _, extra in required} >= {"images", "clip", "quantify"}
     for module, extra in required:
         top = module.partition(".")[0]

@@ -6,48 +6,36 @@ A shard holds one sample per key: ``KEY.jpg`` / ``.jpeg`` / ``.png`` / ``.webp``
 ``classes.json`` (a list of class names in index order) names the classes. Both are written by
 :func:`write_shards` (``factorcl clip to-shards``, ``factorcl clip demo-data --format webdataset``).
 
-**How an epoch is streamed** (:class:`ShardDataset`). An epoch has a fixed length,
-``epoch_samples`` (``--train-num-samples``; default: the total of ``sizes.json``), so every rank
-takes the same number of batches and the schedule is known in advance.
-
-- The shards are shuffled with ``(seed, epoch)`` and dealt round-robin to the ``world_size *
-  num_workers`` global data-loader workers (rank-major). Each worker reads only its own shards, so
-  **no sample is read by two ranks or two workers in an epoch**.
-- Each worker yields exactly its share of whole batches. When its shards hold fewer samples than
-  that (uneven shards, or ``epoch_samples`` above the data), it starts its own shards again in a
-  new order, and only then is a sample seen twice. When they hold more, the rest waits for a later
-  epoch's order.
-- A small shuffle buffer (seeded by seed, epoch and worker) mixes the samples of a shard.
-- Decoding and preprocessing happen in the workers.
-- A corrupt sample (undecodable image, no image, empty caption, bad label) or a truncated shard is
-  skipped and counted (``dataset.skipped``: per reason, summed over the workers through shared
-  memory). Nothing is fatal but a worker whose shards hold no usable sample (it would cycle over
-  them forever).
-
-**Resume.** ``start_at(batches)`` makes the next epoch iterator skip the batches a stopped run
-already trained on. Each worker drops the samples it had served before decoding them. With the
-same world size, workers, batch size and seed, the resumed stream is the uninterrupted one. The
-one exception is a corrupt sample inside the skipped part, which shifts that worker's stream by
-one sample. The global sample count, the epoch and the schedule are exact in every case.
+How an epoch is split by rank and worker, what is skipped and what a resume guarantees is
+:mod:`factorcl.shards`' stream, shared with array shards; here a sample is decoded into
+``(image, caption, label)``, and an undecodable image, no image, an empty caption or a bad label is
+skipped and counted.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import random
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
-from ..distributed import get_rank, get_world_size
-from ..extras import require
+from ..shards import (
+    CLASSES_NAME,
+    LABEL_EXTENSION,
+    SIZES_NAME,
+    OnePass,
+    ShardStream,
+    is_shard_spec,
+    read_label,
+    read_shard_metadata,
+    write_tar_shards,
+)
+from ..shards import expand_shards as _expand_shards
 
 __all__ = [
     "CLASSES_NAME",
@@ -65,108 +53,29 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-CAPTION_EXTENSION, LABEL_EXTENSION = "txt", "cls"
-SIZES_NAME, CLASSES_NAME = "sizes.json", "classes.json"
+CAPTION_EXTENSION = "txt"
 #: Why a sample is skipped (the keys of ``ShardDataset.skipped``).
 SHARD_SKIP_REASONS = ("bad_image", "no_image", "empty_caption", "bad_label", "bad_shard")
-_PASS_END = object()  # marks the end of one pass over a worker's shards
-_MAX_WORKERS = 256  # rows of the shared skip counter: one per data-loader worker
-
-
-def is_shard_spec(data: str | os.PathLike | Sequence[str]) -> bool:
-    """Whether ``data`` names webdataset shards: a ``.tar`` pattern or list, or a folder of ``.tar`` files."""
-    if isinstance(data, (list, tuple)):
-        return bool(data) and all(str(d).endswith(".tar") for d in data)
-    text = str(data)
-    if text.endswith(".tar") or "::" in text:
-        return True
-    path = Path(text)
-    return path.is_dir() and any(path.glob("*.tar"))
 
 
 def expand_shards(data: str | os.PathLike | Sequence[str]) -> list[str]:
-    """The shard paths of a brace pattern (``shards/{00000..00099}.tar``; ``::`` joins patterns), a list,
-    or a folder (its ``*.tar`` files, sorted). Local shards must exist: the error names the missing ones."""
-    expand_urls = require("webdataset.shardlists", "clip", "webdataset shards").expand_urls
-
-    if isinstance(data, (list, tuple)):
-        urls = [str(d) for d in data]
-    elif Path(str(data)).is_dir():
-        urls = sorted(str(p) for p in Path(str(data)).glob("*.tar"))
-        if not urls:
-            raise FileNotFoundError(f"{data}: the folder has no .tar shards")
-    else:
-        urls = expand_urls(str(data))
-    if not urls:
-        raise ValueError(f"{data!r} names no shards")
-    local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
-    missing = [u for u in local if not Path(u).is_file()]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(urls)} shards of {data!r} not found: {', '.join(missing[:3])}{more}"
-        )
-    return urls
+    """The shard paths of a pattern, list or folder (:func:`factorcl.shards.expand_shards`); a missing
+    webdataset names the ``clip`` extra."""
+    return _expand_shards(data, "clip")
 
 
-def read_shard_metadata(urls: Sequence[str]) -> tuple[dict[str, int] | None, list[str] | None]:
-    """(sample count per shard from ``sizes.json``, class names from ``classes.json``) beside the first shard.
-
-    Either is None when its file is absent; ``sizes.json`` must list every shard it is used for.
-    """
-    folder = Path(urls[0]).parent
-    sizes: dict[str, int] | None = None
-    classes: list[str] | None = None
-    sizes_path, classes_path = folder / SIZES_NAME, folder / CLASSES_NAME
-    if sizes_path.is_file():
-        raw = json.loads(sizes_path.read_text(encoding="utf-8"))
-        if not isinstance(raw, dict):
-            raise ValueError(f"{sizes_path} must hold an object {{shard file name: sample count}}")
-        names = [Path(u).name for u in urls]
-        absent = [n for n in names if n not in raw]
-        if absent:
-            warnings.warn(f"{sizes_path} does not list {len(absent)} shard(s), e.g. {absent[0]}", stacklevel=2)
-        else:
-            sizes = {u: int(raw[Path(u).name]) for u in urls}
-    if classes_path.is_file():
-        raw = json.loads(classes_path.read_text(encoding="utf-8"))
-        if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
-            raise ValueError(f"{classes_path} must hold a list of class names (strings), in index order")
-        classes = list(raw)
-    return sizes, classes
-
-
-def _truncated(url: str) -> str | None:
-    """Why a local shard is cut short (no end-of-archive blocks), or None; remote shards are not checked."""
-    path = Path(url)
-    if "://" in url or url.startswith("pipe:") or not path.is_file():
-        return None
-    size = path.stat().st_size
-    if size < 1024 or size % 512:
-        return f"truncated ({size} bytes, not whole 512-byte tar blocks)"
-    with path.open("rb") as f:
-        f.seek(size - 1024)
-        if f.read(1024).strip(b"\0"):
-            return "truncated (no end-of-archive marker)"
-    return None
-
-
-def _batches_of_worker(batches: int, worker: int, num_workers: int) -> int:
-    """How many of a rank's first ``batches`` batches come from ``worker``: the DataLoader takes them in turn."""
-    return len(range(worker, batches, num_workers))
-
-
-class ShardDataset(IterableDataset):
+class ShardDataset(ShardStream):
     """Webdataset image-caption shards as a stream of ``(image [3, H, W] in [0, 1], caption, label)``.
 
     ``transform`` takes a PIL image (e.g. :func:`factorcl.clip.image_transform` of the model's
-    preprocessing). ``epoch_samples`` is the global number of samples per epoch (default: the
-    total of ``sizes.json``). ``batch_size`` is per rank, as the loader's. ``shuffle`` shuffles the
-    shard order per epoch and the samples in a ``shuffle_buffer``; without it the shards are read in
-    order (evaluation). ``label`` is -1 without ``classes.json``. See the module docstring for how
-    the shards are split, what is skipped and what a resume guarantees. ``len()`` is the number of
-    samples this rank takes per epoch.
+    preprocessing). ``label`` is -1 without ``classes.json``. The other arguments, how the shards are
+    split, what is skipped and what a resume guarantees are :class:`factorcl.shards.ShardStream`'s;
+    ``epoch_samples`` is ``--train-num-samples``.
     """
+
+    SKIP_REASONS = SHARD_SKIP_REASONS
+    EXTRA = "clip"
+    SMALLER_SHARDS = "write smaller shards (factorcl clip to-shards --shard-size)"
 
     def __init__(
         self,
@@ -180,177 +89,8 @@ class ShardDataset(IterableDataset):
         world_size: int | None = None,
         rank: int | None = None,
     ) -> None:
-        self.urls = expand_shards(data)
-        self.data = data
         self.transform = transform
-        self.sizes, self.classes = read_shard_metadata(self.urls)
-        self.world_size = get_world_size() if world_size is None else int(world_size)
-        self.rank = get_rank() if rank is None else int(rank)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = int(batch_size)
-        if epoch_samples is None:
-            if self.sizes is None:
-                raise ValueError(
-                    f"{data!r}: the epoch length is unknown: pass epoch_samples (--train-num-samples), "
-                    f"or put a {SIZES_NAME} beside the shards (factorcl clip to-shards writes one)"
-                )
-            epoch_samples = sum(self.sizes.values())
-        self.epoch_samples = int(epoch_samples)
-        self.batches = self.epoch_samples // (self.batch_size * self.world_size)  # per rank and epoch
-        if self.batches < 1:
-            raise ValueError(
-                f"epoch_samples={self.epoch_samples} is less than one global batch "
-                f"({self.batch_size} x {self.world_size} ranks): lower the batch size or raise --train-num-samples"
-            )
-        if self.sizes is not None and self.epoch_samples > sum(self.sizes.values()):
-            warnings.warn(
-                f"epoch_samples={self.epoch_samples} exceeds the {sum(self.sizes.values())} samples of {data!r}: "
-                "samples repeat within an epoch",
-                stacklevel=2,
-            )
-        self.seed, self.shuffle, self.shuffle_buffer = int(seed), bool(shuffle), max(1, int(shuffle_buffer))
-        self.num_workers = 0  # set by make_shard_loader; checked against the shard count
-        self.epoch = 0
-        self.start_batches = 0
-        # One row per worker: each writes only its own, so no two processes add to the same counter.
-        self._skipped = torch.zeros(_MAX_WORKERS, len(SHARD_SKIP_REASONS), dtype=torch.long).share_memory_()
-
-    # ------------------------------------------------------------------ state set by the trainer
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch whose shard order the next iterator follows."""
-        self.epoch = int(epoch)
-
-    def start_at(self, batches: int) -> None:
-        """Make the next iterator skip this rank's first ``batches`` batches of the epoch (a resume)."""
-        self.start_batches = int(batches)
-
-    @property
-    def num_classes(self) -> int | None:
-        """Number of classes (from ``classes.json``), or None."""
-        return None if self.classes is None else len(self.classes)
-
-    @property
-    def skipped(self) -> dict[str, int]:
-        """Samples skipped so far, by reason (:data:`SHARD_SKIP_REASONS`), over every worker of this rank."""
-        totals = self._skipped.sum(0).tolist()
-        return dict(zip(SHARD_SKIP_REASONS, (int(t) for t in totals)))
-
-    def __len__(self) -> int:
-        return self.batches * self.batch_size
-
-    def check_workers(self, num_workers: int) -> None:
-        """Every global worker needs a shard of its own: ValueError naming the counts otherwise."""
-        workers = self.world_size * max(1, num_workers)
-        if len(self.urls) < workers:
-            raise ValueError(
-                f"{len(self.urls)} shard(s) for {self.world_size} rank(s) x {max(1, num_workers)} worker(s): "
-                f"each worker reads whole shards, so at least {workers} are needed; lower --workers "
-                "or write smaller shards (factorcl clip to-shards --shard-size)"
-            )
-        if max(1, num_workers) > _MAX_WORKERS:
-            raise ValueError(f"at most {_MAX_WORKERS} data-loader workers, got {num_workers}")
-        self.num_workers = int(num_workers)
-
-    # ----------------------------------------------------------------------------- the stream
-    def _worker(self) -> tuple[int, int]:
-        info = get_worker_info()
-        return (0, 1) if info is None else (info.id, info.num_workers)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, str, int]]:
-        # The epoch and the resume position are read now, not at the first sample: the trainer
-        # resets the position right after making the iterator.
-        worker, num_workers = self._worker()
-        self.check_workers(num_workers if get_worker_info() is not None else 0)
-        start = self.start_batches
-        # The DataLoader asks its workers in turn, beginning with worker 0. After skipping `start`
-        # batches, worker 0 must serve what worker (start mod n) would have served next, and so on.
-        role = (worker + start) % num_workers
-        return self._stream(worker, role, num_workers, self.epoch, start)
-
-    def _stream(self, worker: int, role: int, num_workers: int, epoch: int, start: int) -> Iterator:
-        global_worker, global_workers = self.rank * num_workers + role, self.world_size * num_workers
-        order = list(range(len(self.urls)))
-        if self.shuffle:
-            random.Random(f"{self.seed}-{epoch}").shuffle(order)
-        mine = [self.urls[i] for i in order[global_worker::global_workers]]
-        quota = _batches_of_worker(self.batches, role, num_workers) * self.batch_size
-        skip = _batches_of_worker(start, role, num_workers) * self.batch_size
-        rng = random.Random(f"{self.seed}-{epoch}-{global_worker}")
-        served = 0
-        usable = 0  # samples of the current pass that counted (decoded, or skipped on resume)
-        for sample in self._raw_samples(mine, rng, worker):
-            if sample is _PASS_END:
-                if usable == 0:
-                    # Every sample of these shards was rejected: cycling over them again would never end.
-                    raise ValueError(
-                        f"the shards of worker {worker} ({', '.join(mine[:3])}{', ...' if len(mine) > 3 else ''}) "
-                        f"hold no usable sample: skipped so far {self.skipped}; check the shards (and "
-                        f"{CLASSES_NAME}: with it, every sample needs a .{LABEL_EXTENSION} label)"
-                    )
-                usable = 0
-                continue
-            if served >= quota:
-                break
-            if served < skip:
-                served += 1  # a sample the stopped run already trained on: not decoded again
-                usable += 1
-                continue
-            item = self._decode(sample, worker)
-            if item is None:
-                continue
-            served += 1
-            usable += 1
-            yield item
-
-    def _raw_samples(self, shards: list[str], rng: random.Random, worker: int) -> Iterator[Any]:
-        """This worker's samples as raw bytes, through the shuffle buffer one pass at a time (a pass
-        never mixes with the next, so no sample comes twice before all have come once), each pass
-        followed by ``_PASS_END``. The shards are read again, in a new order, whenever they run out."""
-        while True:
-            got = 0
-            for sample in self._buffered((s for url in shards for s in self._read_shard(url, worker)), rng):
-                got += 1
-                yield sample
-            if got == 0:
-                raise ValueError(f"the shards of worker {worker} ({', '.join(shards[:3])}, ...) hold no samples")
-            yield _PASS_END
-            shards = list(shards)
-            rng.shuffle(shards)
-
-    def _read_shard(self, url: str, worker: int) -> Iterator[dict[str, Any]]:
-        """The samples of one shard; a read error ends the shard, counted as ``bad_shard``."""
-        tar = require("webdataset.tariterators", "clip", "webdataset shards")
-        group_by_keys, tar_file_expander, url_opener = tar.group_by_keys, tar.tar_file_expander, tar.url_opener
-
-        problem = _truncated(url)
-        if problem is not None:
-            # tarfile's stream reader ends quietly at a cut: count the shard, keep its whole samples.
-            self._count(worker, "bad_shard")
-            warnings.warn(f"shard {url}: {problem}; its complete samples are used", stacklevel=2)
-        try:
-            yield from group_by_keys(tar_file_expander(url_opener([{"url": url}])))
-        except Exception as exc:  # an unreadable tar: tarfile, OSError, ValueError
-            self._count(worker, "bad_shard")
-            warnings.warn(f"shard {url}: {type(exc).__name__}: {exc}; the rest of it is skipped", stacklevel=2)
-
-    def _buffered(self, samples: Iterable[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
-        """Samples through a seeded shuffle buffer (in order without ``shuffle``)."""
-        if not self.shuffle or self.shuffle_buffer <= 1:
-            yield from samples
-            return
-        buffer: list[dict[str, Any]] = []
-        for sample in samples:
-            buffer.append(sample)
-            if len(buffer) >= self.shuffle_buffer:
-                k = rng.randrange(len(buffer))
-                buffer[k], buffer[-1] = buffer[-1], buffer[k]
-                yield buffer.pop()
-        rng.shuffle(buffer)
-        yield from buffer
-
-    def _count(self, worker: int, reason: str) -> None:
-        self._skipped[worker, SHARD_SKIP_REASONS.index(reason)] += 1
+        super().__init__(data, batch_size, epoch_samples, seed, shuffle, shuffle_buffer, world_size, rank)
 
     def _decode(self, sample: Mapping[str, Any], worker: int) -> tuple[Tensor, str, int] | None:
         """(image, caption, label) of a raw sample, or None (counted by reason) when it is corrupt."""
@@ -367,13 +107,11 @@ class ShardDataset(IterableDataset):
             return None
         label = -1
         if self.classes is not None:
-            try:
-                label = int(sample[LABEL_EXTENSION].decode("utf-8").strip())
-                if not 0 <= label < len(self.classes):
-                    raise ValueError(label)
-            except (KeyError, ValueError, UnicodeDecodeError):
+            found = read_label(sample, len(self.classes))
+            if found is None:
                 self._count(worker, "bad_label")
                 return None
+            label = found
         try:
             with Image.open(io.BytesIO(image_bytes)) as img:
                 image = self.transform(img.convert("RGB"))
@@ -415,69 +153,25 @@ def write_shards(
 ) -> list[Path]:
     """Write ``(image bytes, image extension, caption, class index or None)`` samples as shards
     ``OUT/00000.tar, ...`` of ``shard_size`` samples, with ``sizes.json`` and (given ``classes``)
-    ``classes.json``. Refuses a folder that already holds shards unless ``overwrite``. Each shard is
-    written to a temporary name and renamed when complete."""
-    TarWriter = require("webdataset", "clip", "webdataset shards").TarWriter  # noqa: N806
+    ``classes.json`` (:func:`factorcl.shards.write_tar_shards`: no silent overwrite, atomic shards)."""
 
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    existing = sorted(out.glob("*.tar"))
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{out} already holds {len(existing)} shard(s), e.g. {existing[0].name}; pass --overwrite"
-        )
-    for path in existing:
-        path.unlink()
-    written: list[Path] = []
-    sizes: dict[str, int] = {}
-    writer: Any = None
-    tmp: Path | None = None
-    count = 0
+    def records() -> Iterator[dict[str, bytes]]:
+        for index, (image, ext, caption, label) in enumerate(samples):
+            ext = ext.lower().lstrip(".")
+            if ext not in IMAGE_EXTENSIONS:
+                raise ValueError(f"sample {index}: image extension {ext!r} is not one of {IMAGE_EXTENSIONS}")
+            record = {ext: image, CAPTION_EXTENSION: caption.encode("utf-8")}
+            if label is not None:
+                record[LABEL_EXTENSION] = str(int(label)).encode("utf-8")
+            yield record
 
-    def close() -> None:
-        nonlocal writer
-        if writer is not None:
-            writer.close()
-            final = tmp.with_suffix("")  # type: ignore[union-attr]
-            os.replace(tmp, final)  # type: ignore[arg-type]
-            written.append(final)
-            sizes[final.name] = count
-            writer = None
-
-    for index, (image, ext, caption, label) in enumerate(samples):
-        ext = ext.lower().lstrip(".")
-        if ext not in IMAGE_EXTENSIONS:
-            raise ValueError(f"sample {index}: image extension {ext!r} is not one of {IMAGE_EXTENSIONS}")
-        if writer is None or count >= shard_size:
-            close()
-            tmp = out / f"{len(written):05d}.tar.tmp"
-            writer, count = TarWriter(str(tmp)), 0
-        record = {"__key__": f"{index:09d}", ext: image, CAPTION_EXTENSION: caption.encode("utf-8")}
-        if label is not None:
-            record[LABEL_EXTENSION] = str(int(label)).encode("utf-8")
-        writer.write(record)
-        count += 1
-    close()
-    if not written:
-        raise ValueError("no samples to write")
-    _write_json_atomic(out / SIZES_NAME, sizes)
-    if classes is not None:
-        _write_json_atomic(out / CLASSES_NAME, list(classes))
-    return written
+    return write_tar_shards(records(), out_dir, shard_size, classes, overwrite, extra="clip")
 
 
-def _write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class ShardPass(ShardDataset):
-    """One pass over shards in order, every sample once (evaluation): the workers split the shards,
-    nothing is shuffled or repeated, and ``max_samples`` (if given) stops the pass early. Rank-local:
-    under torch.distributed every rank that iterates it reads every shard."""
+class ShardPass(OnePass, ShardDataset):
+    """One pass over image-caption shards in order, every sample once (evaluation): the workers split
+    the shards, nothing is shuffled or repeated, and ``max_samples`` (if given) stops the pass early.
+    Rank-local: under torch.distributed every rank that iterates it reads every shard."""
 
     def __init__(
         self,
@@ -485,36 +179,7 @@ class ShardPass(ShardDataset):
         transform: Callable[[Any], Tensor],
         max_samples: int | None = None,
     ) -> None:
-        self.max_samples = None if max_samples is None else int(max_samples)
-        super().__init__(data, transform, batch_size=1, epoch_samples=1, shuffle=False, world_size=1, rank=0)
-
-    def check_workers(self, num_workers: int) -> None:
-        # Workers beyond the shard count simply get none; each reads its own shards once.
-        self.num_workers = int(num_workers)
-
-    def __len__(self) -> int:
-        if self.sizes is None:
-            raise TypeError("the number of samples is unknown without sizes.json")
-        total = sum(self.sizes.values())
-        return total if self.max_samples is None else min(total, self.max_samples)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, str, int]]:
-        worker, num_workers = self._worker()
-        limit = None
-        if self.max_samples is not None:
-            limit = _batches_of_worker(self.max_samples, worker, num_workers)  # an even share per worker
-        return self._one_pass(self.urls[worker::num_workers], worker, limit)
-
-    def _one_pass(self, shards: list[str], worker: int, limit: int | None) -> Iterator[tuple[Tensor, str, int]]:
-        served = 0
-        for url in shards:
-            for sample in self._read_shard(url, worker):
-                if limit is not None and served >= limit:
-                    return
-                item = self._decode(sample, worker)
-                if item is not None:
-                    served += 1
-                    yield item
+        ShardDataset.__init__(self, data, transform, **self._one_pass_init(max_samples))
 
 
 def make_eval_loader(
