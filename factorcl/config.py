@@ -709,17 +709,23 @@ def resolve_path(path: str | os.PathLike, base_dir: str | os.PathLike | None = N
     raise FileNotFoundError(f"data file not found: {p} (relative paths are looked up in {searched})")
 
 
-def resolve_shard_spec(spec: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> str:
-    """A shard spec (folder, ``.tar`` file or brace pattern; ``::`` joins several) with each local
-    part made absolute as :func:`resolve_path` does; a pattern's folder must exist. Remote URLs and
-    ``pipe:`` commands are kept as they are."""
+def resolve_shard_spec(
+    spec: str | os.PathLike | Sequence[str], base_dir: str | os.PathLike | None = None
+) -> str | list[str]:
+    """A shard spec (folder, ``.tar`` file, brace pattern, ``::``-joined patterns, or a list of these)
+    with each local part made absolute as :func:`resolve_path` does: a pattern's folders up to the
+    first one with a brace must exist. Remote URLs and ``pipe:`` commands are kept as they are."""
+    if isinstance(spec, (list, tuple)):
+        return [str(resolve_shard_spec(part, base_dir)) for part in spec]
     parts = []
     for part in str(spec).split("::"):
         if "://" in part or part.startswith("pipe:"):
             parts.append(part)
         elif "{" in part:
             p = Path(part).expanduser()
-            parts.append(str(resolve_path(p.parent, base_dir) / p.name))
+            fixed = next(i for i, piece in enumerate(p.parts) if "{" in piece)  # the folders before the pattern
+            head = Path(*p.parts[:fixed]) if fixed else Path(".")
+            parts.append(str(resolve_path(head, base_dir).joinpath(*p.parts[fixed:])))
         else:
             parts.append(str(resolve_path(part, base_dir)))
     return "::".join(parts)

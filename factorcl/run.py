@@ -202,11 +202,13 @@ def _absolute_config(config: RunConfig) -> RunConfig:
     data = config.to_dict()
     p = data["data"]["path"]
     base = config.base_dir()
-    resolve = resolve_shard_spec if config.data.kind == "shards" else resolve_path
-    if isinstance(p, Mapping):
-        data["data"]["path"] = {k: str(resolve(v, base)) for k, v in p.items()}
+    if config.data.kind == "shards":  # a shard spec may be a pattern or a list: kept as such, made absolute
+        resolved = {k: resolve_shard_spec(v, base) for k, v in p.items()} if isinstance(p, Mapping) else None
+        data["data"]["path"] = resolved if resolved is not None else resolve_shard_spec(p, base)
+    elif isinstance(p, Mapping):
+        data["data"]["path"] = {k: str(resolve_path(v, base)) for k, v in p.items()}
     elif p:
-        data["data"]["path"] = str(resolve(p, base))
+        data["data"]["path"] = str(resolve_path(p, base))
     return load_config(data)
 
 

@@ -179,6 +179,8 @@ class ShardStream(IterableDataset):
     EXTRA = "shards"
     #: How to make smaller shards, for the error when there are fewer shards than workers.
     SMALLER_SHARDS = "write smaller shards (--shard-size)"
+    #: The user's name for ``epoch_samples``, for the errors about the epoch length.
+    EPOCH_SAMPLES_OPTION = "epoch_samples"
 
     def __init__(
         self,
@@ -202,7 +204,7 @@ class ShardStream(IterableDataset):
         if epoch_samples is None:
             if self.sizes is None:
                 raise ValueError(
-                    f"{data!r}: the epoch length is unknown: pass epoch_samples (--train-num-samples), "
+                    f"{data!r}: the epoch length is unknown: set {self.EPOCH_SAMPLES_OPTION}, "
                     f"or put a {SIZES_NAME} beside the shards (the to-shards commands write one)"
                 )
             epoch_samples = sum(self.sizes.values())
@@ -211,7 +213,8 @@ class ShardStream(IterableDataset):
         if self.batches < 1:
             raise ValueError(
                 f"epoch_samples={self.epoch_samples} is less than one global batch "
-                f"({self.batch_size} x {self.world_size} ranks): lower the batch size or raise --train-num-samples"
+                f"({self.batch_size} x {self.world_size} ranks): lower the batch size or raise "
+                f"{self.EPOCH_SAMPLES_OPTION}"
             )
         if self.sizes is not None and self.epoch_samples > sum(self.sizes.values()):
             warnings.warn(
@@ -335,13 +338,14 @@ class ShardStream(IterableDataset):
 
         problem = _truncated(url)
         if problem is not None:
-            # tarfile's stream reader ends quietly at a cut: count the shard, keep its whole samples.
+            # tarfile's stream reader may end quietly at a cut: count the shard, keep its whole samples.
             self._count(worker, "bad_shard")
-            warnings.warn(f"shard {url}: {problem}; its complete samples are used", stacklevel=2)
+            warnings.warn(f"shard {url}: {problem}; the samples before the cut are used", stacklevel=2)
         try:
             yield from group_by_keys(tar_file_expander(url_opener([{"url": url}])))
         except Exception as exc:  # an unreadable tar: tarfile, OSError, ValueError
-            self._count(worker, "bad_shard")
+            if problem is None:  # a truncated shard is counted once per read, not twice
+                self._count(worker, "bad_shard")
             warnings.warn(f"shard {url}: {type(exc).__name__}: {exc}; the rest of it is skipped", stacklevel=2)
 
     def _buffered(self, samples: Iterable[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
@@ -419,8 +423,11 @@ def write_tar_shards(
 ) -> list[Path]:
     """Write samples (``{extension: bytes}``; ``__key__`` optional, else the sample's index) as shards
     ``OUT/00000.tar, ...`` of ``shard_size`` samples, with ``sizes.json`` and (given ``classes``)
-    ``classes.json``. Refuses a folder that already holds shards unless ``overwrite``. Each shard is
-    written to a temporary name and renamed when complete."""
+    ``classes.json``. Refuses a folder that already holds shards unless ``overwrite``.
+
+    Every shard is written under a temporary name first; only when all are complete are the old
+    shards, ``sizes.json`` and ``classes.json`` replaced. An interrupted write leaves the folder as
+    it was (plus ``*.tar.tmp`` files, removed by the next write)."""
     TarWriter = require("webdataset", extra, "webdataset shards").TarWriter  # noqa: N806
 
     if shard_size < 1:
@@ -432,34 +439,40 @@ def write_tar_shards(
         raise FileExistsError(
             f"{out} already holds {len(existing)} shard(s), e.g. {existing[0].name}; pass --overwrite"
         )
-    for path in existing:
-        path.unlink()
-    written: list[Path] = []
+    for stale in out.glob("*.tar.tmp"):  # left by an interrupted write
+        stale.unlink()
+    staged: list[Path] = []
     sizes: dict[str, int] = {}
     writer: Any = None
-    tmp: Path | None = None
     count = 0
 
     def close() -> None:
         nonlocal writer
         if writer is not None:
             writer.close()
-            final = tmp.with_suffix("")  # type: ignore[union-attr]
-            os.replace(tmp, final)  # type: ignore[arg-type]
-            written.append(final)
-            sizes[final.name] = count
+            sizes[staged[-1].with_suffix("").name] = count
             writer = None
 
     for index, sample in enumerate(samples):
         if writer is None or count >= shard_size:
             close()
-            tmp = out / f"{len(written):05d}.tar.tmp"
-            writer, count = TarWriter(str(tmp)), 0
+            staged.append(out / f"{len(staged):05d}.tar.tmp")
+            writer, count = TarWriter(str(staged[-1])), 0
         writer.write({"__key__": f"{index:09d}", **sample})
         count += 1
     close()
-    if not written:
+    if not staged:
         raise ValueError("no samples to write")
+    # All shards are complete: now replace the old ones. sizes.json goes first, so that a folder
+    # caught between the two never lists the old counts for the new shards.
+    for name in (SIZES_NAME, CLASSES_NAME):
+        (out / name).unlink(missing_ok=True)
+    written = [path.with_suffix("") for path in staged]
+    for path in existing:
+        if path not in written:
+            path.unlink()
+    for tmp, final in zip(staged, written):
+        os.replace(tmp, final)
     write_json_atomic(out / SIZES_NAME, sizes)
     if classes is not None:
         write_json_atomic(out / CLASSES_NAME, list(classes))

@@ -25,7 +25,8 @@ TINY_MODEL = {"embed_dim": 8, "critic_hidden": 16, "critic_embed": 8}
     [
         (
             {"data": {"kind": "mosii"}},
-            r"config key 'data.kind' must be one of \['multibench', 'mimic', 'arrays', 'shards', 'synthetic'\], got 'mosii'",
+            r"config key 'data.kind' must be one of "
+            r"\['multibench', 'mimic', 'arrays', 'shards', 'synthetic'\], got 'mosii'",
         ),
         ({"data": {"kind": "mimic"}}, r"config key 'data.path' is required for data.kind 'mimic'"),
         (

@@ -127,11 +127,14 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
 
 def test_the_first_sample_fixes_the_layout_and_a_bad_one_is_named(tmp_path):
     write_tar_shards([{"x2.npy": npy(np.ones(2, np.float32))}], tmp_path / "a", shard_size=1)
-    with pytest.raises(ValueError, match=r"00000\.tar has no x1\.npy .*KEY\.x1\.npy and KEY\.x2\.npy"):
+    with pytest.raises(
+        ValueError,
+        match=r"00000\.tar \(sample 000000000\) has no x1\.npy \(members: x2\.npy\): .*KEY\.x1\.npy and KEY\.x2\.npy",
+    ):
         ArrayShardPass(tmp_path / "a")
     four_d = {"x1.npy": npy(np.ones((1, 2, 3, 4), np.float32)), "x2.npy": npy(np.ones(2, np.float32))}
     write_tar_shards([four_d], tmp_path / "b", shard_size=1)
-    with pytest.raises(ValueError, match=r"x1\.npy .* has shape \(1, 2, 3, 4\): one row is \[d\], \[T, d\]"):
+    with pytest.raises(ValueError, match=r"x1\.npy has shape \(1, 2, 3, 4\): one row is \[d\], \[T, d\]"):
         ArrayShardPass(tmp_path / "b")
 
 
@@ -260,3 +263,77 @@ def test_two_gloo_ranks_stream_disjoint_rows_covering_the_epoch(synthetic_shards
     train = [float(r["x1"].sum()) for r in ArrayShardPass(synthetic_shards / "train")]
     assert len(set(seen[0] + seen[1])) == len(seen[0] + seen[1])  # no row on two ranks, none twice
     assert set(seen[0] + seen[1]) <= set(train) and len(set(train)) == 420
+
+
+# ------------------------------------------------------------------------------ review follow-ups
+def records(n: int, width: int = 3, label: bool = True) -> list[dict[str, bytes]]:
+    out = []
+    for i in range(n):
+        record = {"x1.npy": npy(np.full(width, i, np.float32)), "x2.npy": npy(np.ones(2, np.float32))}
+        if label:
+            record["cls"] = str(i % 2).encode()
+        out.append(record)
+    return out
+
+
+def test_an_overwrite_replaces_the_metadata_and_an_interrupted_one_changes_nothing(tmp_path):
+    write_tar_shards(records(40), tmp_path / "s", shard_size=10, classes=["a", "b"])
+    write_tar_shards(records(30, label=False), tmp_path / "s", shard_size=20, overwrite=True)
+    assert not (tmp_path / "s/classes.json").exists()  # unlabelled now: a stale classes.json would reject all
+    assert json.loads((tmp_path / "s/sizes.json").read_text()) == {"00000.tar": 20, "00001.tar": 10}
+    assert sorted(p.name for p in (tmp_path / "s").glob("*.tar")) == ["00000.tar", "00001.tar"]
+    assert "y" not in next(iter(ArrayShardPass(tmp_path / "s")))
+
+    def failing():
+        yield from records(25)
+        raise RuntimeError("disk full")
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()}
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_tar_shards(failing(), tmp_path / "s", shard_size=10, classes=["a", "b"], overwrite=True)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir() if not p.name.endswith(".tmp")}
+    assert after == before  # the old shards, sizes.json and no classes.json: as they were
+    write_tar_shards(records(5), tmp_path / "s", shard_size=10, overwrite=True)
+    assert not list((tmp_path / "s").glob("*.tmp"))  # the next write clears what the interrupted one left
+
+
+def test_the_probe_rows_are_the_first_rows_in_shard_order(tmp_path):
+    write_tar_shards(records(390), tmp_path / "d/train", shard_size=390, classes=["a", "b"])
+    write_tar_shards(records(10), tmp_path / "d/train2", shard_size=10, classes=["a", "b"])
+    (tmp_path / "d/train2/00000.tar").rename(tmp_path / "d/train/00001.tar")
+    (tmp_path / "d/train/sizes.json").write_text(json.dumps({"00000.tar": 390, "00001.tar": 10}))
+    write_tar_shards(records(50), tmp_path / "d/val", shard_size=10, classes=["a", "b"])
+    with pytest.warns(UserWarning, match="the valid shards hold 50 samples; the probe uses their first 30"):
+        data = load_array_shards(tmp_path / "d", batch_size=8, probe_samples=30, num_workers=2)
+    assert ids_of([data.train[i] for i in range(len(data.train))]) == list(range(30))  # a val/ folder is valid
+    assert len(data.valid) == 30 and data.test is None
+    assert data.info["split_samples"] == {"train": 400, "valid": 50}
+    data = load_array_shards(tmp_path / "d", batch_size=8, probe_samples=395)
+    assert len(data.train) == 395  # across shards, not an even share per worker
+
+
+def test_a_corrupt_first_sample_does_not_decide_the_layout_and_masks_must_be_bool(tmp_path):
+    seq = {"x1.npy": npy(np.ones(3, np.float32)), "x2.npy": npy(np.ones((4, 2), np.float32))}
+    good = [{**seq, "mask2.npy": npy(np.array([1, 1, 0, 0], np.uint8))} for _ in range(3)]
+    bad_mask = {**seq, "mask2.npy": npy(np.array([1.0, 0.5, 0.0, 0.0], np.float32))}
+    write_tar_shards([{"x1.npy": b"garbage", "x2.npy": b"garbage"}, *good, bad_mask], tmp_path / "s", 10)
+    reader = ArrayShardPass(tmp_path / "s")
+    assert reader.shapes == {"x1": (3,), "x2": (4, 2), "mask2": (4,)}
+    rows = list(reader)
+    assert len(rows) == 3 and rows[0]["mask2"].tolist() == [True, True, False, False]
+    assert reader.skipped["bad_array"] == 2  # the garbage sample and the 0.5 mask
+    write_tar_shards([{"x1.npy": b"garbage", "x2.npy": b"garbage"}] * 2, tmp_path / "g", 10)
+    with pytest.raises(ValueError, match=r"x1\.npy is not a readable \.npy array .*\(and the 1 sample\(s\) after"):
+        ArrayShardPass(tmp_path / "g")
+
+
+def test_lists_and_patterns_with_braced_folders_resolve_beside_the_config(tmp_path):
+    from factorcl.config import resolve_shard_spec
+
+    (tmp_path / "sh/train").mkdir(parents=True)
+    (tmp_path / "sh/train/00000.tar").write_bytes(b"")
+    resolved = resolve_shard_spec(["sh/train/00000.tar", "sh/{train,valid}/{00000..00001}.tar"], tmp_path)
+    assert resolved == [str(tmp_path / "sh/train/00000.tar"), str(tmp_path / "sh/{train,valid}/{00000..00001}.tar")]
+    assert resolve_shard_spec("pipe:cat x.tar::s3://b/{0..1}.tar", tmp_path) == "pipe:cat x.tar::s3://b/{0..1}.tar"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        resolve_shard_spec("nowhere/{0..1}.tar", tmp_path)

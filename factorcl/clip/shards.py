@@ -76,6 +76,7 @@ class ShardDataset(ShardStream):
     SKIP_REASONS = SHARD_SKIP_REASONS
     EXTRA = "clip"
     SMALLER_SHARDS = "write smaller shards (factorcl clip to-shards --shard-size)"
+    EPOCH_SAMPLES_OPTION = "--train-num-samples"
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ ARRAY_SKIP_REASONS = ("no_array", "bad_array", "bad_label", "bad_shard")
 #: Rows of each split read into memory for the probe when ``data.probe_samples`` is not set.
 DEFAULT_PROBE_SAMPLES = 10000
 _ARRAYS = ("x1", "x2")
+_LAYOUT_TRIES = 100  # samples tried for the layout before the first one's problem is raised
 _MASKS = ("mask1", "mask2")
 
 
@@ -83,6 +85,7 @@ class ArrayShardDataset(ShardStream):
 
     SKIP_REASONS = ARRAY_SKIP_REASONS
     SMALLER_SHARDS = "write smaller shards (factorcl to-shards --shard-size)"
+    EPOCH_SAMPLES_OPTION = "data.train_num_samples"
 
     def __init__(
         self,
@@ -99,44 +102,67 @@ class ArrayShardDataset(ShardStream):
         self.shapes = self._first_shapes()
 
     def _first_shapes(self) -> dict[str, tuple[int, ...]]:
-        """{field: per-sample shape} of the first sample of the first shard (the layout all must share)."""
-        for sample in self._read_shard(self.urls[0], 0):
-            shapes: dict[str, tuple[int, ...]] = {}
-            for name in _ARRAYS + _MASKS:
-                member = f"{name}.npy"
-                if member not in sample:
-                    if name in _ARRAYS:
-                        raise ValueError(
-                            f"the first sample of {self.urls[0]} has no {member} (members: "
-                            f"{', '.join(sorted(k for k in sample if not k.startswith('__')))}): array shards hold "
-                            f"KEY.x1.npy and KEY.x2.npy (write them with factorcl to-shards)"
-                        )
-                    continue
-                try:
-                    shapes[name] = tuple(_npy(sample[member]).shape)
-                except ValueError as exc:
-                    raise ValueError(
-                        f"the first sample of {self.urls[0]}: {member} is not a .npy array ({exc})"
-                    ) from None
-            self._check_layout(shapes)
-            self._skipped.zero_()  # reading the layout is not part of any epoch
-            return shapes
-        raise ValueError(f"{self.urls[0]} holds no samples")
+        """{field: per-sample shape} of the first sample with a valid layout (the layout all must share).
 
-    def _check_layout(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        A corrupt first sample or an unreadable first shard does not decide it: up to
+        ``_LAYOUT_TRIES`` samples are tried, in shard order, and the first one's problem is raised
+        when none fits."""
+        first_problem: str | None = None
+        tried = 0
+        for url in self.urls:
+            for sample in self._read_shard(url, 0):
+                tried += 1
+                try:
+                    shapes = self._layout(sample, f"{url} (sample {sample.get('__key__', '?')})")
+                except ValueError as exc:
+                    first_problem = first_problem or str(exc)
+                    if tried >= _LAYOUT_TRIES:
+                        break
+                    continue
+                self._skipped.zero_()  # reading the layout is not part of any epoch
+                return shapes
+            if tried >= _LAYOUT_TRIES:
+                break
+        self._skipped.zero_()
+        if first_problem is None:
+            raise ValueError(f"the shards of {self.data!r} hold no samples")
+        more = f" (and the {tried - 1} sample(s) after it too)" if tried > 1 else ""
+        raise ValueError(first_problem + more)
+
+    @staticmethod
+    def _layout(sample: Mapping[str, Any], where: str) -> dict[str, tuple[int, ...]]:
+        """{field: shape} of one raw sample; ValueError saying what is wrong with it."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for name in _ARRAYS + _MASKS:
+            member = f"{name}.npy"
+            if member not in sample:
+                if name in _ARRAYS:
+                    members = ", ".join(sorted(k for k in sample if not k.startswith("__"))) or "none"
+                    raise ValueError(
+                        f"{where} has no {member} (members: {members}): array shards hold KEY.x1.npy and "
+                        "KEY.x2.npy (write them with factorcl to-shards)"
+                    )
+                continue
+            try:
+                array = _npy(sample[member])
+            except (ValueError, OSError, EOFError):
+                raise ValueError(f"{where}: {member} is not a readable .npy array of numbers") from None
+            if array.dtype.kind not in "biuf":
+                raise ValueError(f"{where}: {member} holds {array.dtype} values; expected numbers (or bool masks)")
+            shapes[name] = tuple(array.shape)
         for name in _ARRAYS:
             if not 1 <= len(shapes[name]) <= 3:
                 raise ValueError(
-                    f"{name}.npy of {self.urls[0]}'s first sample has shape {shape_str(shapes[name])}: one row is "
-                    "[d], [T, d] or [C, H, W]"
+                    f"{where}: {name}.npy has shape {shape_str(shapes[name])}: one row is [d], [T, d] or [C, H, W]"
                 )
         for i, name in ((1, "mask1"), (2, "mask2")):
             x = shapes[f"x{i}"]
             if name in shapes and (len(x) != 2 or shapes[name] != x[:1]):
                 raise ValueError(
-                    f"{name}.npy of {self.urls[0]}'s first sample has shape {shape_str(shapes[name])}: a mask is [T] "
-                    f"for a sequence x{i} [T, d], and x{i} is {shape_str(x)}"
+                    f"{where}: {name}.npy has shape {shape_str(shapes[name])}: a mask is [T] for a sequence "
+                    f"x{i} [T, d], and x{i} is {shape_str(x)}"
                 )
+        return shapes
 
     @property
     def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -160,6 +186,9 @@ class ArrayShardDataset(ShardStream):
                 self._count(worker, "bad_array")
                 return None
             if name in _MASKS:
+                if array.dtype != np.bool_ and not bool(((array == 0) | (array == 1)).all()):
+                    self._count(worker, "bad_array")  # a mask is bool or 0/1, as data.kind arrays requires
+                    return None
                 item[name] = torch.from_numpy(array.astype(bool))
                 continue
             tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -183,10 +212,10 @@ class ArrayShardPass(OnePass, ArrayShardDataset):
     def __init__(self, data: str | os.PathLike | Sequence[str], max_samples: int | None = None) -> None:
         ArrayShardDataset.__init__(self, data, **self._one_pass_init(max_samples))
 
-    def to_pairs(self, num_workers: int = 0) -> PairDataset:
-        """The pass read into memory as a :class:`PairDataset`."""
-        loader = DataLoader(self, batch_size=256, num_workers=min(num_workers, len(self.urls)))
-        batches = list(loader)
+    def to_pairs(self) -> PairDataset:
+        """The pass read into memory as a :class:`PairDataset`: the first ``max_samples`` usable rows in
+        shard order (read in this process, so that the rows do not depend on a worker count)."""
+        batches = list(DataLoader(self, batch_size=256, num_workers=0))
         if not batches:
             raise ValueError(f"{self.data!r} holds no usable sample (skipped: {self.skipped})")
         return PairDataset(**{k: torch.cat([b[k] for b in batches]) for k in batches[0]})
@@ -247,7 +276,14 @@ def shard_split_specs(path: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
         return specs
     folder = Path(str(path))
     if folder.is_dir() and (folder / "train").is_dir():
-        return {name: str(folder / name) for name in SPLIT_NAMES if (folder / name).is_dir()}
+        specs = {}
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            name = SPLIT_ALIASES.get(sub.name.lower())
+            if name is not None:
+                if name in specs:
+                    raise ValueError(f"data.path {str(path)!r} holds two {name} folders: {specs[name]} and {sub}")
+                specs[name] = str(sub)
+        return specs
     if not is_shard_spec(path):
         raise ValueError(
             f"data.path {str(path)!r} names no shards: give a folder with train/ (valid/, test/) shard folders, "
@@ -273,12 +309,15 @@ def load_array_shards(
     if cap < 2:
         raise ValueError(f"data.probe_samples must be >= 2, got {cap}")
     stream = ArrayShardDataset(specs["train"], batch_size, epoch_samples=train_num_samples, seed=seed)
+    stream.check_workers(num_workers)  # before the probe rows are read: a wrong worker count fails fast
     parts: dict[str, PairDataset | None] = {}
+    totals: dict[str, int | None] = {}
     for split in SPLIT_NAMES:
         if split not in specs:
             parts[split] = None
             continue
         reader = ArrayShardPass(specs[split], max_samples=cap)
+        totals[split] = None if reader.sizes is None else sum(reader.sizes.values())
         if reader.shapes != stream.shapes:
             raise ValueError(
                 f"the {split} shards ({specs[split]!r}) hold fields {_layout(reader.shapes)} but the train shards "
@@ -286,20 +325,38 @@ def load_array_shards(
             )
         if (reader.classes is None) != (stream.classes is None):
             raise ValueError(f"the {split} and train shards disagree on labels: only one has a classes.json")
-        parts[split] = reader.to_pairs(num_workers)
+        parts[split] = reader.to_pairs()
+    for split in ("valid", "test"):
+        total = totals.get(split)
+        rows = 0 if parts[split] is None else len(parts[split])
+        if parts[split] is not None and (total > rows if total is not None else rows == cap):
+            warnings.warn(
+                f"the {split} shards hold {total or 'more'} samples; the probe uses their first {rows} "
+                "(data.probe_samples)",
+                stacklevel=2,
+            )
     return ShardSplitDataset(
         parts["train"],  # type: ignore[arg-type]
         parts["valid"],
         parts["test"],  # type: ignore[arg-type]  # None without test shards: the probe refuses it, naming the split
-        name=name or Path(str(specs["train"]).split("::")[0]).parent.name or "shards",
+        name=name or _data_name(path, stream.urls[0]),
         num_classes=stream.num_classes,
         info={
             "source": {k: str(v) for k, v in specs.items()},
             "probe_samples": cap,
-            "probe_rows": "the first probe_samples rows of each split, in shard order",
+            "probe_rows": "the first probe_samples usable rows of each split, in shard order",
+            "split_samples": totals,
         },
         stream=stream,
     )
+
+
+def _data_name(path: Any, first_shard: str) -> str:
+    """A name for messages: the folder of the splits, else the shards' folder (its parent when that is a split)."""
+    if not isinstance(path, Mapping) and Path(str(path)).is_dir() and (Path(str(path)) / "train").is_dir():
+        return Path(str(path)).resolve().name
+    folder = Path(first_shard).parent
+    return (folder.parent.name if folder.name.lower() in SPLIT_ALIASES else folder.name) or "shards"
 
 
 def _layout(shapes: Mapping[str, tuple[int, ...]]) -> str:
@@ -317,21 +374,18 @@ def arrays_to_shards(
     """Write each split of ``data`` as array shards ``OUT/{train,valid,test}/00000.tar, ...`` with
     ``sizes.json`` and, for labelled data, ``classes.json`` (class names ``"0"``, ``"1"``, ...). The
     rows of a split are shuffled (seeded) unless ``shuffle`` is off, so that a shard is not one
-    class. Returns {split: shard paths}; refuses a folder that already holds shards unless
-    ``overwrite``."""
+    class. Returns {split: shard paths}. Refuses a folder that already holds shards unless
+    ``overwrite``; then each split's folder is replaced only once its new shards are complete."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     out = Path(out_dir)
     splits = {s: data.split(s) for s in SPLIT_NAMES if data.split(s) is not None}
-    for s in SPLIT_NAMES:  # every split is checked before any is written, so nothing is half replaced
+    for s in SPLIT_NAMES:  # every split is checked before any is written
         existing = sorted((out / s).glob("*.tar"))
         if existing and not overwrite:
             raise FileExistsError(
                 f"{out / s} already holds {len(existing)} shard(s), e.g. {existing[0].name}; pass --overwrite"
             )
-        if existing and s not in splits:  # replaced data without this split: its old shards must not stay
-            for path in [*existing, out / s / SIZES_NAME, out / s / CLASSES_NAME]:
-                path.unlink(missing_ok=True)
     classes = [str(k) for k in range(data.num_classes)] if data.has_labels and data.num_classes else None
     written: dict[str, list[Path]] = {}
     for split, ds in splits.items():
@@ -342,6 +396,10 @@ def arrays_to_shards(
         written[split] = write_tar_shards(
             (_record(fields, i) for i in order), out / split, shard_size, classes, overwrite=True
         )
+    for s in SPLIT_NAMES:  # replaced data without this split: its old shards must not stay
+        if s not in splits:
+            for path in [*(out / s).glob("*.tar"), out / s / SIZES_NAME, out / s / CLASSES_NAME]:
+                path.unlink(missing_ok=True)
     return written
 
 
