@@ -45,6 +45,8 @@ def wandb_records(path: Path) -> list:
         if left < 7 or (length == 0 and kind == 0):  # the zero padding at a block's end
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a chunk still being written
+            break
         pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
@@ -55,10 +57,26 @@ def wandb_records(path: Path) -> list:
     return records
 
 
+def finished_records(path: Path, timeout: float = 60.0) -> list:
+    """The records of a finished offline run, once its ``exit`` record is on disk.
+
+    ``run.finish()`` returns when W&B's service has the run, and a loaded machine (a CI run of the
+    whole suite) was seen reading the file before its history had been written; so wait for the end.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = wandb_records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def history(path: Path) -> dict[int, dict[str, float]]:
     """``{step: {key: value}}`` of the metrics logged to an offline W&B run."""
     steps: dict[int, dict[str, float]] = {}
-    for record in wandb_records(path):
+    for record in finished_records(path):
         if record.WhichOneof("record_type") == "history":
             items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
             steps[items.pop("_step")] = {k: v for k, v in items.items() if not k.startswith("_")}
@@ -66,7 +84,7 @@ def history(path: Path) -> dict[int, dict[str, float]]:
 
 
 def config_of(path: Path) -> dict:
-    for record in wandb_records(path):
+    for record in finished_records(path):
         if record.WhichOneof("record_type") == "config":
             return {u.key: json.loads(u.value_json) for u in record.config.update}
     return {}
