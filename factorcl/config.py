@@ -731,6 +731,16 @@ def resolve_shard_spec(
     return "::".join(parts)
 
 
+def resolve_data_path(kind: str, path: Any, base_dir: str | os.PathLike | None = None) -> Any:
+    """``data.path`` (one path or a mapping of splits) made absolute for ``data.kind`` ``kind``: shard
+    specs by :func:`resolve_shard_spec`, files by :func:`resolve_path`, as strings."""
+
+    def one(value: Any) -> str | list[str]:
+        return resolve_shard_spec(value, base_dir) if kind == "shards" else str(resolve_path(value, base_dir))
+
+    return {k: one(v) for k, v in path.items()} if isinstance(path, Mapping) else one(path)
+
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -744,6 +754,7 @@ __all__ = [
     "config_from_dict",
     "config_reference",
     "load_config",
+    "resolve_data_path",
     "resolve_path",
     "resolve_shard_spec",
     "save_config",

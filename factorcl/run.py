@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import RunConfig, load_config, resolve_path, resolve_shard_spec, save_config
+from .config import RunConfig, load_config, resolve_data_path, save_config
 from .data.arrays import SplitDataset
 from .jsonio import write_json
 
@@ -44,10 +44,7 @@ def build_data(config: RunConfig) -> SplitDataset:
     d, base = config.data, config.base_dir()
 
     def path(p: Any) -> Any:
-        resolve = resolve_shard_spec if d.kind == "shards" else resolve_path
-        if isinstance(p, Mapping):
-            return {k: resolve(v, base) for k, v in p.items()}
-        return resolve(p, base)
+        return resolve_data_path(d.kind, p, base)
 
     if d.kind == "multibench":
         from .data.multibench import load_multibench
@@ -202,13 +199,8 @@ def _absolute_config(config: RunConfig) -> RunConfig:
     data = config.to_dict()
     p = data["data"]["path"]
     base = config.base_dir()
-    if config.data.kind == "shards":  # a shard spec may be a pattern or a list: kept as such, made absolute
-        resolved = {k: resolve_shard_spec(v, base) for k, v in p.items()} if isinstance(p, Mapping) else None
-        data["data"]["path"] = resolved if resolved is not None else resolve_shard_spec(p, base)
-    elif isinstance(p, Mapping):
-        data["data"]["path"] = {k: str(resolve_path(v, base)) for k, v in p.items()}
-    elif p:
-        data["data"]["path"] = str(resolve_path(p, base))
+    if p:
+        data["data"]["path"] = resolve_data_path(config.data.kind, p, base)
     return load_config(data)
 
 

@@ -320,8 +320,8 @@ def load_array_shards(
         totals[split] = None if reader.sizes is None else sum(reader.sizes.values())
         if reader.shapes != stream.shapes:
             raise ValueError(
-                f"the {split} shards ({specs[split]!r}) hold fields {_layout(reader.shapes)} but the train shards "
-                f"hold {_layout(stream.shapes)}: every split needs the same arrays"
+                f"the {split} shards ({specs[split]!r}) hold fields {_layout_text(reader.shapes)} but the train shards "
+                f"hold {_layout_text(stream.shapes)}: every split needs the same arrays"
             )
         if (reader.classes is None) != (stream.classes is None):
             raise ValueError(f"the {split} and train shards disagree on labels: only one has a classes.json")
@@ -359,7 +359,7 @@ def _data_name(path: Any, first_shard: str) -> str:
     return (folder.parent.name if folder.name.lower() in SPLIT_ALIASES else folder.name) or "shards"
 
 
-def _layout(shapes: Mapping[str, tuple[int, ...]]) -> str:
+def _layout_text(shapes: Mapping[str, tuple[int, ...]]) -> str:
     return ", ".join(f"{k} {shape_str(v)}" for k, v in shapes.items())
 
 
