@@ -27,18 +27,27 @@ Configurations whose analytic memory estimate exceeds ``--max-gib`` (16 GiB), or
 scaled from the same implementation at the previous B (cost ~ B^2), exceeds ``--max-seconds``,
 are skipped with the reason printed.
 
-Compute caps what ConcatCritic can gain over the naive critic: it saves only the first layer's
-per-pair work, so the multiply-add ratio is 1 + 2 * dim / (layers * hidden + 1): 1.50x for the
-defaults (dim 128, hidden 512, ``--layers 1``), 1.25x with ``--layers 2``; it is printed with the
-targets.
+ConcatCritic saves only the first layer's per-pair multiply-adds, so the multiply-add ratio is
+1 + 2 * dim / (layers * hidden + 1): 1.50x for the defaults (dim 128, hidden 512, ``--layers 1``),
+1.25x with ``--layers 2``; it is printed with the targets. A speedup beyond it is memory traffic:
+the naive critic builds tiled [B^2, 2 * dim] inputs and allocates every [B^2, H] activation as fresh
+pages, while ConcatCritic's 4 MiB CPU chunks are recycled by the allocator.
 
-Usage: ``python benchmarks/critic_speed.py [--quick] [--batch-sizes 64 256 1024 4096] [--out FILE.json]``.
+``--chunk-sweep PAIRS ...`` measures ConcatCritic alone at each ``chunk_size`` instead (the
+default included as ``0``), each B and chunk in a fresh process, and prints ms/step and peak memory
+against the default chunk. Environment variables reach the workers, so
+``MALLOC_MMAP_THRESHOLD_=4096`` (every block on fresh pages) tests whether a chunk size gains by
+cache or by allocator reuse.
+
+Usage: ``python benchmarks/critic_speed.py [--quick] [--batch-sizes 64 256 1024 4096] [--out FILE.json]``
+or ``python benchmarks/critic_speed.py --chunk-sweep 0 4096 16384 65536 --batch-sizes 256 1024``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,6 +89,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--embed-dim", type=int, default=128, help="SeparableCritic embedding size (class default)")
     p.add_argument("--chunk-size", type=int, default=None, help="ConcatCritic chunk_size (default: class default)")
+    p.add_argument(
+        "--chunk-sweep",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="PAIRS",
+        help="measure ConcatCritic alone at each chunk_size (0: the class default, by device)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed steps; the median is reported (default 5)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
@@ -96,6 +113,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
     args.batch_sizes = sorted(set(args.batch_sizes))
+    if args.chunk_size is not None and args.chunk_size < 1:
+        p.error(f"--chunk-size must be a positive number of pairs, got {args.chunk_size}")
+    if args.chunk_sweep is not None:
+        if args.chunk_size is not None:
+            p.error("--chunk-size and --chunk-sweep exclude each other: the sweep sets the chunk")
+        if any(c < 0 for c in args.chunk_sweep):
+            p.error(f"--chunk-sweep takes numbers of pairs >= 0 (0: the default), got {args.chunk_sweep}")
+        args.chunk_sweep = sorted(set(args.chunk_sweep))
     return args
 
 
@@ -355,8 +380,8 @@ def print_table(results: dict[str, dict[str, dict[str, Any]]], batch_sizes: Sequ
 def check_targets(results: dict[str, dict[str, dict[str, Any]]], flop_bound: float | None = None) -> list[str]:
     """PASS/FAIL lines for the issue's targets; ``N/A`` where a needed configuration was not measured.
 
-    ``flop_bound`` (from :func:`concat_flop_bound`) is printed after the ConcatCritic target, since
-    compute alone caps that speedup.
+    ``flop_bound`` (from :func:`concat_flop_bound`) is printed after the ConcatCritic target: the
+    speedup that multiply-adds alone explain.
     """
     lines = []
 
@@ -380,8 +405,8 @@ def check_targets(results: dict[str, dict[str, dict[str, Any]]], flop_bound: flo
         lines.append(f"N/A: {claim} with lower peak memory (B=256 not measured for both)")
     if flop_bound is not None:
         lines.append(
-            f"note: multiply-adds alone cap the ConcatCritic speedup at {flop_bound:.2f}x for these sizes "
-            "(only the first layer's per-pair work is saved); more needs savings in memory traffic"
+            f"note: multiply-adds alone explain a ConcatCritic speedup of {flop_bound:.2f}x for these sizes "
+            "(only the first layer's per-pair work is saved); the rest is memory traffic"
         )
     claim = "SeparableCritic >= 50x faster than naive at B=256"
     if naive and sep:
@@ -399,12 +424,67 @@ def check_targets(results: dict[str, dict[str, dict[str, Any]]], flop_bound: flo
     return lines
 
 
+def run_chunk_sweep(args: argparse.Namespace, device: torch.device) -> dict[str, dict[str, dict[str, Any]]]:
+    """ConcatCritic at each B and ``chunk_size`` of ``args.chunk_sweep`` (0: the default), each in a subprocess."""
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    timeout = 2 * args.max_seconds + 120
+    for batch in args.batch_sizes:
+        results[str(batch)] = {}
+        for chunk in args.chunk_sweep:
+            label = "default" if chunk == 0 else str(chunk)
+            print(f"run  ConcatCritic B={batch:<5} chunk_size={label}", flush=True)
+            worker_args = argparse.Namespace(**{**vars(args), "chunk_size": chunk or None})
+            res = run_worker("concat", batch, worker_args, device, timeout)
+            if "skipped" not in res:
+                res["chunk_size"] = chunk or bounds.ConcatCritic(1, 1, args.hidden).chunk_pairs(device)
+            results[str(batch)][label] = res
+    return results
+
+
+def print_chunk_sweep(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """B, chunk_size (pairs and pair activations), ms/step, peak MiB, and ratios to the default chunk."""
+    rows = []
+    for batch, by_chunk in results.items():
+        default = by_chunk.get("default", {})
+        for label, res in by_chunk.items():
+            if "skipped" in res:
+                rows.append([batch, label, "-", "-", "-", "-", "-"])
+                continue
+            elements = res["chunk_size"] * res.get("hidden", 0)
+            speed = mem = None
+            if "ms_per_step" in default:
+                speed = default["ms_per_step"] / res["ms_per_step"]
+                mem = res["peak_mib"] / default["peak_mib"] if default["peak_mib"] > 0 else None
+            name = f"{res['chunk_size']}" + (" (default)" if label == "default" else "")
+            rows.append(
+                [batch, name, f"2^{math.log2(elements):.3g}" if elements else "-", f"{res['ms_per_step']:.1f}",
+                 f"{res['peak_mib']:.1f}", _fmt_ratio(speed), _fmt_ratio(mem)]
+            )  # fmt: skip
+    headers = ["B", "chunk pairs", "activations", "ms/step", "peak MiB", "speedup vs default", "memory vs default"]
+    print(_common.format_table(headers, rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every configuration in subprocesses; print the table and targets, write JSON with --out."""
     args = parse_args(argv)
     if args.worker:
         return _worker_main(args)
     device = _common.pick_device(args.device)
+    if args.chunk_sweep is not None:
+        print(f"critic_speed --chunk-sweep {args.chunk_sweep}: B={args.batch_sizes} hidden={args.hidden}", flush=True)
+        sweep = run_chunk_sweep(args, device)
+        for by_chunk in sweep.values():
+            for res in by_chunk.values():
+                res.setdefault("hidden", args.hidden)
+        print()
+        print_chunk_sweep(sweep)
+        if args.out:
+            config = {"chunk_sweep": args.chunk_sweep, "batch_sizes": args.batch_sizes, "hidden": args.hidden,
+                      "layers": args.layers, "dim": args.dim, "repeats": args.repeats, "warmup": args.warmup,
+                      "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                      **_common.environment(device)}  # fmt: skip
+            print(f"json: {_common.write_json(args.out, {'config': config, 'results': sweep})}")
+        return 0
     config = {
         "batch_sizes": sorted(args.batch_sizes),
         "dim": args.dim,

@@ -160,6 +160,16 @@ class SeparableCritic(nn.Module):
         return f"normalize={self.normalize}, temperature={self.temperature:.4g}{learn}"
 
 
+#: ConcatCritic's chunk on a CPU, in pair activations (rows * N * H): 2**20 floats, 4 MiB. Measured at B = 256,
+#: H = 512: 945 ms a step against 1401 ms for one 65536-pair chunk; 2**19-2**21 are within noise for H = 128-1024.
+#: Most of the gain is the allocator's: blocks under glibc's 32 MiB mmap threshold are reused from the heap,
+#: larger ones come as fresh pages the kernel must fault in and zero (forcing mmap for every block erases
+#: the difference). The price is the heap's freed blocks: peak RSS 5.9 GiB against 4.4 GiB at B = 1024.
+CPU_CHUNK_ELEMENTS = 1 << 20
+#: ConcatCritic's chunk on other devices (CUDA), in pairs: large chunks keep the kernels few and big.
+DEFAULT_CHUNK_PAIRS = 1 << 16
+
+
 class ConcatCritic(nn.Module):
     """f(x, y) = MLP([x; y]): the critic the paper uses, without tiling [B*N, x_dim + y_dim] inputs.
 
@@ -167,6 +177,12 @@ class ConcatCritic(nn.Module):
     ([B, H] and [N, H]) and broadcast-added; the remaining layers run on the [rows, N, H] pair
     activations in row chunks of at most ``chunk_size`` pairs. ``self.net`` is the plain MLP on
     [x; y], so the scores equal the naive tiled computation with the same weights.
+
+    ``chunk_size=None`` (the default) picks the chunk by device: on a CPU, :data:`CPU_CHUNK_ELEMENTS`
+    pair activations (4 MiB in float32), which the allocator recycles instead of faulting in fresh
+    pages (1.5x faster than one 65536-pair chunk at B = 256, for up to 1.4x the peak resident
+    memory at B = 1024); elsewhere :data:`DEFAULT_CHUNK_PAIRS` pairs. Pass ``chunk_size=65536`` for
+    the smaller peak, or ``checkpoint=True`` to bound it.
 
     With gradients enabled, autograd keeps every chunk's activations for the backward pass, so
     chunking bounds transient memory only; ``checkpoint=True`` recomputes each chunk in the
@@ -181,16 +197,24 @@ class ConcatCritic(nn.Module):
         hidden_dim: int = 512,
         layers: int = 2,
         activation: str = "relu",
-        chunk_size: int = 1 << 16,
+        chunk_size: int | None = None,
         checkpoint: bool = False,
     ) -> None:
         super().__init__()
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be a positive number of pairs, got {chunk_size}")
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be a positive number of pairs or None (by device), got {chunk_size}")
         self.x_dim, self.y_dim = int(x_dim), int(y_dim)
         self.net = mlp(x_dim + y_dim, hidden_dim, 1, layers, activation)
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.checkpoint = bool(checkpoint)
+
+    def chunk_pairs(self, device: torch.device) -> int:
+        """The pairs per chunk on ``device``: ``chunk_size``, or the device's default when it is None."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if device.type == "cpu":
+            return max(1, CPU_CHUNK_ELEMENTS // self.net[0].out_features)
+        return DEFAULT_CHUNK_PAIRS
 
     def project_x(self, x: Tensor) -> Tensor:
         """W_x x + b: the x half of the first layer, [B, H]."""
@@ -205,16 +229,21 @@ class ConcatCritic(nn.Module):
     def _rest(self, hx: Tensor, hy: Tensor) -> Tensor:
         # [rows, 1, H] + [1, N, H] -> [rows, N, H] -> layers after the first -> [rows, N]
         h = hx.unsqueeze(1) + hy.unsqueeze(0)
-        for layer in self.net[1:]:
-            # ReLU in place on the pair activations: neither the broadcast add nor a Linear keeps its
-            # output for the backward pass, and rewriting [rows, N, H] saves a pass over memory.
-            h = torch.relu_(h) if type(layer) is nn.ReLU else layer(h)
+        # The first ReLU runs in place: the broadcast add's output is a fresh tensor that its backward
+        # does not keep, so rewriting [rows, N, H] saves a pass over memory. After a Linear it must not:
+        # a Linear on [rows, N, H] returns a view of its [rows * N, H] product, and an in-place op on a
+        # view makes autograd copy the whole gradient through CopySlices (measured: 1.6x slower).
+        for i, layer in enumerate(self.net[1:]):
+            if type(layer) is nn.ReLU:
+                h = torch.relu_(h) if i == 0 else torch.relu(h)
+            else:
+                h = layer(h)
         return h.squeeze(-1)
 
     def score_projections(self, hx: Tensor, hy: Tensor) -> Tensor:
         """Scores [B, N] from the first-layer halves (e.g. gathered from other ranks)."""
         n = hy.shape[0]
-        rows = max(1, self.chunk_size // max(n, 1))
+        rows = max(1, self.chunk_pairs(hx.device) // max(n, 1))
         use_ckpt = self.checkpoint and torch.is_grad_enabled() and (hx.requires_grad or hy.requires_grad)
         chunks = []
         for start in range(0, hx.shape[0], rows):
@@ -238,7 +267,8 @@ class ConcatCritic(nn.Module):
         return h.squeeze(-1)
 
     def extra_repr(self) -> str:
-        return f"chunk_size={self.chunk_size}, checkpoint={self.checkpoint}"
+        chunk = "by device" if self.chunk_size is None else self.chunk_size
+        return f"chunk_size={chunk}, checkpoint={self.checkpoint}"
 
 
 def critic_from_name(kind: str, x_dim: int, y_dim: int, **kwargs) -> nn.Module:

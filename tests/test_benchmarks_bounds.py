@@ -153,3 +153,33 @@ def test_mi_estimation_distributions_hit_each_level(name):
 def test_mi_estimation_student_t_rejects_levels_below_its_tail_term():
     with pytest.raises(ValueError, match="df=1"):
         mi_estimation.make_distribution("student-t", 20, 0.01, df=1.0)
+
+
+def test_critic_speed_chunk_sweep_measures_each_chunk_in_a_worker(tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    argv = ["--quick", "--batch-sizes", "16", "--chunk-sweep", "0", "32", "--out", str(out)]
+    assert critic_speed.main(argv) == 0
+    data = json.loads(out.read_text())
+    sweep = data["results"]["16"]
+    assert set(sweep) == {"default", "32"}
+    # The default row reports the chunk the class picks on this device (2**20 activations / hidden 128).
+    assert sweep["default"]["chunk_size"] == bounds.ConcatCritic(1, 1, 128).chunk_pairs(torch.device("cpu")) == 8192
+    assert sweep["32"]["chunk_size"] == 32
+    for res in sweep.values():
+        assert res["impl"] == "concat" and _finite(res["ms_per_step"]) and res["ms_per_step"] > 0
+    printed = capsys.readouterr().out
+    assert "8192 (default)" in printed and "speedup vs default" in printed
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--chunk-sweep", "0", "64", "--chunk-size", "64"], "exclude each other"),
+        (["--chunk-sweep", "-1"], "--chunk-sweep takes numbers of pairs >= 0"),
+        (["--chunk-size", "0"], "--chunk-size must be a positive number of pairs"),
+    ],
+)
+def test_critic_speed_rejects_bad_chunk_flags(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        critic_speed.parse_args(argv)
+    assert message in capsys.readouterr().err
