@@ -442,7 +442,7 @@ def run_chunk_sweep(args: argparse.Namespace, device: torch.device) -> dict[str,
 
 
 def print_chunk_sweep(results: dict[str, dict[str, dict[str, Any]]]) -> None:
-    """B, chunk_size (pairs and pair activations), ms/step, peak MiB, and ratios to the default chunk."""
+    """B, chunk_size (pairs, and the pair activations a chunk holds), ms/step, peak MiB, ratios to the default."""
     rows = []
     for batch, by_chunk in results.items():
         default = by_chunk.get("default", {})
@@ -450,7 +450,9 @@ def print_chunk_sweep(results: dict[str, dict[str, dict[str, Any]]]) -> None:
             if "skipped" in res:
                 rows.append([batch, label, "-", "-", "-", "-", "-"])
                 continue
-            elements = res["chunk_size"] * res.get("hidden", 0)
+            # The pair activations one chunk really holds: whole rows of B pairs, at least one row.
+            chunk_rows = min(int(batch), max(1, res["chunk_size"] // int(batch)))
+            elements = chunk_rows * int(batch) * res.get("hidden", 0)
             speed = mem = None
             if "ms_per_step" in default:
                 speed = default["ms_per_step"] / res["ms_per_step"]

@@ -160,11 +160,13 @@ class SeparableCritic(nn.Module):
         return f"normalize={self.normalize}, temperature={self.temperature:.4g}{learn}"
 
 
-#: ConcatCritic's chunk on a CPU, in pair activations (rows * N * H): 2**20 floats, 4 MiB. Measured at B = 256,
-#: H = 512: 945 ms a step against 1401 ms for one 65536-pair chunk; 2**19-2**21 are within noise for H = 128-1024.
-#: Most of the gain is the allocator's: blocks under glibc's 32 MiB mmap threshold are reused from the heap,
-#: larger ones come as fresh pages the kernel must fault in and zero (forcing mmap for every block erases
-#: the difference). The price is the heap's freed blocks: peak RSS 5.9 GiB against 4.4 GiB at B = 1024.
+#: ConcatCritic's chunk on a CPU, in pair activations (rows * N * H): 2**20 floats, 4 MiB. Measured at H = 512
+#: (``benchmarks/critic_speed.py --chunk-sweep``): at B = 128-1024 it is 1.5-1.7x faster than one 65536-pair
+#: chunk; at B = 64 (two 4 MiB chunks against one of 8 MiB) it is 1.1-1.5x slower, where repeats of the one
+#: chunk spread 1.3x. The likely reason is the allocator: blocks under glibc's 32 MiB mmap threshold are
+#: reused from the heap, larger ones come as fresh pages the kernel must fault in and zero (with mmap forced
+#: for every block the default loses its lead). The price is the heap's freed blocks: peak RSS 5.8 GiB
+#: against 4.1-4.3 GiB at B = 1024.
 CPU_CHUNK_ELEMENTS = 1 << 20
 #: ConcatCritic's chunk on other devices (CUDA), in pairs: large chunks keep the kernels few and big.
 DEFAULT_CHUNK_PAIRS = 1 << 16
@@ -175,14 +177,15 @@ class ConcatCritic(nn.Module):
 
     The first layer is linear, so W [x; y] + b = W_x x + W_y y + b: both halves are computed once
     ([B, H] and [N, H]) and broadcast-added; the remaining layers run on the [rows, N, H] pair
-    activations in row chunks of at most ``chunk_size`` pairs. ``self.net`` is the plain MLP on
-    [x; y], so the scores equal the naive tiled computation with the same weights.
+    activations in row chunks of at most ``chunk_size`` pairs (at least one row). ``self.net`` is the
+    plain MLP on [x; y], so the scores equal the naive tiled computation with the same weights.
 
     ``chunk_size=None`` (the default) picks the chunk by device: on a CPU, :data:`CPU_CHUNK_ELEMENTS`
-    pair activations (4 MiB in float32), which the allocator recycles instead of faulting in fresh
-    pages (1.5x faster than one 65536-pair chunk at B = 256, for up to 1.4x the peak resident
-    memory at B = 1024); elsewhere :data:`DEFAULT_CHUNK_PAIRS` pairs. Pass ``chunk_size=65536`` for
-    the smaller peak, or ``checkpoint=True`` to bound it.
+    pair activations (4 MiB in float32; one row of N pairs when N * H is larger), which the allocator
+    recycles instead of faulting in fresh pages (1.5-1.7x faster than one 65536-pair chunk at
+    B = 128-1024, for up to 1.4x the peak resident memory at B = 1024); elsewhere
+    :data:`DEFAULT_CHUNK_PAIRS` pairs. Pass ``chunk_size=65536`` for the smaller peak, or
+    ``checkpoint=True`` to bound it.
 
     With gradients enabled, autograd keeps every chunk's activations for the backward pass, so
     chunking bounds transient memory only; ``checkpoint=True`` recomputes each chunk in the
@@ -208,11 +211,11 @@ class ConcatCritic(nn.Module):
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.checkpoint = bool(checkpoint)
 
-    def chunk_pairs(self, device: torch.device) -> int:
+    def chunk_pairs(self, device: torch.device | str) -> int:
         """The pairs per chunk on ``device``: ``chunk_size``, or the device's default when it is None."""
         if self.chunk_size is not None:
             return self.chunk_size
-        if device.type == "cpu":
+        if torch.device(device).type == "cpu":
             return max(1, CPU_CHUNK_ELEMENTS // self.net[0].out_features)
         return DEFAULT_CHUNK_PAIRS
 
@@ -232,7 +235,7 @@ class ConcatCritic(nn.Module):
         # The first ReLU runs in place: the broadcast add's output is a fresh tensor that its backward
         # does not keep, so rewriting [rows, N, H] saves a pass over memory. After a Linear it must not:
         # a Linear on [rows, N, H] returns a view of its [rows * N, H] product, and an in-place op on a
-        # view makes autograd copy the whole gradient through CopySlices (measured: 1.6x slower).
+        # view makes autograd copy the whole gradient through CopySlices.
         for i, layer in enumerate(self.net[1:]):
             if type(layer) is nn.ReLU:
                 h = torch.relu_(h) if i == 0 else torch.relu(h)

@@ -157,7 +157,8 @@ def test_mi_estimation_student_t_rejects_levels_below_its_tail_term():
 
 def test_critic_speed_chunk_sweep_measures_each_chunk_in_a_worker(tmp_path, capsys):
     out = tmp_path / "sweep.json"
-    argv = ["--quick", "--batch-sizes", "16", "--chunk-sweep", "0", "32", "--out", str(out)]
+    # --device cpu: the default chunk is the CPU's (on CUDA it is 65536 pairs).
+    argv = ["--quick", "--device", "cpu", "--batch-sizes", "16", "--chunk-sweep", "0", "32", "--out", str(out)]
     assert critic_speed.main(argv) == 0
     data = json.loads(out.read_text())
     sweep = data["results"]["16"]
