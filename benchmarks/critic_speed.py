@@ -242,6 +242,8 @@ def measure(
         "peak_upper_bound": upper_bound,
         "threads": torch.get_num_threads(),
         "device": str(device),
+        # The pairs per chunk the critic used (its device default when chunk_size is None).
+        **({"chunk_size": critic.chunk_pairs(device)} if isinstance(critic, bounds.ConcatCritic) else {}),
     }
 
 
@@ -435,8 +437,7 @@ def run_chunk_sweep(args: argparse.Namespace, device: torch.device) -> dict[str,
             print(f"run  ConcatCritic B={batch:<5} chunk_size={label}", flush=True)
             worker_args = argparse.Namespace(**{**vars(args), "chunk_size": chunk or None})
             res = run_worker("concat", batch, worker_args, device, timeout)
-            if "skipped" not in res:
-                res["chunk_size"] = chunk or bounds.ConcatCritic(1, 1, args.hidden).chunk_pairs(device)
+            res["hidden"] = args.hidden
             results[str(batch)][label] = res
     return results
 
@@ -452,7 +453,7 @@ def print_chunk_sweep(results: dict[str, dict[str, dict[str, Any]]]) -> None:
                 continue
             # The pair activations one chunk really holds: whole rows of B pairs, at least one row.
             chunk_rows = min(int(batch), max(1, res["chunk_size"] // int(batch)))
-            elements = chunk_rows * int(batch) * res.get("hidden", 0)
+            elements = chunk_rows * int(batch) * res["hidden"]
             speed = mem = None
             if "ms_per_step" in default:
                 speed = default["ms_per_step"] / res["ms_per_step"]
@@ -475,9 +476,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunk_sweep is not None:
         print(f"critic_speed --chunk-sweep {args.chunk_sweep}: B={args.batch_sizes} hidden={args.hidden}", flush=True)
         sweep = run_chunk_sweep(args, device)
-        for by_chunk in sweep.values():
-            for res in by_chunk.values():
-                res.setdefault("hidden", args.hidden)
         print()
         print_chunk_sweep(sweep)
         if args.out:

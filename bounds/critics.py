@@ -229,19 +229,21 @@ class ConcatCritic(nn.Module):
         first = self.net[0]
         return F.linear(check_features(y, self.y_dim, "y"), first.weight[:, self.x_dim :])
 
+    def _after_first_layer(self, h: Tensor) -> Tensor:
+        """Scores [...] from fresh first-layer pair activations [..., H]: the layers after the first."""
+        # The first ReLU runs in place: h is the broadcast add's fresh output, which its backward does not
+        # keep, so rewriting [rows, N, H] saves a pass over memory. After a Linear it must not: a Linear on
+        # [rows, N, H] returns a view of its [rows * N, H] product, and an in-place op on a view makes
+        # autograd copy the whole gradient through CopySlices (the later nn.ReLU modules are out of place).
+        act = self.net[1]
+        h = torch.relu_(h) if type(act) is nn.ReLU else act(h)
+        for layer in self.net[2:]:
+            h = layer(h)
+        return h.squeeze(-1)
+
     def _rest(self, hx: Tensor, hy: Tensor) -> Tensor:
         # [rows, 1, H] + [1, N, H] -> [rows, N, H] -> layers after the first -> [rows, N]
-        h = hx.unsqueeze(1) + hy.unsqueeze(0)
-        # The first ReLU runs in place: the broadcast add's output is a fresh tensor that its backward
-        # does not keep, so rewriting [rows, N, H] saves a pass over memory. After a Linear it must not:
-        # a Linear on [rows, N, H] returns a view of its [rows * N, H] product, and an in-place op on a
-        # view makes autograd copy the whole gradient through CopySlices.
-        for i, layer in enumerate(self.net[1:]):
-            if type(layer) is nn.ReLU:
-                h = torch.relu_(h) if i == 0 else torch.relu(h)
-            else:
-                h = layer(h)
-        return h.squeeze(-1)
+        return self._after_first_layer(hx.unsqueeze(1) + hy.unsqueeze(0))
 
     def score_projections(self, hx: Tensor, hy: Tensor) -> Tensor:
         """Scores [B, N] from the first-layer halves (e.g. gathered from other ranks)."""
@@ -265,9 +267,7 @@ class ConcatCritic(nn.Module):
         """Scores [B, M] with scores[i, m] = MLP([x_i; candidates[i, m]]): each row its own M candidates."""
         b, m, d = candidates.shape
         h = self.project_x(x).unsqueeze(1) + self.project_y(candidates.reshape(b * m, d)).view(b, m, -1)
-        for layer in self.net[1:]:
-            h = layer(h)
-        return h.squeeze(-1)
+        return self._after_first_layer(h)
 
     def extra_repr(self) -> str:
         chunk = "by device" if self.chunk_size is None else self.chunk_size
