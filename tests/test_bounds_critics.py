@@ -146,12 +146,12 @@ def test_concat_critic_gradients_equal_tiled_mlp(layers, activation):
     for got, want in zip(grads, tiled, strict=True):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
     # score_candidates runs the same layers (in-place first ReLU) on each row's own candidates.
-    cand = torch.randn(9, 5, 3, dtype=torch.float64)
+    cand = torch.randn(9, 5, 3, dtype=torch.float64, requires_grad=True)
     own = critic.score_candidates(x, cand)
     full = tiled_scores(critic, x, cand.reshape(45, 3)).view(9, 9, 5)[torch.arange(9), torch.arange(9)]
     torch.testing.assert_close(own, full, atol=1e-10, rtol=1e-10)
-    got = torch.autograd.grad(own.square().sum(), [x, *critic.parameters()])
-    want = torch.autograd.grad(full.square().sum(), [x, *critic.parameters()])
+    got = torch.autograd.grad(own.square().sum(), [x, cand, *critic.parameters()])
+    want = torch.autograd.grad(full.square().sum(), [x, cand, *critic.parameters()])
     for g, w_ in zip(got, want, strict=True):
         torch.testing.assert_close(g, w_, atol=1e-10, rtol=1e-10)
 
