@@ -191,16 +191,15 @@ def floor_fraction(n: Any, p: float, *, ceil: bool = False) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _draw_device(generator: torch.Generator | None, device: torch.device | str) -> torch.device:
-    # A generator can only fill tensors on its own device; without one, draw where the data is.
-    return torch.device(device) if generator is None else generator.device
-
-
 def _draw(
     fn, shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str, dtype: torch.dtype
 ) -> Tensor:
-    out = fn(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
-    return out.to(device)
+    if generator is None:
+        # No generator keyword at all: under torch.compile with dynamic shapes, generator=None makes
+        # the factory refuse symbolic sizes (a batch size that changed between calls).
+        return fn(tuple(shape), device=torch.device(device), dtype=dtype)
+    # A generator can only fill tensors on its own device: draw there, then move to the data's.
+    return fn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def rand(
@@ -230,8 +229,9 @@ def randint(
     device: torch.device | str,
 ) -> Tensor:
     """Integers uniform in [0, high) of ``shape`` on ``device``."""
-    out = torch.randint(high, tuple(shape), generator=generator, device=_draw_device(generator, device))
-    return out.to(device)
+    if generator is None:  # no generator keyword: see _draw
+        return torch.randint(high, tuple(shape), device=torch.device(device))
+    return torch.randint(high, tuple(shape), generator=generator, device=generator.device).to(device)
 
 
 def draw_seed(generator: torch.Generator | None) -> int:

@@ -24,8 +24,13 @@ Methods are names of :data:`factorcl.objectives.METHODS`, optionally ``name:sett
 change model settings (``factorcl-ssl:conditioning=concat``). ``--set KEY=VALUE`` changes a model
 setting for every method (``--set critic_hidden=256``).
 
+``--compile`` adds, next to each method's eager step, the same step with its main loss
+``torch.compile``'d, as ``TrainConfig(compile=True)`` runs it (the critic steps stay eager); the
+ratios stay against the eager baseline, and each compiled row records how long its first
+``COMPILE_WARMUP`` steps took, compilation included (``first_steps_s``).
+
     python benchmarks/objective_cost.py [--quick] [--batch-sizes 256 1024] [--encoders vector clip]
-        [--repeats 10] [--out FILE.json]
+        [--repeats 10] [--compile] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ ENCODERS = ("vector", "clip")
 TARGET_RATIO = 3.0
 INPUT_DIM, HIDDEN, FEATURES = 100, 512, 128
 LR = 1e-3
+#: Steps run after torch.compile before timing (``--compile``).
+COMPILE_WARMUP = 3
 
 
 def parse_value(text: str) -> Any:
@@ -160,22 +167,37 @@ def measure(
     batch = make_batch(batch_size, device)
     steps: dict[str, Callable[[], None]] = {}
     rows: dict[str, dict[str, Any]] = {}
-    for spec in specs:
+    if args.compile:
+        torch._dynamo.reset()  # each batch size compiled afresh, with static shapes, as a run of one B is
+    variants = [(spec, compiled) for spec in specs for compiled in ((False, True) if args.compile else (False,))]
+    for spec, compiled in variants:
         method, settings = parse_method(spec)
+        name = f"{spec} (compiled)" if compiled else spec
         torch.manual_seed(0)  # every vector method starts from the same encoders
         model = build(method, {**args.settings, **settings}).to(device)
         model.train()
-        steps[spec] = _common.trainer_step(model, batch, args.critic_steps, lr=LR)
+        steps[name] = _common.trainer_step(model, batch, args.critic_steps, lr=LR)
         for _ in range(args.warmup):
-            steps[spec]()
-        rows[spec] = {
+            steps[name]()
+        rows[name] = {
             "encoders": encoders,
             "B": batch_size,
-            "method": spec,
-            "macs_per_sample": count_macs(steps[spec], batch_size),
+            "method": name,
+            "compiled": compiled,
+            # Counted eagerly: compiling changes how the products run, not how many there are.
+            "macs_per_sample": count_macs(steps[name], batch_size),
             "parameters": sum(p.numel() for p in model.parameters()),
             "times_ms": [],
         }
+        if compiled:
+            # What TrainConfig(compile=True) compiles: the main loss (the trainer's forward).
+            model.loss = torch.compile(model.loss)
+            start = time.perf_counter()
+            for _ in range(COMPILE_WARMUP):  # the first calls compile, and recompile once shapes settle
+                steps[name]()
+            _common.synchronize(device)
+            # Whole steps (critic steps included), compilation among them: what a run waits before speed.
+            rows[name]["first_steps_s"] = time.perf_counter() - start
     _common.synchronize(device)
     for _ in range(args.repeats):
         for spec, step in steps.items():
@@ -210,6 +232,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time every method with its main loss torch.compile'd (as TrainConfig(compile=True) does), "
+        "next to its eager step",
+    )
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--quick", action="store_true", help="B=32, two repeats: a smoke test, not a measurement")
     args = p.parse_args(argv)
@@ -227,6 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = _common.pick_device(args.device)
     rows: list[dict[str, Any]] = []
+    config = {k: v for k, v in vars(args).items() if k != "out"}
+
+    def save(checks_out: list[str]) -> None:
+        if args.out:
+            result = {"config": config, "environment": _common.environment(device), "results": rows}
+            _common.write_json(args.out, {**result, "checks": checks_out})
+
     with _common.measuring(args.threads):
         for encoders in args.encoders:
             for b in args.batch_sizes:
@@ -234,10 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for r in got:
                     print(
                         f"{encoders:<6} B={b:<5} {r['method']:<34} {r['ms_per_step']:9.1f} ms  "
-                        f"{r['x_time']:5.2f}x  {r['macs_per_sample'] / 1e6:8.2f} MMAC/sample",
+                        f"{r['x_time']:5.2f}x  {r['macs_per_sample'] / 1e6:8.2f} MMAC/sample"
+                        + (f"  (first steps {r['first_steps_s']:.1f} s)" if r["compiled"] else ""),
                         flush=True,
                     )
                 rows += got
+                save([])  # after every batch size: a run cut short keeps what it measured
     base = args.methods[0]
     print()
     print(
@@ -264,12 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     print("\n".join(checks_out))
-    if args.out:
-        config = {k: v for k, v in vars(args).items() if k != "out"}
-        _common.write_json(
-            args.out,
-            {"config": config, "environment": _common.environment(device), "results": rows, "checks": checks_out},
-        )
+    save(checks_out)
     return 0
 
 

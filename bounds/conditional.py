@@ -199,6 +199,13 @@ class _Conditional(nn.Module):
         self.concat_sides = concat_sides
         #: ``sampled``: the detached candidates of the last forward (see :class:`SampledCandidates`).
         self.last_candidates: SampledCandidates | None = None
+        # The scorers wrap the critics for call_frozen. Made here, not per call: a module built
+        # inside a torch.compile'd loss breaks its graph at every call (getattr on a module with a
+        # pending mutation). Kept out of _modules, so state_dict and parameters are unchanged.
+        self.__dict__["_scorers"] = {}
+        for role in ("critic", "correction_critic"):
+            if getattr(self, role) is not None:
+                self._scorer(role)
 
     def _cond(self, c: Tensor) -> Tensor:
         if c.is_floating_point():
@@ -268,7 +275,7 @@ class _Conditional(nn.Module):
         (the cost of an in-batch critic); with it, c_i is appended to both sides and every row's
         K candidates are scored separately (B * K critic inputs).
         """
-        scorer = _CandidateScorer(self.critic)
+        scorer = self._scorer("critic")
         run = (lambda *a: call_frozen(scorer, *a)) if frozen else scorer  # noqa: E731
         if self.critic_sees_condition:
             cand = torch.cat([positive.unsqueeze(1), noise.unsqueeze(0).expand(positive.shape[0], -1, -1)], dim=1)
@@ -282,10 +289,19 @@ class _Conditional(nn.Module):
         ``frozen``: g's parameters detached, gradients reach c and the positive (the estimate's
         gradient with respect to the inputs); otherwise the inputs are detached (g's training).
         """
-        scorer = _CandidateScorer(self.correction_critic)
+        scorer = self._scorer("correction_critic")
         if frozen:
             return call_frozen(scorer, c, positive.unsqueeze(1), noise.detach())
         return scorer(c.detach(), positive.detach().unsqueeze(1), noise.detach())
+
+    def _scorer(self, role: str) -> _CandidateScorer:
+        """The candidate scorer of the critic in attribute ``role`` (rebuilt if that critic was replaced)."""
+        scorers = self.__dict__.setdefault("_scorers", {})  # setdefault: modules pickled before it existed
+        critic = getattr(self, role)
+        scorer = scorers.get(role)
+        if scorer is None or scorer.critic is not critic:
+            scorer = scorers[role] = _CandidateScorer(critic)
+        return scorer
 
     def critic_loss_parameters(self) -> list[nn.Parameter]:
         """The parameters :meth:`critic_loss` trains (and ``forward`` leaves frozen)."""

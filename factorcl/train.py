@@ -180,7 +180,7 @@ class TrainConfig:
     wandb_name: str | None = None  # the W&B run's display name
     wandb_mode: str | None = None  # "online", "offline", "disabled"; None: wandb's default (WANDB_MODE)
     plot: bool = True  # draw out_dir/training.png (every term's estimate, the evaluations) at the end
-    compile: bool = False  # torch.compile the model's loss (opt-in: compiling takes time, pays off on GPUs)
+    compile: bool = False  # torch.compile the model's loss (opt-in: compiling takes time; little gain on CPU)
     find_unused_parameters: bool = False  # DDP: only for models whose loss leaves trainable parameters unused
 
     def __post_init__(self) -> None:

@@ -30,6 +30,20 @@ def test_objective_cost_quick_counts_and_times_every_method(tmp_path, capsys):
     assert "MMAC/sample" in printed and "x simclr" in printed
 
 
+def test_objective_cost_compile_times_a_compiled_step_next_to_the_eager_one(tmp_path):
+    out = tmp_path / "cost.json"
+    argv = ["--quick", "--encoders", "vector", "--methods", "simclr", "--repeats", "1", "--compile", "--out", str(out)]
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    assert objective_cost.main(argv) == 0
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the loss was really compiled
+    eager, compiled = json.loads(out.read_text())["results"]
+    assert (eager["method"], compiled["method"]) == ("simclr", "simclr (compiled)")
+    assert not eager["compiled"] and compiled["compiled"] and compiled["first_steps_s"] > 0
+    assert compiled["macs_per_sample"] == eager["macs_per_sample"]  # the same products, however they run
+    assert eager["x_time"] == 1.0 and compiled["x_time"] == compiled["ms_per_step"] / eager["ms_per_step"]
+
+
 def test_objective_cost_method_specs_and_bad_settings():
     assert objective_cost.parse_method("factorcl-ssl:conditioning=concat,critic_hidden=64") == (
         "factorcl-ssl",
