@@ -58,17 +58,21 @@ def test_default_critics_bracket_the_true_mi(kind, name):
 
 def test_defaults_are_cosine_and_the_plain_dot_product_breaks_the_bracket():
     """The old defaults (unnormalised dot product, temperature 1, two hidden-to-hidden layers) on
-    Student-t, df=2: outliers dominate the logsumexp and NCE-CLUB falls below I (seeds 0-2: 0.29,
-    0.06, -0.26 against I = 0.72)."""
+    Student-t, df=2: outliers dominate the logsumexp and NCE-CLUB falls below I = 0.72. Seeds 0-2 gave
+    0.29, 0.06, -0.26 on one machine and 0.61, 0.02, 0.10 on another (another CPU's kernels change
+    the training path), so the test asserts on the three seeds' mean, not on one seed."""
     critic = bounds.SeparableCritic(3, 3)
     assert critic.normalize and critic.temperature == pytest.approx(0.1) and not critic.learn_temperature
     assert len(critic.g) == 5  # Linear, act, Linear, act, Linear: layers=1, FactorCL's critic
     dist = DISTRIBUTIONS["student-t df=2"]
-    torch.manual_seed(0)
-    plain = bounds.SeparableCritic(3, 3, hidden_dim=HIDDEN["separable"], layers=2, normalize=False, temperature=1.0)
-    lower, upper = held_out_bracket(plain, dist, seed=0)
-    print(f"plain dot-product critic, student-t df=2: InfoNCE {lower:.3f}, NCE-CLUB {upper:.3f}, I {dist.mi:.3f}")
-    assert upper < dist.mi - 0.2
+    uppers = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        plain = bounds.SeparableCritic(3, 3, hidden_dim=HIDDEN["separable"], layers=2, normalize=False, temperature=1.0)
+        lower, upper = held_out_bracket(plain, dist, seed=seed)
+        print(f"plain dot-product critic, student-t df=2, seed {seed}: InfoNCE {lower:.3f}, NCE-CLUB {upper:.3f}")
+        uppers.append(upper)
+    assert sum(uppers) / len(uppers) < dist.mi - 0.2, uppers  # far below I: not an upper bound
 
 
 def test_check_bracket_flags_a_broken_upper_bound():

@@ -67,9 +67,12 @@ def test_a_model_saved_before_the_restructure_loads_and_computes_the_same(method
     with torch.no_grad():
         reps = model.embed(batch["x1"], batch["x2"])
         loss, _ = model.loss(batch)
+    # float32 rounding, not bit equality: another CPU's or torch version's kernels sum in another order
+    # (a fresh machine measured 1e-6 on representations of scale 15). A wrong or missing weight moves
+    # them by orders of magnitude more.
     for key, value in saved["reps"].items():
-        torch.testing.assert_close(reps[key], value, rtol=0, atol=0, msg=key)
-    torch.testing.assert_close(loss, saved["loss"], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(reps[key], value, rtol=1e-5, atol=1e-5, msg=lambda m, key=key: f"{key}: {m}")
+    torch.testing.assert_close(loss, saved["loss"], rtol=1e-5, atol=1e-5)
 
 
 if __name__ == "__main__":  # re-measure the pinned numbers (after an intended change of behaviour)
