@@ -229,9 +229,7 @@ def randint(
     device: torch.device | str,
 ) -> Tensor:
     """Integers uniform in [0, high) of ``shape`` on ``device``."""
-    if generator is None:  # no generator keyword: see _draw
-        return torch.randint(high, tuple(shape), device=torch.device(device))
-    return torch.randint(high, tuple(shape), generator=generator, device=generator.device).to(device)
+    return _draw(functools.partial(torch.randint, high), shape, generator, device, torch.int64)
 
 
 def draw_seed(generator: torch.Generator | None) -> int:

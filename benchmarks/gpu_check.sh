@@ -34,7 +34,6 @@ run() {  # run NAME TIMEOUT_S COMMAND...: one check, its output also kept in OUT
   [ "$rc" -eq 0 ] || status=1
 }
 
-# The limits add up to 8 minutes.
 # The limits add up to 8 minutes. objective_cost writes its JSON after each batch size, so a check
 # cut short by its limit still leaves what it measured.
 run clip_step 170 "$python" benchmarks/clip_step.py --out "$out/clip_step.json"

@@ -256,11 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = _common.pick_device(args.device)
     rows: list[dict[str, Any]] = []
     config = {k: v for k, v in vars(args).items() if k != "out"}
+    env = _common.environment(device)
 
     def save(checks_out: list[str]) -> None:
         if args.out:
-            result = {"config": config, "environment": _common.environment(device), "results": rows}
-            _common.write_json(args.out, {**result, "checks": checks_out})
+            _common.write_json(args.out, {"config": config, "environment": env, "results": rows, "checks": checks_out})
 
     with _common.measuring(args.threads):
         for encoders in args.encoders:

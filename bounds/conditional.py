@@ -202,7 +202,6 @@ class _Conditional(nn.Module):
         # The scorers wrap the critics for call_frozen. Made here, not per call: a module built
         # inside a torch.compile'd loss breaks its graph at every call (getattr on a module with a
         # pending mutation). Kept out of _modules, so state_dict and parameters are unchanged.
-        self.__dict__["_scorers"] = {}
         for role in ("critic", "correction_critic"):
             if getattr(self, role) is not None:
                 self._scorer(role)

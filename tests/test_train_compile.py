@@ -20,6 +20,17 @@ def eager_random():
         yield
 
 
+@pytest.fixture
+def no_value_checks():
+    """The estimators' NaN/inf checks off, as factorcl.fit runs the loss (each reads a value back)."""
+    import bounds
+
+    enabled = bounds.value_checks_enabled()
+    bounds.set_value_checks(False)
+    yield
+    bounds.set_value_checks(enabled)
+
+
 @pytest.mark.slow
 def test_compiled_loss_equals_the_eager_loss(eager_random):
     data = small_data(num_samples=256)
@@ -38,13 +49,10 @@ def test_compiled_loss_equals_the_eager_loss(eager_random):
 @pytest.mark.parametrize(
     ("method", "conditioning"), [("factorcl-ssl", "sampled"), ("factorcl-ssl", "concat"), ("cross+self+fact", None)]
 )
-def test_self_supervised_loss_compiles_into_one_graph(method, conditioning, monkeypatch):
+def test_self_supervised_loss_compiles_into_one_graph(method, conditioning, no_value_checks):
     """The self-supervised losses torch.compile sees have no graph break: the sampled conditional terms
     used to build a scorer module per call, and dynamo fell back to eager at every such call. (The
     supervised methods break it in several places: label checks on the host and data-sized masks.)"""
-    import bounds
-
-    monkeypatch.setattr(bounds._checks, "_VALUE_CHECKS", False)  # as factorcl.fit runs the loss
     model = small_model(method, **({} if conditioning is None else {"conditioning": conditioning}))
     model.train()
     data = small_data(num_samples=64)
@@ -57,12 +65,9 @@ def test_self_supervised_loss_compiles_into_one_graph(method, conditioning, monk
 
 
 @pytest.mark.slow
-def test_compiled_loss_takes_a_batch_of_another_size(eager_random, monkeypatch):
+def test_compiled_loss_takes_a_batch_of_another_size(eager_random, no_value_checks):
     """A batch of a new size (an epoch's last batch) recompiles the loss with dynamic shapes: the
     augmentations' random draws must accept symbolic sizes, and the values still match eager."""
-    import bounds
-
-    monkeypatch.setattr(bounds._checks, "_VALUE_CHECKS", False)
     views = augment.Compose([augment.GaussianNoise(0.1), augment.FeatureDropout(0.1)])  # rand and randn draws
     model = small_model(augment1=views, augment2=views)
     model.train()
